@@ -1,0 +1,299 @@
+"""The extraction stage: media -> one per-frame table per input, with a run report.
+
+Data flow per input: :mod:`dfe.io` frames -> :mod:`dfe.face` landmarks -> :mod:`dfe.expression`
+alignment, neutral and psi -> :mod:`dfe.table` (written atomically). A batch never stops on a bad
+input: each gets a line in ``report.json`` and the run goes on; a rerun skips finished inputs.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from dfe import expression
+from dfe.face import BLENDSHAPE_NAMES, FaceLandmarker, FaceObservation, FaceTracker
+from dfe.io import Frame, InputProblem, MediaError, find_media, iter_frames, media_kind, read_image, video_info
+from dfe.mesh import canonical_mesh
+from dfe.table import BLENDSHAPE_COLUMNS, LANDMARK_COLUMNS, META_COLUMNS, write_table
+
+log = logging.getLogger(__name__)
+
+REPORT_NAME = "report.json"
+
+
+@dataclass
+class ExtractOptions:
+    max_faces: int = 1
+    landmarker_model: str | None = None
+    neutral: str | None = None  # None | "auto" (<prefix>_neutral.<ext> beside the image) | CSV path
+    format: str = "parquet"
+    overwrite: bool = False
+    progress: bool = True
+
+
+@dataclass
+class InputResult:
+    """One line of the run report."""
+
+    input: str
+    status: str  # ok | failed | skipped
+    output: str | None = None
+    frames: int = 0
+    faces: int = 0  # rows with a face found
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class RunReport:
+    outdir: str
+    results: list[InputResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[InputResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def save(self) -> Path:
+        path = Path(self.outdir) / REPORT_NAME
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"results": [asdict(r) for r in self.results]}, indent=2))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, outdir: str | Path) -> "RunReport":
+        path = Path(outdir) / REPORT_NAME
+        report = cls(str(outdir))
+        if path.is_file():
+            try:
+                report.results = [InputResult(**r) for r in json.loads(path.read_text())["results"]]
+            except (ValueError, KeyError, TypeError):
+                log.warning("%s is unreadable; starting a new report", path)
+        return report
+
+
+# ---------------------------------------------------------------- neutral references (images)
+
+def neutral_lookup(spec: str | None, files: list[Path]) -> dict[Path, Path]:
+    """Map image -> its person's neutral image.
+
+    ``auto``: a file ``<prefix>_neutral.<ext>`` is the neutral of every image ``<prefix>_*`` in
+    the same folder. A CSV path: columns ``image,neutral`` (paths relative to the CSV allowed).
+    """
+    if not spec:
+        return {}
+    mapping: dict[Path, Path] = {}
+    if spec == "auto":
+        for f in files:
+            prefix = f.stem.rsplit("_", 1)[0]
+            for cand in f.parent.glob(f"{prefix}_neutral.*"):
+                if media_kind(cand) == "image":
+                    mapping[f.resolve()] = cand.resolve()
+        return mapping
+    csv_path = Path(spec)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"--neutral: {spec} is neither 'auto' nor an existing CSV file")
+    with open(csv_path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            if "image" not in row or "neutral" not in row:
+                raise ValueError(f"--neutral CSV {spec} needs the columns image,neutral")
+            img, neu = Path(row["image"]), Path(row["neutral"])
+            img = img if img.is_absolute() else csv_path.parent / img
+            neu = neu if neu.is_absolute() else csv_path.parent / neu
+            mapping[img.resolve()] = neu.resolve()
+    return mapping
+
+
+# ---------------------------------------------------------------- one input
+
+def _face_row(obs: FaceObservation, frame: Frame, align: expression.Alignment) -> dict:
+    yaw, pitch, roll = align.pose_angles
+    inv = 1.0 / frame.scale  # report boxes in the original image's pixels
+    row = {
+        "face_id": obs.face_id, "success": 1, "presence": obs.presence,
+        "bbox_x": obs.bbox[0] * inv, "bbox_y": obs.bbox[1] * inv,
+        "bbox_w": obs.bbox[2] * inv, "bbox_h": obs.bbox[3] * inv,
+        "pose_yaw": yaw, "pose_pitch": pitch, "pose_roll": roll,
+        "pose_tx": float(obs.matrix[0, 3]), "pose_ty": float(obs.matrix[1, 3]), "pose_tz": float(obs.matrix[2, 3]),
+        "pose_scale": (1.0 / align.scale) * inv, "align_rmse": align.rmse,
+    }
+    row.update(zip(BLENDSHAPE_COLUMNS, obs.blendshapes.tolist()))
+    return row
+
+
+def _empty_row() -> dict:
+    row = {c: np.nan for c in META_COLUMNS[3:]}
+    row.update({"face_id": -1, "success": 0, "presence": 0.0})
+    row.update({c: np.nan for c in BLENDSHAPE_COLUMNS})
+    return row
+
+
+class _NeutralCache:
+    """Aligned neutral meshes of reference photos, extracted once per run."""
+
+    def __init__(self, landmarker: FaceLandmarker):
+        self.landmarker = landmarker
+        self.meshes: dict[Path, np.ndarray | None] = {}
+
+    def get(self, path: Path) -> np.ndarray | None:
+        if path not in self.meshes:
+            try:
+                frame = read_image(path)
+                faces = self.landmarker.detect(frame.rgb)
+                h, w = frame.rgb.shape[:2]
+                self.meshes[path] = expression.align_to_canonical(faces[0].landmarks, w, h).mesh if faces else None
+                if not faces:
+                    log.warning("no face in neutral reference %s; using the canonical face", path)
+            except MediaError as e:
+                log.warning("cannot read neutral reference %s (%s); using the canonical face", path, e)
+                self.meshes[path] = None
+        return self.meshes[path]
+
+
+def extract_file(path: str | Path, options: ExtractOptions | None = None,
+                 landmarker: FaceLandmarker | None = None, neutral_mesh: np.ndarray | None = None,
+                 neutral_name: str | None = None, progress: bool = False) -> pd.DataFrame:
+    """Per-frame table of one image or video (raises :class:`MediaError` on unreadable media).
+
+    Videos: each face track's neutral is estimated from its least expressive frames.
+    Images: ``neutral_mesh`` (the aligned mesh of the person's neutral photo) if given, else the
+    canonical face; ``neutral_source`` records which.
+    """
+    options = options or ExtractOptions()
+    path = Path(path)
+    kind = media_kind(path)
+    if kind is None:
+        raise MediaError(f"not a supported image or video type ({path.suffix})")
+    mesh = canonical_mesh()
+    own = landmarker is None or kind == "video"  # VIDEO mode needs a fresh tracker per file
+    lm = FaceLandmarker(kind, options.max_faces, options.landmarker_model) if own else landmarker
+    tracker = FaceTracker()
+    meta, aligned, blend, lms = [], [], [], []
+    total = video_info(path).frames if kind == "video" else 1
+    try:
+        bar = tqdm(total=total or None, desc=path.name, unit="frame", leave=False, disable=not progress)
+        for frame in iter_frames(path):
+            h, w = frame.rgb.shape[:2]
+            faces = tracker.assign(lm.detect(frame.rgb, int(round(frame.timestamp * 1000))), frame.index)
+            base = {"file": str(path), "frame": frame.index, "timestamp": frame.timestamp}
+            if not faces:
+                meta.append({**base, **_empty_row()})
+                aligned.append(np.full((mesh.vertices.shape[0], 3), np.nan))
+                blend.append(np.full(len(BLENDSHAPE_NAMES), np.nan))
+                lms.append(np.full(len(LANDMARK_COLUMNS), np.nan, dtype=np.float32))
+            for obs in faces:
+                al = expression.align_to_canonical(obs.landmarks, w, h, mesh)
+                meta.append({**base, **_face_row(obs, frame, al)})
+                aligned.append(al.mesh)
+                blend.append(obs.blendshapes)
+                lms.append(obs.landmarks.reshape(-1))
+            bar.update(1)
+        bar.close()
+    finally:
+        if own:
+            lm.close()
+    df = pd.DataFrame(meta, columns=META_COLUMNS + BLENDSHAPE_COLUMNS)
+    aligned_arr = np.asarray(aligned)
+    psi = np.full((len(df), aligned_arr.shape[1] * 3), np.nan, dtype=np.float32)
+    source = np.full(len(df), "", dtype=object)
+    n_neutral = np.zeros(len(df), dtype=np.int64)
+    ok = df["success"].to_numpy() == 1
+    for fid in sorted(df.loc[ok, "face_id"].unique()):
+        rows = np.flatnonzero(ok & (df["face_id"].to_numpy() == fid))
+        if kind == "video":
+            ref, k = expression.estimate_neutral(aligned_arr[rows], np.asarray(blend)[rows])
+            src = "track"
+        elif neutral_mesh is not None:
+            ref, k, src = neutral_mesh, 1, f"image:{neutral_name}"
+        else:
+            ref, k, src = mesh.vertices, 0, "canonical"
+        psi[rows] = expression.geometry_psi(aligned_arr[rows], ref)
+        source[rows] = src
+        n_neutral[rows] = k
+    df["psi_kind"] = "geometry"
+    df["neutral_source"] = source
+    df["neutral_frames"] = n_neutral
+    lm_block = pd.DataFrame(np.asarray(lms, dtype=np.float32), columns=LANDMARK_COLUMNS)
+    psi_block = pd.DataFrame(psi, columns=[f"psi_{i}" for i in range(psi.shape[1])])
+    return pd.concat([df, lm_block, psi_block], axis=1)
+
+
+# ---------------------------------------------------------------- a batch
+
+def output_name(path: Path, taken: set[str], fmt: str) -> str:
+    """``<stem>.<fmt>``; a second input with the same stem gets a short hash of its path."""
+    name = f"{path.stem}.{fmt}"
+    if name in taken:
+        name = f"{path.stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}.{fmt}"
+    taken.add(name)
+    return name
+
+
+def extract(inputs: list[str | Path], outdir: str | Path, options: ExtractOptions | None = None) -> RunReport:
+    """Extract every image and video in ``inputs`` into ``outdir``; returns the run report.
+
+    Finished outputs are kept and skipped on a rerun unless ``options.overwrite``.
+    """
+    options = options or ExtractOptions()
+    if options.format not in ("parquet", "csv"):
+        raise ValueError("format must be 'parquet' or 'csv'")
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    files, problems = find_media(inputs)
+    previous = {r.input: r for r in RunReport.load(outdir).results}
+    report = RunReport(str(outdir))
+    for prob in problems:
+        report.results.append(InputResult(prob.path, "failed", error=prob.error))
+        log.error("%s: %s", prob.path, prob.error)
+    neutrals = neutral_lookup(options.neutral, files)
+    taken: set[str] = set()
+    image_lm: FaceLandmarker | None = None
+    cache: _NeutralCache | None = None
+    try:
+        for path in tqdm(files, desc="extract", unit="file", disable=not options.progress or len(files) < 2):
+            out = outdir / output_name(path, taken, options.format)
+            before = previous.get(str(path))
+            if out.exists() and not options.overwrite and before and before.status in ("ok", "skipped"):
+                report.results.append(InputResult(str(path), "skipped", str(out), before.frames, before.faces))
+                continue
+            start = time.perf_counter()
+            try:
+                if media_kind(path) == "image" and image_lm is None:
+                    image_lm = FaceLandmarker("image", options.max_faces, options.landmarker_model)
+                    cache = _NeutralCache(image_lm)
+                ref = neutrals.get(path)
+                df = extract_file(path, options, image_lm, cache.get(ref) if ref and cache else None,
+                                  ref.name if ref else None,
+                                  progress=options.progress and media_kind(path) == "video")
+                write_table(df, out)
+                result = InputResult(str(path), "ok", str(out), int(df["frame"].nunique()),
+                                     int(df["success"].sum()))
+                expected = video_info(path).frames if media_kind(path) == "video" else 1
+                if result.frames < 0.9 * expected:
+                    result.status = "failed"
+                    result.error = f"truncated video: decoded {result.frames} of {expected} frames (partial table kept)"
+                    log.error("%s: %s", path, result.error)
+            except (MediaError, OSError, ValueError, RuntimeError) as e:
+                result = InputResult(str(path), "failed", error=f"{type(e).__name__}: {e}" if not isinstance(e, MediaError) else str(e))
+                log.error("%s: %s", path, result.error)
+            result.seconds = round(time.perf_counter() - start, 3)
+            report.results.append(result)
+            report.save()  # after every input: a crash never loses the record of finished work
+    finally:
+        if image_lm is not None:
+            image_lm.close()
+    report.save()
+    return report

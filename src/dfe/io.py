@@ -1,0 +1,180 @@
+"""Media in: find images and videos, stream their frames with timestamps."""
+
+from __future__ import annotations
+
+import glob
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+MAX_SIDE = 1920  # frames larger than this are downscaled before landmarking (8K-safe)
+
+
+class MediaError(RuntimeError):
+    """An input that cannot be read as media; the message is one sentence for the run report."""
+
+
+@dataclass
+class Frame:
+    """One decoded frame: RGB uint8 pixels (possibly downscaled), its index and time."""
+
+    index: int
+    timestamp: float  # seconds
+    rgb: np.ndarray
+    scale: float = 1.0  # pixels of rgb per pixel of the original
+
+
+@dataclass
+class InputProblem:
+    """Something named on the command line that yields no media (empty folder, bad glob...)."""
+
+    path: str
+    error: str
+
+
+def media_kind(path: str | Path) -> str | None:
+    suffix = Path(path).suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    return None
+
+
+def find_media(inputs: list[str | Path]) -> tuple[list[Path], list[InputProblem]]:
+    """Expand files, folders (recursive) and globs into media files, plus the problems met."""
+    found: list[Path] = []
+    problems: list[InputProblem] = []
+    for item in inputs:
+        item = str(item)
+        p = Path(item)
+        if p.is_dir():
+            try:
+                files = sorted(f for f in p.rglob("*") if f.is_file() and media_kind(f))
+            except OSError as e:
+                problems.append(InputProblem(item, f"cannot read folder: {e}"))
+                continue
+            if not files:
+                problems.append(InputProblem(item, "folder contains no images or videos"))
+            found += files
+        elif p.is_file():
+            if media_kind(p):
+                found.append(p)
+            else:
+                problems.append(InputProblem(item, f"not a supported image or video type ({p.suffix or 'no suffix'})"))
+        elif any(ch in item for ch in "*?["):
+            files = sorted(Path(f) for f in glob.glob(item, recursive=True) if media_kind(f))
+            if not files:
+                problems.append(InputProblem(item, "pattern matches no images or videos"))
+            found += files
+        else:
+            problems.append(InputProblem(item, "no such file or folder"))
+    unique = list(dict.fromkeys(f.resolve() for f in found))
+    return unique, problems
+
+
+def _fit(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    import cv2
+
+    h, w = rgb.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale < 1.0:
+        rgb = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    return rgb, scale
+
+
+def read_image(path: str | Path, max_side: int = MAX_SIDE) -> Frame:
+    """Read an image as RGB; huge images are decoded at reduced size to bound memory."""
+    import cv2
+
+    path = Path(path)
+    data = np.fromfile(path, dtype=np.uint8)
+    if data.size == 0:
+        raise MediaError("empty file")
+    header = cv2.imdecode(data, cv2.IMREAD_REDUCED_COLOR_2) if data.size > 50_000_000 else None
+    bgr = header if header is not None else cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise MediaError("not a readable image")
+    rgb, scale = _fit(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), max_side)
+    return Frame(0, 0.0, rgb, scale)
+
+
+@dataclass
+class VideoInfo:
+    frames: int
+    fps: float
+    width: int
+    height: int
+
+
+def video_info(path: str | Path) -> VideoInfo:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise MediaError("not a readable video (cannot open container)")
+        return VideoInfo(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), float(cap.get(cv2.CAP_PROP_FPS) or 0.0),
+                         int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    finally:
+        cap.release()
+
+
+def iter_video(path: str | Path, max_side: int = MAX_SIDE, start: int = 0,
+               stop: int | None = None) -> Iterator[Frame]:
+    """Stream a video's frames as RGB with timestamps in seconds (from the container when known)."""
+    import cv2
+
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise MediaError("empty file")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        raise MediaError("not a readable video (cannot open container)")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    try:
+        if start:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+        index = start
+        while stop is None or index < stop:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            msec = cap.get(cv2.CAP_PROP_POS_MSEC)
+            ts = msec / 1000.0 if msec > 0 or index == 0 else (index / fps if fps else float(index))
+            rgb, scale = _fit(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), max_side)
+            yield Frame(index, ts, rgb, scale)
+            index += 1
+        if index == start:
+            raise MediaError("video has no decodable frames")
+    finally:
+        cap.release()
+
+
+def iter_frames(path: str | Path, max_side: int = MAX_SIDE) -> Iterator[Frame]:
+    """Frames of an image (one) or a video (streamed)."""
+    kind = media_kind(path)
+    if kind == "image":
+        yield read_image(path, max_side)
+    elif kind == "video":
+        yield from iter_video(path, max_side)
+    else:
+        raise MediaError(f"not a supported image or video type ({Path(path).suffix})")
+
+
+def read_frame(path: str | Path, index: int = 0) -> Frame:
+    """One frame of a file (index ignored for images): for crops in figures."""
+    if media_kind(path) == "image":
+        return read_image(path)
+    for frame in iter_video(path, start=index, stop=index + 1):
+        return frame
+    raise MediaError(f"{path} has no frame {index}")
