@@ -36,6 +36,7 @@ class ExtractOptions:
     landmarker_model: str | None = None
     neutral: str | None = None  # None | "auto" (<prefix>_neutral.<ext> beside the image) | CSV path
     format: str = "parquet"
+    max_align_rmse: float = 1.2  # cm; a detection fitting the canonical face worse is not a human face
     overwrite: bool = False
     progress: bool = True
 
@@ -187,7 +188,11 @@ def extract_file(path: str | Path, options: ExtractOptions | None = None,
         bar = tqdm(total=total or None, desc=path.name, unit="frame", leave=False, disable=not progress)
         for frame in iter_frames(path):
             h, w = frame.rgb.shape[:2]
-            faces = tracker.assign(lm.detect(frame.rgb, int(round(frame.timestamp * 1000))), frame.index)
+            found = lm.detect(frame.rgb, int(round(frame.timestamp * 1000)))
+            fits = [expression.align_to_canonical(o.landmarks, w, h, mesh) for o in found]
+            kept = [(o, a) for o, a in zip(found, fits) if a.rmse <= options.max_align_rmse]
+            faces = tracker.assign([o for o, _ in kept], frame.index)
+            fit_of = {id(o): a for o, a in kept}
             base = {"file": str(path), "frame": frame.index, "timestamp": frame.timestamp}
             if not faces:
                 meta.append({**base, **_empty_row()})
@@ -195,7 +200,7 @@ def extract_file(path: str | Path, options: ExtractOptions | None = None,
                 blend.append(np.full(len(BLENDSHAPE_NAMES), np.nan))
                 lms.append(np.full(len(LANDMARK_COLUMNS), np.nan, dtype=np.float32))
             for obs in faces:
-                al = expression.align_to_canonical(obs.landmarks, w, h, mesh)
+                al = fit_of[id(obs)]
                 meta.append({**base, **_face_row(obs, frame, al)})
                 aligned.append(al.mesh)
                 blend.append(obs.blendshapes)
