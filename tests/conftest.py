@@ -34,3 +34,29 @@ def extracted(tmp_path_factory) -> Path:
     report = extract([VIDEOS, FACES / "london"], out, ExtractOptions(neutral="auto", progress=False))
     assert report.ok, [r.error for r in report.failed]
     return out
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    from dfe.synthetic import action_corpus
+
+    return action_corpus()
+
+
+@pytest.fixture(scope="session")
+def synthetic_tokenizer(corpus):
+    """The default tokenizer fitted on the 20-action synthetic corpus (about a minute on 2 cores)."""
+    from dfe.tokenizer import Tokenizer
+
+    return Tokenizer.fit(corpus.train, progress=False)
+
+
+@pytest.fixture(scope="session")
+def real_model(extracted, tmp_path_factory):
+    """A small tokenizer fitted on the tables extracted from ../shared, saved to disk."""
+    from dfe.tokenizer import fit_tables
+
+    tok = fit_tables([extracted], progress=False, codebook_size=64, epochs=15)
+    path = tmp_path_factory.mktemp("model") / "model.dfe"
+    tok.save(path)
+    return path

@@ -51,5 +51,74 @@ def extract(
     raise typer.Exit(1 if report.failed else 0)
 
 
+def _load_model(path: Path):
+    from dfe.tokenizer import ModelError, Tokenizer
+
+    try:
+        return Tokenizer.load(path)
+    except ModelError as e:
+        _fail(str(e))
+
+
+@app.command()
+def fit(
+    tables: list[str] = typer.Argument(..., help="Per-frame tables or folders of them (from `dfe extract`)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model file to write (e.g. model.dfe)."),
+    psi_kind: str = typer.Option("geometry", help="geometry (1404), blendshapes (52) or flame (53)."),
+    codebook_size: int = typer.Option(256, "--codebook-size", "-N", help="Codes in the shared codebook."),
+    levels: int = typer.Option(4, "--levels", "-K", help="Tokens per frame (residual levels)."),
+    epochs: int = typer.Option(40, help="Maximum epochs (early stopping on the held-out videos)."),
+    decoder: str = typer.Option("linear", help="linear (exactly additive tokens) or mlp."),
+    sparsity: float = typer.Option(0.1, help="Weight of the L1 sparsity on code deformations (0 = off)."),
+    orthogonal: float = typer.Option(0.0, help="Weight of the codebook orthogonality loss (0 = off)."),
+    seed: int = typer.Option(0, help="Random seed (training is deterministic on CPU)."),
+):
+    """Train a tokenizer (residual-VQ VAE) on extracted tables; held-out split by video."""
+    from dfe.tokenizer import fit_tables
+
+    try:
+        tok = fit_tables(tables, psi_kind=psi_kind, codebook_size=codebook_size, levels=levels, epochs=epochs,
+                         decoder=decoder, sparsity_weight=sparsity, orthogonal_weight=orthogonal, seed=seed)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    tok.save(output)
+    s = tok.summary
+    typer.echo(f"saved {output}: {s.n_train} train / {s.n_val} held-out frames, {s.epochs_run} epochs "
+               f"(best {s.best_epoch}), held-out cosine {s.val_cosine:.3f}, MSE {s.val_mse:.4f}, "
+               f"perplexity {s.perplexity:.1f}, dead codes {s.dead_code_share:.0%}, codes per level {s.level_usage}")
+
+
+@app.command()
+def encode(
+    tables: list[str] = typer.Argument(..., help="Per-frame tables or folders of them."),
+    model: Path = typer.Option(..., "--model", "-m", help="Model file from `dfe fit`."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Folder for the encoded tables."),
+    in_place: bool = typer.Option(False, "--in-place", help="Rewrite the input tables instead."),
+):
+    """Add tok_1..tok_K (and recon_error) columns to per-frame tables."""
+    from dfe.table import find_tables, read_table, write_table
+    from dfe.tokenizer import ModelError, encode_table
+
+    if not in_place and output is None:
+        _fail("give -o OUTDIR or --in-place")
+    tok = _load_model(model)
+    try:
+        paths = find_tables(tables)
+    except FileNotFoundError as e:
+        _fail(str(e))
+    failed = 0
+    from tqdm.auto import tqdm
+
+    for p in tqdm(paths, desc="encode", unit="table", disable=len(paths) < 2):
+        try:
+            df = encode_table(read_table(p), tok)
+            write_table(df, p if in_place else Path(output) / p.name)
+        except (ModelError, ValueError, OSError) as e:
+            failed += 1
+            typer.secho(f"failed: {p}: {e}", fg=typer.colors.RED, err=True)
+    typer.echo(f"{len(paths) - failed} encoded, {failed} failed")
+    raise typer.Exit(1 if failed else 0)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

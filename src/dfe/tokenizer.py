@@ -1,0 +1,511 @@
+"""The tokenizer: a residual-VQ VAE turning psi into K discrete expression tokens per frame.
+
+psi -> standardise -> patches -> small transformer encoder -> latent z
+    -> ResidualVQ (ONE codebook shared by all K levels) -> codes e_{c_1} .. e_{c_K}
+    -> decoder on the summed codes -> psi_hat.
+
+With the default linear decoder, psi_hat = b + W (e_{c_1} + ... + e_{c_K}) (then un-standardised),
+so every code c has one exact deformation ``W e_c`` (:meth:`Tokenizer.decode_code`) and any prefix
+of levels is an exact coarser reconstruction (:meth:`Tokenizer.decode_prefix`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from dfe.expression import PSI_KINDS
+from dfe.mesh import TOPOLOGY_ID, canonical_mesh
+
+log = logging.getLogger(__name__)
+
+FORMAT = "dfe-tokenizer"
+FORMAT_VERSION = 1
+
+
+class ModelError(RuntimeError):
+    """A model file that cannot be used; the message is one sentence for the user."""
+
+
+@dataclass
+class TokenizerConfig:
+    """Every knob of the model and its training (defaults chosen by bench/ablation.py)."""
+
+    psi_kind: str = "geometry"
+    dim: int = 1404
+    codebook_size: int = 256
+    levels: int = 4
+    latent_dim: int = 64
+    d_model: int = 64
+    n_layers: int = 1
+    n_heads: int = 4
+    n_patches: int = 16  # geometry: spatial patches of nearby canonical vertices
+    chunk: int = 4  # vector psi: values per chunk
+    decoder: str = "linear"  # linear (exactly additive) | mlp (joint, on the summed codes)
+    commitment_weight: float = 0.25
+    orthogonal_weight: float = 0.0
+    sparsity_weight: float = 0.1
+    dead_code_threshold: float = 2.0
+    epochs: int = 40
+    batch_size: int = 1024  # large batches: better k-means init, less dead-code churn
+    lr: float = 4e-3
+    patience: int = 5
+    val_fraction: float = 0.1
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TokenizerConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown tokenizer options: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+def make_patches(config: TokenizerConfig) -> np.ndarray:
+    """(P, S) indices into psi features, padded with ``dim`` (a zero feature).
+
+    Geometry: k-means over the canonical vertex positions -> P spatial patches of nearby vertices
+    (3 features each). Other kinds: consecutive chunks of ``chunk`` values.
+    """
+    if config.psi_kind == "geometry":
+        from sklearn.cluster import KMeans
+
+        verts = canonical_mesh().vertices
+        labels = KMeans(config.n_patches, n_init=4, random_state=0).fit_predict(verts)
+        groups = [np.flatnonzero(labels == p) for p in range(config.n_patches)]
+        groups = [np.stack([3 * g, 3 * g + 1, 3 * g + 2], 1).reshape(-1) for g in groups]
+    else:
+        groups = [np.arange(i, min(i + config.chunk, config.dim)) for i in range(0, config.dim, config.chunk)]
+    width = max(len(g) for g in groups)
+    out = np.full((len(groups), width), config.dim, dtype=np.int64)
+    for i, g in enumerate(groups):
+        out[i, : len(g)] = g
+    return out
+
+
+class Encoder(nn.Module):
+    """psi (standardised) -> patch tokens -> transformer -> mean pool -> latent z."""
+
+    def __init__(self, config: TokenizerConfig, patches: np.ndarray):
+        super().__init__()
+        self.register_buffer("patches", torch.as_tensor(patches))
+        n_p, width = patches.shape
+        self.patch_weight = nn.Parameter(torch.randn(n_p, width, config.d_model) / math.sqrt(width))
+        self.patch_bias = nn.Parameter(torch.zeros(n_p, config.d_model))
+        layer = nn.TransformerEncoderLayer(config.d_model, config.n_heads, 2 * config.d_model,
+                                           dropout=0.0, batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(config.d_model)
+        self.to_latent = nn.Linear(config.d_model, config.latent_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([x, x.new_zeros(len(x), 1)], dim=1)[:, self.patches]  # (B, P, S)
+        h = torch.einsum("bps,psd->bpd", x, self.patch_weight) + self.patch_bias
+        h = self.transformer(h)
+        return self.to_latent(self.norm(h.mean(1)))
+
+
+class RVQVAE(nn.Module):
+    def __init__(self, config: TokenizerConfig, patches: np.ndarray):
+        super().__init__()
+        from vector_quantize_pytorch import ResidualVQ
+
+        self.config = config
+        self.encoder = Encoder(config, patches)
+        self.rvq = ResidualVQ(
+            dim=config.latent_dim, num_quantizers=config.levels, codebook_size=config.codebook_size,
+            shared_codebook=True, kmeans_init=True, kmeans_iters=10,
+            threshold_ema_dead_code=config.dead_code_threshold,
+            commitment_weight=config.commitment_weight,
+            orthogonal_reg_weight=config.orthogonal_weight,
+        )
+        if config.decoder == "linear":
+            self.decoder = nn.Linear(config.latent_dim, config.dim)
+        elif config.decoder == "mlp":
+            self.decoder = nn.Sequential(nn.Linear(config.latent_dim, 256), nn.GELU(), nn.Linear(256, config.dim))
+        else:
+            raise ValueError("decoder must be 'linear' or 'mlp'")
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        return self.rvq.codebooks[0]  # (N, latent) shared by every level
+
+    def code_deformations(self) -> torch.Tensor:
+        """D(e_c) - D(0) for every code (N, dim), standardised units."""
+        cb = self.codebook
+        return self.decoder(cb) - self.decoder(torch.zeros_like(cb[:1]))
+
+    def forward(self, x: torch.Tensor):
+        z = self.encoder(x)
+        quantized, indices, commit = self.rvq(z)
+        return self.decoder(quantized), indices, commit.sum()
+
+
+@dataclass
+class Standardiser:
+    """psi -> model units. Geometry: one global scale (anchor vertices barely move; per-coordinate
+    z-scores would amplify their noise), zero kept as the neutral face. Vector kinds: z-scores."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, psi: np.ndarray, kind: str) -> "Standardiser":
+        if kind == "geometry":
+            return cls(np.zeros(psi.shape[1], np.float32), np.full(psi.shape[1], psi.std() + 1e-8, np.float32))
+        return cls(psi.mean(0).astype(np.float32), (psi.std(0) + 1e-6).astype(np.float32))
+
+    def forward(self, psi: np.ndarray) -> np.ndarray:
+        return ((psi - self.mean) / self.scale).astype(np.float32)
+
+    def inverse(self, x: np.ndarray) -> np.ndarray:
+        return (x * self.scale + self.mean).astype(np.float32)
+
+
+@dataclass
+class TrainingSummary:
+    n_train: int = 0
+    n_val: int = 0
+    epochs_run: int = 0
+    best_epoch: int = 0
+    val_mse: float = float("nan")  # standardised units
+    val_cosine: float = float("nan")
+    perplexity: float = float("nan")
+    dead_code_share: float = float("nan")
+    level_usage: list = field(default_factory=list)  # distinct codes used per level
+    seconds: float = 0.0
+    data: dict = field(default_factory=dict)  # what it was trained on (free text for provenance)
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    num = (a * b).sum(1)
+    return num / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+
+
+def codebook_stats(tokens: np.ndarray, codebook_size: int) -> dict:
+    """Perplexity of the pooled token distribution, dead-code share, distinct codes per level."""
+    counts = np.bincount(tokens.reshape(-1), minlength=codebook_size).astype(float)
+    p = counts / max(counts.sum(), 1)
+    nz = p[p > 0]
+    return {
+        "perplexity": float(np.exp(-(nz * np.log(nz)).sum())) if len(nz) else 0.0,
+        "dead_code_share": float((counts == 0).mean()),
+        "level_usage": [int(len(np.unique(tokens[:, k]))) for k in range(tokens.shape[1])],
+    }
+
+
+def split_groups(n: int, groups: np.ndarray | None, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out split by group (person/video) when groups are given, else by row."""
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        order = rng.permutation(n)
+        n_val = max(1, int(round(val_fraction * n))) if n > 1 else 0
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+    groups = np.asarray(groups)
+    uniq = np.unique(groups)
+    if len(uniq) < 2:
+        log.warning("only one group: holding out rows at random instead of by group")
+        return split_groups(n, None, val_fraction, seed)
+    rng.shuffle(uniq)
+    val_groups, count = [], 0
+    for g in uniq:
+        if count >= val_fraction * n and val_groups:
+            break
+        val_groups.append(g)
+        count += int((groups == g).sum())
+    is_val = np.isin(groups, val_groups)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def _is_codebook_alias(key: str) -> bool:
+    """Levels 2..K share level 1's codebook module: store it once."""
+    return key.startswith("rvq.layers.") and not key.startswith("rvq.layers.0.") and "._codebook." in key
+
+
+class Tokenizer:
+    """Fit, save, load, encode and decode. ``Tokenizer.fit(psi)`` mirrors ``dfe fit``."""
+
+    def __init__(self, config: TokenizerConfig, model: RVQVAE, standardiser: Standardiser,
+                 summary: TrainingSummary | None = None, extras: dict | None = None):
+        self.config = config
+        self.model = model.eval()
+        self.standardiser = standardiser
+        self.summary = summary or TrainingSummary()
+        self.extras = extras or {}  # e.g. "rig": blendshape -> geometry map for visualisation
+
+    # ------------------------------------------------------------------ training
+    @classmethod
+    def fit(cls, psi: np.ndarray, groups: np.ndarray | None = None, progress: bool = True,
+            data_summary: dict | None = None, **config) -> "Tokenizer":
+        """Train on an (n, D) psi array; ``groups`` (person/video ids) give the held-out split."""
+        import time
+
+        psi = np.asarray(psi, dtype=np.float32)
+        if psi.ndim != 2 or len(psi) < 10:
+            raise ValueError(f"need an (n, D) psi array with n >= 10, got shape {psi.shape}")
+        if not np.isfinite(psi).all():
+            raise ValueError("psi contains NaN or inf: pass successful frames only (success == 1)")
+        config.setdefault("dim", psi.shape[1])
+        cfg = TokenizerConfig.from_dict(config)
+        expected = PSI_KINDS.get(cfg.psi_kind)
+        if expected is not None and expected != cfg.dim:
+            raise ValueError(f"psi kind {cfg.psi_kind!r} has {expected} values, data has {cfg.dim}")
+        start = time.perf_counter()
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        train_idx, val_idx = split_groups(len(psi), groups, cfg.val_fraction, cfg.seed)
+        std = Standardiser.fit(psi[train_idx], cfg.psi_kind)
+        x_all = torch.from_numpy(std.forward(psi))
+        x_train, x_val = x_all[train_idx], x_all[val_idx]
+        model = RVQVAE(cfg, make_patches(cfg))
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+        steps_per_epoch = max(1, math.ceil(len(x_train) / cfg.batch_size))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        best, best_state, best_epoch, bad = float("inf"), None, 0, 0
+        bar = tqdm(range(cfg.epochs), desc="fit", unit="epoch", disable=not progress)
+        epoch = 0
+        for epoch in bar:
+            model.train()
+            order = torch.randperm(len(x_train), generator=gen)
+            for i in range(steps_per_epoch):
+                xb = x_train[order[i * cfg.batch_size : (i + 1) * cfg.batch_size]]
+                if len(xb) < 2:
+                    continue
+                recon, _, commit = model(xb)
+                loss = torch.mean((recon - xb) ** 2) + commit
+                if cfg.sparsity_weight > 0:
+                    loss = loss + cfg.sparsity_weight * model.code_deformations().abs().mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+            val = cls._val_mse(model, x_val if len(x_val) else x_train)
+            bar.set_postfix(val_mse=f"{val:.4f}")
+            if val < best - 1e-5:
+                best, best_epoch, bad = val, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad += 1
+                if bad >= cfg.patience:
+                    log.info("early stop at epoch %d (best %d)", epoch + 1, best_epoch + 1)
+                    break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        tok = cls(cfg, model, std)
+        summary = TrainingSummary(n_train=len(train_idx), n_val=len(val_idx), epochs_run=epoch + 1,
+                                  best_epoch=best_epoch + 1, data=data_summary or {})
+        held = psi[val_idx] if len(val_idx) else psi[train_idx]
+        tokens = tok.encode(held)
+        recon = tok.decode(tokens)
+        summary.val_mse = float(np.mean((std.forward(recon) - std.forward(held)) ** 2))
+        summary.val_cosine = float(np.mean(cosine_rows(recon - std.mean, held - std.mean)))
+        stats = codebook_stats(tok.encode(psi), cfg.codebook_size)
+        summary.perplexity, summary.dead_code_share, summary.level_usage = (
+            stats["perplexity"], stats["dead_code_share"], stats["level_usage"])
+        summary.seconds = round(time.perf_counter() - start, 1)
+        tok.summary = summary
+        return tok
+
+    @staticmethod
+    @torch.no_grad()
+    def _val_mse(model: RVQVAE, x: torch.Tensor) -> float:
+        model.eval()
+        total = 0.0
+        for i in range(0, len(x), 4096):
+            recon, _, _ = model(x[i : i + 4096])
+            total += float(((recon - x[i : i + 4096]) ** 2).sum())
+        return total / x.numel()
+
+    # ------------------------------------------------------------------ use
+    @property
+    def levels(self) -> int:
+        return self.config.levels
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    def check_psi(self, psi: np.ndarray) -> np.ndarray:
+        psi = np.asarray(psi, dtype=np.float32)
+        if psi.ndim == 1:
+            psi = psi[None]
+        if psi.shape[1] != self.config.dim:
+            raise ModelError(
+                f"this model expects psi kind {self.config.psi_kind!r} with {self.config.dim} values, "
+                f"the data has {psi.shape[1]} values per frame")
+        return psi
+
+    @torch.no_grad()
+    def encode(self, psi: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """(n, D) psi -> (n, K) token ids (int64)."""
+        psi = self.check_psi(psi)
+        x = torch.from_numpy(self.standardiser.forward(psi))
+        out = []
+        for i in range(0, len(x), batch_size):
+            _, idx, _ = self.model.rvq(self.model.encoder(x[i : i + batch_size]))
+            out.append(idx)
+        return torch.cat(out).numpy().astype(np.int64) if out else np.zeros((0, self.levels), np.int64)
+
+    @torch.no_grad()
+    def decode(self, tokens: np.ndarray) -> np.ndarray:
+        """(n, k) tokens (k <= K levels) -> (n, D) psi in the data's units (cm for geometry)."""
+        tokens = torch.as_tensor(np.atleast_2d(tokens), dtype=torch.long)
+        codes = self.model.codebook[tokens].sum(1)  # (n, latent)
+        return self.standardiser.inverse(self.model.decoder(codes).numpy())
+
+    def decode_prefix(self, tokens: np.ndarray, k: int) -> np.ndarray:
+        """Reconstruction from the first k levels only (coarse-to-fine)."""
+        return self.decode(np.atleast_2d(tokens)[:, :k])
+
+    @torch.no_grad()
+    def decode_code(self, code: int | np.ndarray) -> np.ndarray:
+        """The deformation one code adds, D(e_c) - D(0), in data units: (D,) or (n, D)."""
+        codes = np.atleast_1d(code)
+        e = self.model.codebook[torch.as_tensor(codes, dtype=torch.long)]
+        d = (self.model.decoder(e) - self.model.decoder(torch.zeros_like(e[:1]))).numpy() * self.standardiser.scale
+        return d[0] if np.ndim(code) == 0 else d
+
+    def code_deformations(self) -> np.ndarray:
+        """(N, D): every code's deformation in data units."""
+        return self.decode_code(np.arange(self.codebook_size))
+
+    def reconstruction_error(self, psi: np.ndarray, tokens: np.ndarray | None = None) -> np.ndarray:
+        """Per-frame RMSE between psi and its reconstruction (data units)."""
+        psi = self.check_psi(psi)
+        tokens = self.encode(psi) if tokens is None else tokens
+        return np.sqrt(np.mean((self.decode(tokens) - psi) ** 2, axis=1))
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        from dfe import __version__
+
+        path = Path(path)
+        tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in self.model.state_dict().items()
+                   if not _is_codebook_alias(k)}
+        tensors["std.mean"] = torch.from_numpy(self.standardiser.mean)
+        tensors["std.scale"] = torch.from_numpy(self.standardiser.scale)
+        for k, v in self.extras.items():
+            tensors[f"extra.{k}"] = torch.as_tensor(np.asarray(v, dtype=np.float32))
+        meta = {
+            "format": FORMAT, "format_version": str(FORMAT_VERSION), "dfe_version": __version__,
+            "psi_kind": self.config.psi_kind, "dim": str(self.config.dim),
+            "topology_id": TOPOLOGY_ID if self.config.psi_kind == "geometry" else "",
+            "config": json.dumps(asdict(self.config)), "training": json.dumps(asdict(self.summary)),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file(tensors, str(tmp), metadata=meta)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Tokenizer":
+        """Load a model file; any problem is a :class:`ModelError` with one clear sentence."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:  # safetensors raises several types for foreign/corrupt files
+            raise ModelError(f"{path} is not a dfe model file (cannot read it as safetensors: {e})") from None
+        if meta.get("format") != FORMAT:
+            raise ModelError(f"{path} is a safetensors file but not a dfe tokenizer (format={meta.get('format')!r})")
+        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise ModelError(f"{path} was written by a newer dfe ({meta.get('dfe_version')}); upgrade dfe")
+        try:
+            cfg = TokenizerConfig.from_dict(json.loads(meta["config"]))
+            summary = TrainingSummary(**json.loads(meta.get("training", "{}")))
+            model = RVQVAE(cfg, tensors["model.encoder.patches"].numpy())
+            state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            if unexpected or [k for k in missing if not _is_codebook_alias(k)]:
+                raise KeyError(f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+            std = Standardiser(tensors["std.mean"].numpy(), tensors["std.scale"].numpy())
+        except (KeyError, ValueError, RuntimeError, TypeError) as e:
+            raise ModelError(f"{path} is a damaged or incompatible dfe model ({type(e).__name__}: {str(e)[:200]})") from None
+        if cfg.psi_kind == "geometry" and meta.get("topology_id") != TOPOLOGY_ID:
+            raise ModelError(f"{path} was trained on mesh topology {meta.get('topology_id')!r}, dfe uses {TOPOLOGY_ID!r}")
+        extras = {k[6:]: v.numpy() for k, v in tensors.items() if k.startswith("extra.")}
+        return cls(cfg, model, std, summary, extras)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"Tokenizer(psi_kind={c.psi_kind!r}, dim={c.dim}, codebook_size={c.codebook_size}, "
+                f"levels={c.levels}, decoder={c.decoder!r})")
+
+
+# ---------------------------------------------------------------------- tables in, tables out
+
+def table_psi(df, psi_kind: str = "geometry") -> np.ndarray:
+    """psi of the successful rows of a per-frame table, for one psi kind."""
+    from dfe.table import blendshapes_array, psi_array
+
+    if psi_kind == "geometry":
+        return psi_array(df)
+    if psi_kind == "blendshapes":
+        return blendshapes_array(df)
+    if psi_kind == "flame":
+        cols = [c for c in df.columns if c.startswith("flame_")]
+        if not cols:
+            raise ValueError("table has no flame_* columns (FLAME expression parameters)")
+        return df.loc[df["success"] == 1, cols].to_numpy(np.float32)
+    raise ValueError(f"unknown psi kind {psi_kind!r}; use one of {', '.join(PSI_KINDS)}")
+
+
+def fit_tables(paths, psi_kind: str = "geometry", progress: bool = True, **config) -> Tokenizer:
+    """Train a tokenizer on the successful rows of per-frame tables, held out by video."""
+    from dfe.table import load_tables
+
+    df = load_tables(paths)
+    ok = df[df["success"] == 1]
+    if len(ok) < 10:
+        raise ValueError(f"only {len(ok)} frames with a face in these tables; need at least 10")
+    psi = table_psi(ok, psi_kind)
+    groups = ok["video"].to_numpy()
+    data = {"tables": int(df["video"].nunique()), "frames": int(len(ok)),
+            "videos": sorted(map(str, df["video"].unique()))[:200]}
+    tok = Tokenizer.fit(psi, groups=groups, progress=progress, data_summary=data, psi_kind=psi_kind, **config)
+    if psi_kind == "blendshapes" and "psi_0" in ok.columns:
+        tok.extras["rig"] = fit_rig(table_psi(ok, "blendshapes"), table_psi(ok, "geometry"))
+    return tok
+
+
+def fit_rig(blendshapes: np.ndarray, geometry: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """Linear blendshape -> geometry map (ridge), as a (53, 1404) array: bias row then weights."""
+    from sklearn.linear_model import Ridge
+
+    ridge = Ridge(alpha=alpha).fit(blendshapes, geometry)
+    return np.vstack([ridge.intercept_[None], ridge.coef_.T]).astype(np.float32)
+
+
+def encode_table(df, tok: Tokenizer):
+    """The table with ``tok_1..tok_K`` and ``recon_error`` set (NaN/-1 where success == 0)."""
+    import pandas as pd
+
+    ok = (df["success"] == 1).to_numpy()
+    psi = table_psi(df, tok.config.psi_kind)
+    tokens = tok.encode(psi)
+    out = df.drop(columns=[c for c in df.columns if c.startswith("tok_") or c == "recon_error"])
+    block = np.full((len(df), tok.levels), -1, dtype=np.int64)
+    block[ok] = tokens
+    err = np.full(len(df), np.nan, dtype=np.float32)
+    err[ok] = tok.reconstruction_error(psi, tokens)
+    cols = {f"tok_{k + 1}": block[:, k] for k in range(tok.levels)}
+    cols["recon_error"] = err
+    return pd.concat([out, pd.DataFrame(cols, index=df.index)], axis=1)

@@ -1,0 +1,96 @@
+"""The residual-VQ tokenizer on a synthetic corpus with known actions, and on real tables."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dfe.synthetic import action_recovery
+from dfe.table import read_table, token_columns
+from dfe.tokenizer import ModelError, Tokenizer, cosine_rows
+
+
+def test_synthetic_fidelity_and_action_recovery(synthetic_tokenizer, corpus):
+    tok = synthetic_tokenizer
+    tokens = tok.encode(corpus.test)
+    assert tokens.shape == (len(corpus.test), 4) and tokens.dtype == np.int64
+    cos = cosine_rows(tok.decode(tokens), corpus.test).mean()
+    best = action_recovery(tok.code_deformations(), corpus.actions)
+    print(f"held-out cosine {cos:.3f}, actions recovered {(best >= 0.9).sum()}/20")
+    assert cos >= 0.9
+    assert (best >= 0.9).sum() >= 16
+
+
+def test_tokens_add_up_exactly(synthetic_tokenizer, corpus):
+    tok = synthetic_tokenizer
+    tokens = tok.encode(corpus.test[:50])
+    bias = tok.decode(np.zeros((1, 0), dtype=np.int64))[0]
+    summed = bias + sum(tok.decode_code(tokens[:, k]) for k in range(tok.levels))
+    np.testing.assert_allclose(tok.decode(tokens), summed, atol=1e-4)
+    # coarse to fine: each extra level brings the reconstruction closer on average
+    errs = [np.mean((tok.decode_prefix(tokens, k) - corpus.test[:50]) ** 2) for k in range(1, tok.levels + 1)]
+    assert all(a > b for a, b in zip(errs, errs[1:])), errs
+
+
+def test_save_load_identical_and_seeded_fits(tmp_path, corpus):
+    small = corpus.train[:1500]
+    a = Tokenizer.fit(small, progress=False, epochs=2, codebook_size=32, seed=3)
+    b = Tokenizer.fit(small, progress=False, epochs=2, codebook_size=32, seed=3)
+    np.testing.assert_array_equal(a.encode(corpus.test), b.encode(corpus.test))
+    for k, v in a.model.state_dict().items():
+        assert np.array_equal(v.numpy(), b.model.state_dict()[k].numpy()), k
+    path = a.save(tmp_path / "m.dfe")
+    c = Tokenizer.load(path)
+    np.testing.assert_array_equal(a.encode(corpus.test), c.encode(corpus.test))
+    assert c.summary.n_train == a.summary.n_train
+
+
+def test_bad_model_files_give_sentences(tmp_path, corpus):
+    a = Tokenizer.fit(corpus.train[:500], progress=False, epochs=1, codebook_size=16)
+    with pytest.raises(ModelError, match="expects psi kind 'geometry' with 1404 values.*52"):
+        a.encode(np.zeros((3, 52), np.float32))
+    junk = tmp_path / "junk.dfe"
+    junk.write_bytes(b"\x00" * 100)
+    with pytest.raises(ModelError, match="not a dfe model"):
+        Tokenizer.load(junk)
+    from safetensors.torch import save_file
+    import torch
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    with pytest.raises(ModelError, match="not a dfe tokenizer"):
+        Tokenizer.load(foreign)
+    with pytest.raises(ModelError, match="not found"):
+        Tokenizer.load(tmp_path / "missing.dfe")
+    good = a.save(tmp_path / "good.dfe")
+    cut = tmp_path / "cut.dfe"
+    cut.write_bytes(good.read_bytes()[:-500])
+    with pytest.raises(ModelError):
+        Tokenizer.load(cut)
+
+
+def test_fit_and_encode_real_tables_cli(extracted, real_model, tmp_path):
+    tok = Tokenizer.load(real_model)
+    assert tok.summary.n_val > 0 and tok.summary.val_cosine > 0.5
+    out = tmp_path / "enc"
+    run = subprocess.run([sys.executable, "-m", "dfe.cli", "encode", str(extracted), "--model", str(real_model),
+                          "-o", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    df = read_table(out / "WolfgangLanger_Pexels.parquet")
+    assert token_columns(df) == ["tok_1", "tok_2", "tok_3", "tok_4"]
+    assert (df[token_columns(df)] >= 0).all().all() and df["recon_error"].notna().all()
+    nf = read_table(out / "no_face.parquet")
+    assert (nf["tok_1"] == -1).all()
+    # a wrong model for the data: clear message, no traceback
+    bs = Tokenizer.fit(np.random.default_rng(0).random((200, 52), dtype=np.float32), progress=False,
+                       epochs=1, codebook_size=16, psi_kind="blendshapes")
+    bs_path = bs.save(tmp_path / "bs.dfe")
+    bad = subprocess.run([sys.executable, "-m", "dfe.cli", "encode", str(extracted / "single_face.parquet"),
+                          "--model", str(bs_path), "-o", str(tmp_path / "x")], capture_output=True, text=True)
+    assert "Traceback" not in bad.stderr
+    bad2 = subprocess.run([sys.executable, "-m", "dfe.cli", "encode", str(extracted / "single_face.parquet"),
+                           "--model", str(tmp_path / "nothing.dfe"), "-o", str(tmp_path / "x")], capture_output=True, text=True)
+    assert bad2.returncode != 0 and "not found" in bad2.stderr and "Traceback" not in bad2.stderr
