@@ -120,5 +120,62 @@ def encode(
     raise typer.Exit(1 if failed else 0)
 
 
+@app.command()
+def atlas(
+    model: Path = typer.Argument(..., help="Model file from `dfe fit`."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for index.html and its images."),
+    tables: Optional[list[str]] = typer.Option(None, "--tables", help="Encoded or raw tables: usage, faces, templates."),
+    labels: Optional[Path] = typer.Option(None, help="CSV: first column = table stem (video), then label columns."),
+    label_column: Optional[str] = typer.Option(None, help="Which label column (default: the second column)."),
+    max_codes: Optional[int] = typer.Option(None, help="Draw at most this many codes (most used first)."),
+):
+    """Write a static HTML codebook atlas (opens offline in a browser)."""
+    from dfe.viz import build_atlas
+
+    tok = _load_model(model)
+    try:
+        result = build_atlas(tok, output, tables=tables, labels=labels, label_column=label_column, max_codes=max_codes)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    typer.echo(f"atlas of {len(result.codes)} codes: {result.index}")
+
+
+def _frame_row(spec: str):
+    """FRAME_SPEC = TABLE_OR_MEDIA[:FRAME[:FACE_ID]] -> one table row."""
+    from dfe.extraction import extract_file
+    from dfe.io import media_kind
+    from dfe.table import read_table
+
+    parts = spec.split(":")
+    path, frame = parts[0], int(parts[1]) if len(parts) > 1 else 0
+    face = int(parts[2]) if len(parts) > 2 else None
+    df = extract_file(path) if media_kind(path) else read_table(path)
+    rows = df[(df["frame"] == frame) & (df["success"] == 1)]
+    if face is not None:
+        rows = rows[rows["face_id"] == face]
+    if rows.empty:
+        raise ValueError(f"no face at frame {frame} of {path}")
+    return rows.iloc[0]
+
+
+@app.command()
+def show(
+    frame_spec: str = typer.Argument(..., help="TABLE_OR_MEDIA[:FRAME[:FACE_ID]], e.g. tables/clip.parquet:120"),
+    model: Path = typer.Option(..., "--model", "-m", help="Model file from `dfe fit`."),
+    output: Path = typer.Option(Path("decomposition.png"), "-o", "--output", help="PNG to write."),
+):
+    """Render one frame's decomposition into its tokens (coarse to fine) as a PNG."""
+    from dfe.io import MediaError
+    from dfe.viz import decomposition_figure
+
+    tok = _load_model(model)
+    try:
+        row = _frame_row(frame_spec)
+    except (ValueError, MediaError, OSError) as e:
+        _fail(str(e))
+    decomposition_figure(tok, row, output)
+    typer.echo(f"wrote {output}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

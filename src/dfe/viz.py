@@ -1,0 +1,370 @@
+"""Seeing the tokens: heatmaps on the canonical mesh, templates, decompositions, retrieval, atlas.
+
+Every token of a linear-decoder model is one fixed displacement field on the 468-vertex mesh
+(:meth:`Tokenizer.decode_code`). Figures are matplotlib (Agg) PNGs in canonical cm.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dfe.face import BLENDSHAPE_NAMES
+from dfe.mesh import canonical_mesh
+from dfe.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+CMAP = "magma"
+VIEWS = {"frontal": 0.0, "three-quarter": 35.0}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# ---------------------------------------------------------------------------- numbers behind pictures
+
+def geometry_of(tok: Tokenizer, psi_like: np.ndarray) -> np.ndarray:
+    """A deformation in the model's psi space -> (…, 468, 3) vertex displacements in cm.
+
+    Geometry psi is used directly; blendshape psi goes through the linear rig fitted at fit time.
+    """
+    psi_like = np.asarray(psi_like, dtype=np.float32)
+    kind = tok.config.psi_kind
+    if kind == "geometry":
+        return psi_like.reshape(*psi_like.shape[:-1], 468, 3)
+    if kind == "blendshapes" and "rig" in tok.extras:
+        rig = tok.extras["rig"][1:]  # (52, 1404): a deformation has no bias
+        return (psi_like @ rig).reshape(*psi_like.shape[:-1], 468, 3)
+    raise ValueError(f"cannot draw {kind} tokens on the face mesh (no geometry rig in this model)")
+
+
+def code_displacement(tok: Tokenizer, code: int) -> np.ndarray:
+    """Per-vertex displacement magnitude (468,) in cm of one code decoded alone."""
+    return np.linalg.norm(geometry_of(tok, tok.decode_code(int(code))), axis=-1)
+
+
+def code_names(tok: Tokenizer, rig: np.ndarray | None = None, top: int = 2) -> dict[int, str]:
+    """Name each code by the blendshapes its deformation most resembles ("jawOpen + mouthFunnel").
+
+    ``rig``: (53, 1404) blendshape -> geometry map (a blendshape model carries its own).
+    """
+    rig = rig if rig is not None else tok.extras.get("rig")
+    if rig is None:
+        return {}
+    basis = rig[1:]  # (52, 1404)
+    defs = geometry_of(tok, tok.code_deformations()).reshape(tok.codebook_size, -1)
+    weights, *_ = np.linalg.lstsq(basis.T, defs.T, rcond=None)  # (52, N)
+    names = {}
+    for c in range(tok.codebook_size):
+        w = weights[1:, c]  # skip _neutral
+        order = np.argsort(-np.abs(w))[:top]
+        names[c] = " + ".join(("" if w[i] > 0 else "-") + BLENDSHAPE_NAMES[i + 1] for i in order)
+    return names
+
+
+def frequent_combinations(tokens: np.ndarray, levels: int, top: int = 8) -> list[tuple[tuple[int, ...], int]]:
+    """Most frequent token combinations over the first ``levels`` levels."""
+    return Counter(map(tuple, np.asarray(tokens)[:, :levels].tolist())).most_common(top)
+
+
+def label_log_odds(tokens: np.ndarray, labels: np.ndarray, codebook_size: int, alpha: float = 1.0) -> pd.DataFrame:
+    """Per label and code: smoothed log-odds of the code appearing in that label's frames vs the rest."""
+    tokens = np.asarray(tokens)
+    labels = np.asarray(labels)
+    rows = []
+    for lab in pd.unique(labels):
+        inside = np.bincount(tokens[labels == lab].ravel(), minlength=codebook_size) + alpha
+        outside = np.bincount(tokens[labels != lab].ravel(), minlength=codebook_size) + alpha
+        lo = np.log(inside / inside.sum()) - np.log(outside / outside.sum())
+        rows += [{"label": lab, "code": c, "log_odds": float(lo[c]), "count": int(inside[c] - alpha)}
+                 for c in range(codebook_size)]
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------- drawing
+
+def _project(verts: np.ndarray, yaw_deg: float) -> np.ndarray:
+    a = np.radians(yaw_deg)
+    rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    return verts @ rot.T
+
+
+def draw_mesh(ax, verts: np.ndarray, values: np.ndarray | None = None, yaw: float = 0.0,
+              vmax: float | None = None, cmap: str = CMAP, edge: bool = False):
+    """Draw the mesh (painter's algorithm) coloured per vertex by ``values``; returns the collection."""
+    from matplotlib.collections import PolyCollection
+
+    tris = canonical_mesh().triangles
+    p = _project(verts, yaw)
+    order = np.argsort(p[tris, 2].mean(1))  # far to near
+    polys = p[tris[order]][:, :, :2]
+    if values is None:
+        shade = 0.55 + 0.4 * (p[tris[order], 2].mean(1) - p[:, 2].min()) / np.ptp(p[:, 2])
+        coll = PolyCollection(polys, facecolors=np.repeat(shade[:, None], 3, 1), edgecolors="0.35" if edge else "none",
+                              linewidths=0.1)
+    else:
+        coll = PolyCollection(polys, array=values[tris[order]].mean(1), cmap=cmap, edgecolors="none")
+        coll.set_clim(0, vmax if vmax else max(values.max(), 1e-6))
+    ax.add_collection(coll)
+    ax.set_xlim(p[:, 0].min() - 0.5, p[:, 0].max() + 0.5)
+    ax.set_ylim(p[:, 1].min() - 0.5, p[:, 1].max() + 0.5)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return coll
+
+
+def deformation_figure(displacement: np.ndarray, title: str, path: str | Path, exaggerate: float = 3.0,
+                       vmax: float | None = None) -> Path:
+    """Heatmap of a (468, 3) displacement (cm): frontal and three-quarter magnitude, the neutral mesh,
+    and the displaced mesh exaggerated by ``exaggerate``."""
+    plt = _plt()
+    base = canonical_mesh().vertices
+    mag = np.linalg.norm(displacement, axis=1)
+    fig, axes = plt.subplots(1, 4, figsize=(11, 3.3), dpi=72)
+    coll = None
+    for ax, (name, yaw) in zip(axes[:2], VIEWS.items()):
+        coll = draw_mesh(ax, base, mag, yaw, vmax)
+        ax.set_title(name, fontsize=9)
+    draw_mesh(axes[2], base, None, 20.0, edge=True)
+    axes[2].set_title("neutral", fontsize=9)
+    draw_mesh(axes[3], base + exaggerate * displacement, None, 20.0, edge=True)
+    axes[3].set_title(f"displaced (x{exaggerate:g})", fontsize=9)
+    cbar = fig.colorbar(coll, ax=axes[:2], fraction=0.03, pad=0.01)
+    cbar.set_label("displacement (cm)", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def token_heatmap(tok: Tokenizer, code: int, path: str | Path, name: str = "", exaggerate: float = 3.0) -> Path:
+    disp = geometry_of(tok, tok.decode_code(int(code)))
+    peak = np.linalg.norm(disp, axis=1).max()
+    title = f"code {code}" + (f" — {name}" if name else "") + f"  (peak {peak:.2f} cm)"
+    return deformation_figure(disp, title, path, exaggerate)
+
+
+def face_crop(file: str, frame: int, bbox: tuple[float, float, float, float], margin: float = 0.25) -> np.ndarray | None:
+    """The face region of a frame of the source media (RGB), or None if the media is gone."""
+    from dfe.io import MediaError, read_frame
+
+    try:
+        fr = read_frame(file, int(frame))
+    except (MediaError, OSError):
+        return None
+    x, y, w, h = (v * fr.scale for v in bbox)
+    if not np.isfinite([x, y, w, h]).all():
+        return None
+    H, W = fr.rgb.shape[:2]
+    x0, y0 = int(max(0, x - margin * w)), int(max(0, y - margin * h))
+    x1, y1 = int(min(W, x + (1 + margin) * w)), int(min(H, y + (1 + margin) * h))
+    return fr.rgb[y0:y1, x0:x1] if x1 > x0 and y1 > y0 else None
+
+
+def _row_crop(row: pd.Series) -> np.ndarray | None:
+    return face_crop(row["file"], row["frame"], (row["bbox_x"], row["bbox_y"], row["bbox_w"], row["bbox_h"]))
+
+
+def decomposition_figure(tok: Tokenizer, row: pd.Series, path: str | Path, exaggerate: float = 2.0) -> Path:
+    """One frame: its face crop, tokens, the reconstructions after levels 1, 1..2, …, 1..K and the
+    measured psi, as magnitude heatmaps on a shared colour scale."""
+    from dfe.tokenizer import table_psi
+
+    plt = _plt()
+    psi = table_psi(row.to_frame().T.assign(success=1), tok.config.psi_kind)
+    tokens = tok.encode(psi)[0]
+    prefixes = [tok.decode_prefix(tokens[None], k)[0] for k in range(1, tok.levels + 1)]
+    shapes = [geometry_of(tok, p) for p in prefixes] + [geometry_of(tok, psi[0])]
+    if tok.config.psi_kind == "geometry":
+        shapes[-1] = psi[0].reshape(468, 3)
+    mags = [np.linalg.norm(s, axis=1) for s in shapes]
+    vmax = max(m.max() for m in mags)
+    n = len(shapes) + 1
+    fig, axes = plt.subplots(1, n, figsize=(2.3 * n, 3.0), dpi=72)
+    crop = _row_crop(row)
+    if crop is not None:
+        axes[0].imshow(crop)
+    axes[0].set_title(f"{Path(str(row['file'])).name}\nframe {int(row['frame'])}", fontsize=8)
+    axes[0].axis("off")
+    coll = None
+    for k, (ax, m) in enumerate(zip(axes[1:], mags)):
+        coll = draw_mesh(ax, canonical_mesh().vertices, m, 0.0, vmax)
+        label = f"levels 1..{k + 1}\n+ code {tokens[k]}" if k < tok.levels else "measured psi"
+        ax.set_title(label, fontsize=8)
+    fig.colorbar(coll, ax=axes[1:], fraction=0.02, pad=0.01).set_label("cm", fontsize=8)
+    fig.suptitle("tokens " + " ".join(map(str, tokens)), fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def nearest_by_tokens(tokens: np.ndarray, query: int, k: int = 5) -> np.ndarray:
+    """Indices of the k frames sharing most tokens (position-wise) with the query (itself excluded)."""
+    overlap = (np.asarray(tokens) == np.asarray(tokens)[query]).sum(1).astype(float)
+    overlap[query] = -1
+    return np.argsort(-overlap, kind="stable")[:k]
+
+
+def nearest_by_blendshapes(blend: np.ndarray, query: int, k: int = 5) -> np.ndarray:
+    d = np.linalg.norm(np.asarray(blend) - np.asarray(blend)[query], axis=1)
+    d[query] = np.inf
+    return np.argsort(d, kind="stable")[:k]
+
+
+def retrieval_figure(frames: pd.DataFrame, tokens: np.ndarray, blend: np.ndarray, query: int,
+                     path: str | Path, k: int = 5) -> Path:
+    """A query face, its nearest frames by token overlap (top row) and by blendshape distance (bottom)."""
+    plt = _plt()
+    rows = [("tokens", nearest_by_tokens(tokens, query, k)), ("blendshapes", nearest_by_blendshapes(blend, query, k))]
+    fig, axes = plt.subplots(2, k + 1, figsize=(1.8 * (k + 1), 4.0), dpi=72)
+    for r, (name, idx) in enumerate(rows):
+        for c, i in enumerate([query, *idx]):
+            ax = axes[r, c]
+            crop = _row_crop(frames.iloc[i])
+            if crop is not None:
+                ax.imshow(crop)
+            ax.set_title(("query" if c == 0 else f"{name} #{c}") + f"\n{Path(str(frames.iloc[i]['file'])).stem[:14]}:{int(frames.iloc[i]['frame'])}", fontsize=7)
+            ax.axis("off")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------- the atlas
+
+@dataclass
+class AtlasResult:
+    index: Path
+    codes: list[int]
+    images: list[Path]
+
+
+def _encoded_frames(tok: Tokenizer, tables: list) -> pd.DataFrame | None:
+    from dfe.table import load_tables
+    from dfe.tokenizer import encode_table
+
+    if not tables:
+        return None
+    df = load_tables(tables)
+    df = encode_table(df, tok)
+    return df[df["success"] == 1].reset_index(drop=True)
+
+
+def build_atlas(tok: Tokenizer, outdir: str | Path, tables: list | None = None, labels: str | Path | None = None,
+                label_column: str | None = None, max_codes: int | None = None, n_decompositions: int = 3,
+                progress: bool = True) -> AtlasResult:
+    """A static HTML page: every used code's heatmap, usage and level distribution, nearest real
+    faces, frequent templates, label templates and a few decompositions."""
+    from tqdm.auto import tqdm
+
+    from dfe.table import blendshapes_array, tokens_array
+    from dfe.tokenizer import fit_rig, table_psi
+
+    outdir = Path(outdir)
+    img = outdir / "img"
+    img.mkdir(parents=True, exist_ok=True)
+    frames = _encoded_frames(tok, tables or [])
+    K, N = tok.levels, tok.codebook_size
+    if frames is not None and len(frames):
+        tokens = tokens_array(frames)
+        usage = np.stack([np.bincount(tokens[:, k], minlength=N) for k in range(K)], 1)  # (N, K)
+        codes = [int(c) for c in np.argsort(-usage.sum(1)) if usage[c].sum() > 0]
+        rig = tok.extras.get("rig")
+        if rig is None and tok.config.psi_kind == "geometry":
+            rig = fit_rig(blendshapes_array(frames), table_psi(frames, "geometry"))
+    else:
+        tokens, usage, rig = None, np.zeros((N, K), int), tok.extras.get("rig")
+        codes = list(range(N))
+    if max_codes:
+        codes = codes[:max_codes]
+    names = code_names(tok, rig)
+    images: list[Path] = []
+    cards = []
+    for c in tqdm(codes, desc="atlas", unit="code", disable=not progress):
+        p = token_heatmap(tok, c, img / f"code_{c}.png", names.get(c, ""))
+        images.append(p)
+        crops_html = ""
+        if tokens is not None:
+            hits = np.flatnonzero((tokens == c).any(1))[:4]
+            for j, i in enumerate(hits):
+                crop = _row_crop(frames.iloc[i])
+                if crop is not None:
+                    cp = img / f"code_{c}_face{j}.png"
+                    _plt().imsave(cp, crop)
+                    images.append(cp)
+                    crops_html += f'<img class="face" src="img/{cp.name}" alt="face">'
+        levels = " ".join(f"L{k + 1}: {usage[c, k]}" for k in range(K))
+        cards.append(f'<div class="card"><h3>code {c}</h3><p class="name">{html.escape(names.get(c, ""))}</p>'
+                     f'<img src="img/{p.name}" alt="code {c} heatmap"><p>used {int(usage[c].sum())} times '
+                     f'({levels})</p>{crops_html}</div>')
+    sections = [f"<h2>Codes ({len(codes)} shown)</h2><div class='grid'>{''.join(cards)}</div>"]
+    if tokens is not None:
+        bias = tok.decode(np.zeros((1, 0), np.int64))[0]
+        tmpl = []
+        for depth in sorted({min(2, K), K}):
+            for rank, (combo, count) in enumerate(frequent_combinations(tokens, depth, top=6)):
+                disp = geometry_of(tok, tok.decode(np.array([combo]))[0] - bias)
+                p = deformation_figure(disp, f"{' '.join(map(str, combo))}  ({count / len(tokens):.1%} of frames)",
+                                       img / f"template_L{depth}_{rank}.png")
+                images.append(p)
+                tmpl.append(f'<div class="card wide"><img src="img/{p.name}" alt="template"></div>')
+        sections.append(f"<h2>Expression templates (most frequent token sets)</h2><div class='grid'>{''.join(tmpl)}</div>")
+        if labels:
+            lab_df = pd.read_csv(labels)
+            col = label_column or [c for c in lab_df.columns if c != lab_df.columns[0]][0]
+            key = lab_df.columns[0]
+            lab_map = dict(zip(lab_df[key].astype(str), lab_df[col]))
+            frame_labels = frames["video"].astype(str).map(lab_map)
+            known = frame_labels.notna().to_numpy()
+            lo = label_log_odds(tokens[known], frame_labels[known].to_numpy(), N)
+            rows_html = []
+            for lab, grp in lo.groupby("label"):
+                best = grp[grp["count"] > 0].nlargest(3, "log_odds")
+                if best.empty:
+                    continue
+                disp = sum(geometry_of(tok, tok.decode_code(int(c))) for c in best["code"])
+                p = deformation_figure(disp, f"{col} = {lab}: codes {' '.join(map(str, best['code']))}",
+                                       img / f"label_{html.escape(str(lab))}.png".replace(" ", "_"))
+                images.append(p)
+                rows_html.append(f'<div class="card wide"><img src="img/{p.name}" alt="label template"><p>'
+                                 + ", ".join(f"code {int(r.code)} (log-odds {r.log_odds:.2f})" for r in best.itertuples())
+                                 + "</p></div>")
+            sections.append(f"<h2>Label templates ({html.escape(col)})</h2><div class='grid'>{''.join(rows_html)}</div>")
+        dec = []
+        picks = np.linspace(0, len(frames) - 1, n_decompositions).astype(int) if n_decompositions else []
+        for j, i in enumerate(picks):
+            p = decomposition_figure(tok, frames.iloc[i], img / f"decomposition_{j}.png")
+            images.append(p)
+            dec.append(f'<div class="card wide"><img src="img/{p.name}" alt="decomposition"></div>')
+        sections.append(f"<h2>Decompositions</h2><div class='grid'>{''.join(dec)}</div>")
+    s = tok.summary
+    head = (f"<h1>dfe codebook atlas</h1><p>{html.escape(repr(tok))}. Trained on {s.n_train} frames "
+            f"(held-out cosine {s.val_cosine:.3f}, perplexity {s.perplexity:.1f}, dead codes {s.dead_code_share:.0%}). "
+            f"Each code is one displacement field on MediaPipe's canonical face; colour = displacement in cm.</p>")
+    style = ("body{font-family:sans-serif;margin:20px;background:#fafafa}.grid{display:flex;flex-wrap:wrap;gap:12px}"
+             ".card{background:#fff;border:1px solid #ddd;padding:8px;width:420px}.card.wide{width:auto}"
+             ".card img{max-width:100%}.face{width:80px;height:80px;object-fit:cover;margin:2px}.name{color:#555}")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>dfe atlas</title><style>{style}</style>"
+            f"</head><body>{head}{''.join(sections)}</body></html>")
+    index = outdir / "index.html"
+    index.write_text(page)
+    return AtlasResult(index, codes, images)

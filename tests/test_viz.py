@@ -1,0 +1,95 @@
+"""Visualisation: the numbers behind the heatmaps, the atlas page, decompositions with face crops."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dfe.face import FaceLandmarker
+from dfe.mesh import MOUTH_CORNERS, canonical_mesh
+from dfe.synthetic import action_recovery
+from dfe.table import read_table
+from dfe.tokenizer import Tokenizer
+from dfe.viz import code_displacement, decomposition_figure, face_crop, nearest_by_tokens
+
+
+def test_mouth_corner_code_peaks_at_mouth_corner(synthetic_tokenizer, corpus):
+    tok = synthetic_tokenizer
+    assert corpus.centres[0] == MOUTH_CORNERS[0]
+    defs = tok.code_deformations()
+    cos = action_recovery(defs, corpus.actions[:1])
+    assert cos[0] >= 0.9
+    unit = defs / np.linalg.norm(defs, axis=1, keepdims=True)
+    code = int(np.argmax(unit @ (corpus.actions[0] / np.linalg.norm(corpus.actions[0]))))
+    mag = code_displacement(tok, code)
+    verts = canonical_mesh().vertices
+    peak = int(np.argmax(mag))
+    assert np.linalg.norm(verts[peak] - verts[MOUTH_CORNERS[0]]) < 0.6, peak
+    # localized: far from the mouth corner (> 3 cm) the code moves little
+    far = np.linalg.norm(verts - verts[MOUTH_CORNERS[0]], axis=1) > 3.0
+    assert mag[far].max() < 0.25 * mag.max()
+
+
+def test_decomposition_crop_is_the_face(real_model, extracted, tmp_path):
+    tok = Tokenizer.load(real_model)
+    df = read_table(extracted / "WolfgangLanger_Pexels.parquet")
+    row = df[df["success"] == 1].iloc[200]
+    crop = face_crop(row["file"], row["frame"], (row["bbox_x"], row["bbox_y"], row["bbox_w"], row["bbox_h"]))
+    assert crop is not None and crop.shape[0] > 100 and crop.shape[1] > 80
+    with FaceLandmarker("image") as lm:
+        faces = lm.detect(np.ascontiguousarray(crop))
+    assert len(faces) == 1
+    # the face fills the crop (margin 25% each side -> face about 2/3 of the crop)
+    x, y, w, h = faces[0].bbox
+    assert w > 0.45 * crop.shape[1] and h > 0.45 * crop.shape[0]
+    png = decomposition_figure(tok, row, tmp_path / "dec.png")
+    assert png.stat().st_size > 10_000
+
+
+def test_show_cli(real_model, tmp_path):
+    from conftest import VIDEOS
+
+    out = tmp_path / "one.png"
+    run = subprocess.run([sys.executable, "-m", "dfe.cli", "show", f"{VIDEOS / 'single_face.mp4'}:30",
+                          "--model", str(real_model), "-o", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert out.stat().st_size > 10_000
+
+
+def test_retrieval_neighbours_share_tokens():
+    tokens = np.array([[1, 2, 3, 4], [1, 2, 3, 5], [9, 9, 9, 9], [1, 2, 7, 7]])
+    assert nearest_by_tokens(tokens, 0, 2).tolist() == [1, 3]
+
+
+@pytest.mark.slow
+def test_atlas_page(real_model, extracted, tmp_path):
+    out = tmp_path / "atlas"
+    labels = tmp_path / "labels.csv"
+    rows = ["video,expression"] + [f"{p.stem},{p.stem.split('_')[1]}" for p in extracted.glob("0*_*.parquet")]
+    labels.write_text("\n".join(rows) + "\n")
+    run = subprocess.run([sys.executable, "-m", "dfe.cli", "atlas", str(real_model), "-o", str(out),
+                          "--tables", str(extracted), "--labels", str(labels)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    page = (out / "index.html").read_text()
+    srcs = re.findall(r'src="([^"]+)"', page)
+    assert srcs
+    for s in srcs:
+        assert (out / s).is_file() and (out / s).stat().st_size > 0, s
+    heatmaps = {s for s in srcs if re.fullmatch(r"img/code_\d+\.png", s)}
+    used = set(re.findall(r"<h3>code (\d+)</h3>", page))
+    assert len(heatmaps) == len(used) > 5
+    assert "Label templates" in page and "Decompositions" in page
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian chromium not installed (CI installs it)")
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,2000",
+                    (out / "index.html").as_uri()], capture_output=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 20_000
