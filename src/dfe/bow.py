@@ -328,11 +328,11 @@ def check_folds(data: TaskData, n_folds: int) -> int:
     if data.task == "classification":
         classes, counts = np.unique(data.y, return_counts=True)
         if len(classes) < 2:
-            raise ValueError(f"target has one class only ({classes[0]!r})")
+            raise ValueError(f"target has one class only ({classes[0]})")
         for c in classes:
             n_g = len(np.unique(data.groups[data.y == c]))
             if n_g < 2:
-                raise ValueError(f"class {c!r} occurs in only {n_g} group: it cannot appear in both training "
+                raise ValueError(f"class {c} occurs in only {n_g} group: it cannot appear in both training "
                                  "and test folds; collect more people or merge classes")
         folds = min(folds, min(len(np.unique(data.groups[data.y == c])) for c in classes))
     if folds < 2:

@@ -177,5 +177,51 @@ def show(
     typer.echo(f"wrote {output}")
 
 
+@app.command("evaluate-task")
+def evaluate_task(
+    tables: list[str] = typer.Argument(..., help="Encoded per-frame tables (one per video) or folders."),
+    labels: Path = typer.Option(..., help="CSV, one row per video: the video's table stem, the target, optional group."),
+    target: str = typer.Option(..., help="Label column to predict."),
+    output: Path = typer.Option(..., "-o", "--output", help="Report folder."),
+    group: Optional[str] = typer.Option(None, help="Column of person ids: folds never split a person."),
+    folds: int = typer.Option(5, help="Outer cross-validation folds."),
+    window: Optional[float] = typer.Option(None, help="Cut videos into windows of this many seconds (pseudo-videos)."),
+    features: Optional[Path] = typer.Option(None, help="Your own per-video feature CSV (first column = video id) as another baseline."),
+    seed: int = typer.Option(0, help="Random seed."),
+):
+    """Predict a per-video label: dfe bag of tokens vs action-unit-like baselines, grouped CV."""
+    from dfe.bow import evaluate_task as run
+
+    try:
+        summary = run(tables, labels, target, output, group=group, n_folds=folds, seed=seed, window=window,
+                      user_features=features)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        _fail(str(e))
+    cols = [c for c in summary.columns if c.endswith("_mean")][:3]
+    typer.echo(summary[["features", *cols]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    typer.echo(f"report: {output / 'comparison.md'}")
+
+
+@app.command()
+def demo(
+    media: Optional[Path] = typer.Argument(None, help="Your image or video (default: scikit-image's astronaut photo)."),
+    output: Path = typer.Option(Path("dfe-demo"), "-o", "--output", help="Folder for the demo's files."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="A model file (default: the bundled starter)."),
+):
+    """Extract -> encode -> decomposition PNG -> atlas HTML on one face, with the starter model."""
+    from dfe.demo import run_demo
+    from dfe.tokenizer import ModelError
+
+    try:
+        r = run_demo(output, media, model)
+    except (ValueError, ModelError, FileNotFoundError) as e:
+        _fail(str(e))
+    typer.echo(f"input:         {r.input} ({r.faces} frame(s) with a face)")
+    typer.echo(f"tokens:        {' '.join(map(str, r.tokens))} (middle frame)")
+    typer.echo(f"table:         {r.table}")
+    typer.echo(f"decomposition: {r.decomposition}")
+    typer.echo(f"atlas:         {r.atlas}  (open in a browser)")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

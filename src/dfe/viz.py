@@ -64,14 +64,15 @@ def code_names(tok: Tokenizer, rig: np.ndarray | None = None, top: int = 2) -> d
     rig = rig if rig is not None else tok.extras.get("rig")
     if rig is None:
         return {}
-    basis = rig[1:]  # (52, 1404)
+    basis = rig[2:]  # (51, 1404): each blendshape's displacement, _neutral left out
     defs = geometry_of(tok, tok.code_deformations()).reshape(tok.codebook_size, -1)
-    weights, *_ = np.linalg.lstsq(basis.T, defs.T, rcond=None)  # (52, N)
+    unit_b = basis / np.maximum(np.linalg.norm(basis, axis=1, keepdims=True), 1e-9)
+    unit_d = defs / np.maximum(np.linalg.norm(defs, axis=1, keepdims=True), 1e-9)
+    sim = unit_d @ unit_b.T  # (N, 51) cosine between a code and each blendshape's deformation
     names = {}
     for c in range(tok.codebook_size):
-        w = weights[1:, c]  # skip _neutral
-        order = np.argsort(-np.abs(w))[:top]
-        names[c] = " + ".join(("" if w[i] > 0 else "-") + BLENDSHAPE_NAMES[i + 1] for i in order)
+        order = np.argsort(-np.abs(sim[c]))[:top]
+        names[c] = " + ".join(("" if sim[c, i] > 0 else "-") + BLENDSHAPE_NAMES[i + 1] for i in order)
     return names
 
 
@@ -116,7 +117,7 @@ def draw_mesh(ax, verts: np.ndarray, values: np.ndarray | None = None, yaw: floa
         coll = PolyCollection(polys, facecolors=np.repeat(shade[:, None], 3, 1), edgecolors="0.35" if edge else "none",
                               linewidths=0.1)
     else:
-        coll = PolyCollection(polys, array=values[tris[order]].mean(1), cmap=cmap, edgecolors="none")
+        coll = PolyCollection(polys, array=values[tris[order]].mean(1), cmap=cmap, edgecolors="face", linewidths=0.3)
         coll.set_clim(0, vmax if vmax else max(values.max(), 1e-6))
     ax.add_collection(coll)
     ax.set_xlim(p[:, 0].min() - 0.5, p[:, 0].max() + 0.5)

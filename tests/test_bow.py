@@ -1,0 +1,129 @@
+"""Bag of tokens and the evaluate-task experiment: synthetic sessions, London smiles, video windows."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold, cross_val_predict
+from sklearn.metrics import f1_score
+from sklearn.pipeline import make_pipeline
+
+from dfe.bow import BagOfTokens, check_folds, load_task, TaskData
+
+
+def synthetic_sessions(n_per_class=30, n_frames=120, N=64, K=4, seed=0, shuffle=False):
+    """Videos whose tokens are drawn with label-dependent frequencies."""
+    rng = np.random.default_rng(seed)
+    base = rng.dirichlet(np.ones(N))
+    shift = np.zeros(N)
+    shift[:6] = 0.04  # class 1 over-uses six codes
+    videos, y, groups = [], [], []
+    for c in (0, 1):
+        p = base + (shift if c else 0)
+        p /= p.sum()
+        for i in range(n_per_class):
+            tokens = rng.choice(N, size=(n_frames, K), p=p)
+            df = pd.DataFrame(tokens, columns=[f"tok_{k + 1}" for k in range(K)])
+            df["success"] = 1
+            df.loc[rng.random(n_frames) < 0.05, "success"] = 0  # some failed frames
+            videos.append(df)
+            y.append(c)
+            groups.append(f"p{i}")  # person i recorded in both conditions
+    y = np.asarray(y)
+    if shuffle:
+        y = rng.permutation(y)
+    return videos, y, np.asarray(groups)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_bow_recovers_label_and_shuffled_control_is_chance(shuffle):
+    videos, y, groups = synthetic_sessions(shuffle=shuffle)
+    model = make_pipeline(BagOfTokens(64, weighting="tf", norm="l1"), LogisticRegression(C=100, max_iter=5000))
+    pred = cross_val_predict(model, videos, y, groups=groups, cv=GroupKFold(5))
+    f1 = f1_score(y, pred, average="macro")
+    if shuffle:
+        assert f1 < 0.7
+    else:
+        assert f1 >= 0.9
+
+
+def test_bag_of_tokens_options():
+    videos, _, _ = synthetic_sessions(n_per_class=2, n_frames=20)
+    bow = BagOfTokens(64).fit(videos)
+    X = bow.transform(videos)
+    assert X.shape == (4, 64) and np.allclose(X.sum(1), 1)
+    assert bow.n_skipped_ == sum(int((v["success"] == 0).sum()) for v in videos)
+    assert BagOfTokens(64, levels="per_level", norm=None).fit_transform(videos).shape == (4, 256)
+    tfidf = BagOfTokens(64, weighting="tfidf", norm="l2", bigrams=True).fit_transform(videos)
+    assert tfidf.shape == (4, 64 + 64 * 64)
+    assert np.allclose(np.sqrt(tfidf.multiply(tfidf).sum(1)), 1)
+
+
+def test_clear_errors_for_bad_designs():
+    one_group = TaskData([None] * 6, list("abcdef"), np.array([0, 1] * 3), np.array(["g"] * 6), "classification", [])
+    with pytest.raises(ValueError, match="group"):
+        check_folds(one_group, 5)
+    lonely = TaskData([None] * 6, list("abcdef"), np.array([0, 0, 0, 0, 0, 1]), np.array(list("abcdef")),
+                      "classification", [])
+    with pytest.raises(ValueError, match="class 1 occurs in only 1 group"):
+        check_folds(lonely, 5)
+    few = TaskData([None] * 3, list("abc"), np.array([0, 1, 0]), np.array(list("abc")), "classification", [])
+    with pytest.raises(ValueError, match="too few"):
+        check_folds(few, 5)
+
+
+@pytest.fixture(scope="module")
+def encoded(extracted, real_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("encoded")
+    run = subprocess.run([sys.executable, "-m", "dfe.cli", "encode", str(extracted), "--model", str(real_model),
+                          "-o", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return out
+
+
+def test_london_smile_task_end_to_end(encoded, tmp_path):
+    from conftest import FACES
+
+    lab = pd.read_csv(FACES / "london.csv")
+    lab["video"] = lab["file"].str.split("/").str[-1].str.rsplit(".", n=1).str[0]
+    lab[["video", "expression", "person"]].assign(extra="x").to_csv(tmp_path / "labels.csv", index=False)
+    # note: with --neutral auto, neutral photos have psi = 0; the task is still well-posed for the
+    # blendshape baselines, and dfe sees "neutral = no deformation" tokens
+    out = tmp_path / "report"
+    run = subprocess.run([sys.executable, "-m", "dfe.cli", "evaluate-task", str(encoded), "--labels",
+                          str(tmp_path / "labels.csv"), "--target", "expression", "--group", "person", "-o", str(out)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    comp = pd.read_csv(out / "comparison.csv")
+    print(comp[["features", "macro_f1_mean", "accuracy_mean", "auroc_mean"]].to_string())
+    assert set(comp["features"]) >= {"dfe tokens (BoW)", "blendshape functionals (AU-like)",
+                                     "blendshape BoW (k-means)", "psi functionals"}
+    assert comp["macro_f1_mean"].notna().all()
+    assert (out / "comparison.md").read_text().count("|") > 20 and (out / "comparison.png").stat().st_size > 0
+    assert "tables have no label" in (out / "comparison.md").read_text()  # the videos are not in london.csv
+
+
+def test_video_windows_task(encoded, tmp_path):
+    labels = pd.DataFrame({"video": ["WolfgangLanger_Pexels", "single_face", "face_noface", "noface_face"],
+                           "speaker": ["woman", "man", "man", "man"]})
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    data = load_task([encoded], tmp_path / "labels.csv", "speaker", window=2.0)
+    assert len(data.videos) > 10 and all("@" in i for i in data.ids)
+    out = tmp_path / "report"
+    run = subprocess.run([sys.executable, "-m", "dfe.cli", "evaluate-task", str(encoded), "--labels",
+                          str(tmp_path / "labels.csv"), "--target", "speaker", "--window", "2", "--folds", "2",
+                          "-o", str(out)], capture_output=True, text=True)
+    # grouped by video: 'woman' has one video only -> a clear sentence, not a traceback
+    assert run.returncode == 2 and "occurs in only 1 group" in run.stderr and "Traceback" not in run.stderr
+    labels["speaker"] = ["a", "b", "a", "b"]
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    run = subprocess.run([sys.executable, "-m", "dfe.cli", "evaluate-task", str(encoded), "--labels",
+                          str(tmp_path / "labels.csv"), "--target", "speaker", "--window", "2", "--folds", "2",
+                          "-o", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert len(pd.read_csv(out / "comparison.csv")) == 4
