@@ -177,6 +177,33 @@ def show(
     typer.echo(f"wrote {output}")
 
 
+@app.command()
+def evaluate(
+    tables: list[str] = typer.Argument(..., help="Per-frame tables or folders."),
+    model: Path = typer.Option(..., "--model", "-m", help="Model file from `dfe fit`."),
+    output: Path = typer.Option(..., "-o", "--output", help="Report folder."),
+    labels: Optional[Path] = typer.Option(None, help="CSV (first column = video) for label precision@k and a person split."),
+    label_column: Optional[str] = typer.Option(None, help="Label column for precision@k."),
+    group: Optional[str] = typer.Option(None, help="Person column in the labels: hold out by person."),
+    seed: int = typer.Option(0, help="Random seed."),
+):
+    """Fidelity, diversity and retrieval of the tokens vs blendshapes (AU-like) on held-out videos."""
+    from dfe.eval import evaluate as run
+
+    tok = _load_model(model)
+    try:
+        report = run(tables, tok, output, labels=labels, label_column=label_column, group_column=group, seed=seed)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        _fail(str(e))
+    fid = report["fidelity"][0]
+    d = report["diversity"]
+    typer.echo(f"held-out cosine {fid['cosine_mean']:.3f}; level curve "
+               f"{' '.join(f'{c:.3f}' for c in report['level_curve_cosine'])}; distinct token combinations/1000 "
+               f"{d['distinct_token_combinations_per_1000']:.0f} vs blendshape sets/1000 "
+               f"{d.get('distinct_binarised_blendshape_sets_per_1000', float('nan')):.0f}")
+    typer.echo(f"report: {output / 'report.md'}")
+
+
 @app.command("evaluate-task")
 def evaluate_task(
     tables: list[str] = typer.Argument(..., help="Encoded per-frame tables (one per video) or folders."),

@@ -216,12 +216,17 @@ def split_groups(n: int, groups: np.ndarray | None, val_fraction: float, seed: i
         log.warning("only one group: holding out rows at random instead of by group")
         return split_groups(n, None, val_fraction, seed)
     rng.shuffle(uniq)
+    sizes = {g: int((groups == g).sum()) for g in uniq}
+    target = val_fraction * n
     val_groups, count = [], 0
-    for g in uniq:
-        if count >= val_fraction * n and val_groups:
+    for g in uniq:  # shuffled groups, skipping any that would overshoot the held-out share by half
+        if count >= target:
             break
-        val_groups.append(g)
-        count += int((groups == g).sum())
+        if count + sizes[g] <= 1.5 * target:
+            val_groups.append(g)
+            count += sizes[g]
+    if not val_groups:
+        val_groups = [min(uniq, key=lambda g: sizes[g])]
     is_val = np.isin(groups, val_groups)
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 

@@ -1,0 +1,246 @@
+"""Measuring the encoding: fidelity, diversity and retrieval of dfe tokens against AU-like coding.
+
+All numbers are computed on held-out videos (split by video, or by person with a labels file).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dfe.tokenizer import Tokenizer, codebook_stats, cosine_rows
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------- fidelity
+
+def _summary(cos: np.ndarray, mse: np.ndarray) -> dict:
+    return {"cosine_mean": float(np.mean(cos)), "cosine_median": float(np.median(cos)),
+            "cosine_p10": float(np.percentile(cos, 10)), "mse_mean": float(np.mean(mse)),
+            "mse_median": float(np.median(mse))}
+
+
+def _score(recon: np.ndarray, psi: np.ndarray) -> dict:
+    return _summary(cosine_rows(recon, psi), np.mean((recon - psi) ** 2, axis=1))
+
+
+def residual_quantize(psi: np.ndarray, codebook: np.ndarray, levels: int) -> np.ndarray:
+    """Greedy residual quantization of psi with a fixed codebook (a baseline without learning)."""
+    out = np.zeros_like(psi)
+    resid = psi.copy()
+    norms = (codebook**2).sum(1)
+    for _ in range(levels):
+        idx = np.argmin(norms[None] - 2 * resid @ codebook.T, axis=1)
+        out += codebook[idx]
+        resid -= codebook[idx]
+    return out
+
+
+def pca_bits(train: np.ndarray, test: np.ndarray, components: int, bits: int) -> np.ndarray:
+    """PCA with ``components`` dimensions, each uniformly quantized to ``bits`` bits over the training range."""
+    from sklearn.decomposition import PCA
+
+    pca = PCA(components, random_state=0).fit(train)
+    z_train, z = pca.transform(train), pca.transform(test)
+    lo, hi = np.percentile(z_train, 0.5, axis=0), np.percentile(z_train, 99.5, axis=0)
+    levels = 2**bits - 1
+    q = np.round((np.clip(z, lo, hi) - lo) / np.maximum(hi - lo, 1e-9) * levels)
+    return pca.inverse_transform(q / levels * (hi - lo) + lo)
+
+
+def fidelity(tok: Tokenizer, psi_train: np.ndarray, psi_test: np.ndarray,
+             blend_train: np.ndarray | None = None, blend_test: np.ndarray | None = None,
+             seed: int = 0) -> pd.DataFrame:
+    """One row per encoding: how well it rebuilds held-out psi (cosine and MSE per frame)."""
+    from sklearn.cluster import MiniBatchKMeans
+    from sklearn.linear_model import Ridge
+
+    N, K = tok.codebook_size, tok.levels
+    bits = int(np.ceil(np.log2(N)))
+    rng = np.random.default_rng(seed)
+    tokens = tok.encode(psi_test)
+    rows = [{"encoding": f"dfe tokens (K={K})", "bits": K * bits, **_score(tok.decode(tokens), psi_test)}]
+    for k in range(1, K):
+        rows.append({"encoding": f"dfe tokens, levels 1..{k}", "bits": k * bits,
+                     **_score(tok.decode_prefix(tokens, k), psi_test)})
+    if blend_train is not None and blend_test is not None:
+        ridge = Ridge(alpha=1.0).fit(blend_train, psi_train)
+        rows.append({"encoding": "52 blendshapes (AU-like) + ridge", "bits": 52 * 32,
+                     **_score(ridge.predict(blend_test), psi_test)})
+    rows.append({"encoding": f"PCA {K} x {bits} bits", "bits": K * bits,
+                 **_score(pca_bits(psi_train, psi_test, min(K, psi_train.shape[1], len(psi_train)), bits), psi_test)})
+    km = MiniBatchKMeans(min(N, len(psi_train)), random_state=seed, n_init=3).fit(psi_train)
+    rows.append({"encoding": f"k-means, 1 of {N} per frame", "bits": bits,
+                 **_score(km.cluster_centers_[km.predict(psi_test)], psi_test)})
+    scale = np.median(np.linalg.norm(psi_train, axis=1)) / K
+    gaussian = rng.normal(size=(N, psi_train.shape[1]))
+    gaussian *= scale / np.linalg.norm(gaussian, axis=1, keepdims=True)
+    rows.append({"encoding": f"random codebook RVQ (K={K})", "bits": K * bits,
+                 **_score(residual_quantize(psi_test, gaussian, K), psi_test)})
+    sampled = psi_train[rng.choice(len(psi_train), size=min(N, len(psi_train)), replace=False)] / K
+    rows.append({"encoding": f"sampled-frames codebook RVQ (K={K})", "bits": K * bits,
+                 **_score(residual_quantize(psi_test, sampled, K), psi_test)})
+    return pd.DataFrame(rows)
+
+
+def level_curve(tok: Tokenizer, psi: np.ndarray) -> list[float]:
+    """Mean reconstruction cosine using levels 1..k, for k = 1..K."""
+    tokens = tok.encode(psi)
+    return [float(cosine_rows(tok.decode_prefix(tokens, k), psi).mean()) for k in range(1, tok.levels + 1)]
+
+
+# ---------------------------------------------------------------------------- diversity
+
+def distinct_per_1000(rows: np.ndarray) -> float:
+    """Distinct rows (token combinations, active-unit sets) per 1,000 frames."""
+    if len(rows) == 0:
+        return 0.0
+    return len({r.tobytes() for r in np.ascontiguousarray(rows)}) / len(rows) * 1000
+
+
+def diversity(tokens: np.ndarray, blend: np.ndarray | None, codebook_size: int, threshold: float = 0.5) -> dict:
+    stats = codebook_stats(tokens, codebook_size)
+    out = {
+        "frames": int(len(tokens)),
+        "distinct_token_combinations_per_1000": distinct_per_1000(tokens),
+        "perplexity_per_level": [codebook_stats(tokens[:, [k]], codebook_size)["perplexity"] for k in range(tokens.shape[1])],
+        "codes_never_used_share": stats["dead_code_share"],
+    }
+    if blend is not None:
+        out["distinct_binarised_blendshape_sets_per_1000"] = distinct_per_1000((blend[:, 1:] > threshold).astype(np.uint8))
+        out["blendshape_threshold"] = threshold
+    return out
+
+
+# ---------------------------------------------------------------------------- retrieval
+
+def retrieval(tokens: np.ndarray, blend: np.ndarray, psi: np.ndarray, k: int = 5,
+              labels: np.ndarray | None = None, max_queries: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """For each query, its k nearest frames by token overlap and by blendshape distance; score =
+    mean psi cosine between query and retrieved (and precision@k of the same label)."""
+    rng = np.random.default_rng(seed)
+    n = len(tokens)
+    queries = rng.choice(n, size=min(n, max_queries), replace=False)
+    unit = psi / np.maximum(np.linalg.norm(psi, axis=1, keepdims=True), 1e-12)
+    res = {"tokens (overlap)": [], "blendshapes (euclidean)": []}
+    prec = {key: [] for key in res}
+    jitter = rng.random(n) * 1e-3  # random tie-break among equal overlaps
+    for q in queries:
+        overlap = (tokens == tokens[q]).sum(1) + jitter
+        overlap[q] = -1
+        dist = np.linalg.norm(blend - blend[q], axis=1)
+        dist[q] = np.inf
+        for key, nn in (("tokens (overlap)", np.argsort(-overlap)[:k]), ("blendshapes (euclidean)", np.argsort(dist)[:k])):
+            res[key].append(float((unit[nn] @ unit[q]).mean()))
+            if labels is not None:
+                prec[key].append(float((labels[nn] == labels[q]).mean()))
+    rows = []
+    for key in res:
+        row = {"retrieval": key, "k": k, "queries": len(queries), "psi_cosine_mean": float(np.mean(res[key]))}
+        if labels is not None:
+            row["precision_at_k"] = float(np.mean(prec[key]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------- the report
+
+def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, labels: str | Path | None = None,
+             label_column: str | None = None, group_column: str | None = None, test_fraction: float = 0.3,
+             seed: int = 0, k: int = 5) -> dict:
+    """Fidelity, diversity and retrieval on held-out videos -> report.md, report.json, plots."""
+    from dfe.table import blendshapes_array, load_tables
+    from dfe.tokenizer import split_groups, table_psi
+
+    tok = model if isinstance(model, Tokenizer) else Tokenizer.load(model)
+    df = load_tables(tables)
+    df = df[df["success"] == 1].reset_index(drop=True)
+    if len(df) < 20:
+        raise ValueError(f"only {len(df)} frames with a face: too few to evaluate")
+    groups = df["video"].astype(str).to_numpy()
+    frame_labels = None
+    split_by = "video"
+    if labels:
+        lab = pd.read_csv(labels)
+        key = lab.columns[0]
+        lab[key] = lab[key].astype(str)
+        lab = lab.set_index(key)
+        if group_column:
+            groups = df["video"].astype(str).map(lab[group_column].astype(str)).fillna(df["video"].astype(str)).to_numpy()
+            split_by = f"person ({group_column})"
+        col = label_column or next(c for c in lab.columns if c != group_column)
+        frame_labels = df["video"].astype(str).map(lab[col]).to_numpy()
+    train, test = split_groups(len(df), groups, test_fraction, seed)
+    psi = table_psi(df, tok.config.psi_kind)
+    geo = table_psi(df, "geometry") if "psi_0" in df.columns else psi
+    blend = blendshapes_array(df)
+    fid = fidelity(tok, geo[train], geo[test], blend[train], blend[test], seed) if tok.config.psi_kind == "geometry" \
+        else fidelity(tok, psi[train], psi[test], None, None, seed)
+    curve = level_curve(tok, psi[test])
+    tokens_test = tok.encode(psi[test])
+    div = diversity(tokens_test, blend[test], tok.codebook_size)
+    ret = retrieval(tokens_test, blend[test], geo[test], k, None if frame_labels is None else frame_labels[test], seed=seed)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    report = {"model": repr(tok), "split": {"by": split_by, "train_frames": int(len(train)), "test_frames": int(len(test)),
+                                             "test_groups": sorted(map(str, np.unique(groups[test])))[:50], "seed": seed},
+              "fidelity": fid.to_dict("records"), "level_curve_cosine": curve, "diversity": div,
+              "retrieval": ret.to_dict("records")}
+    (outdir / "report.json").write_text(json.dumps(report, indent=2, default=float))
+    _plots(curve, tokens_test, tok.codebook_size, outdir)
+    (outdir / "report.md").write_text(_markdown(report, fid, ret))
+    return report
+
+
+def _table(df: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    for r in df.itertuples(index=False):
+        lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r) + " |")
+    return "\n".join(lines)
+
+
+def _markdown(report: dict, fid: pd.DataFrame, ret: pd.DataFrame) -> str:
+    d = report["diversity"]
+    s = report["split"]
+    div_lines = [f"- frames: {d['frames']}",
+                 f"- distinct token combinations per 1,000 frames: {d['distinct_token_combinations_per_1000']:.1f}",
+                 f"- perplexity per level: {', '.join(f'{p:.1f}' for p in d['perplexity_per_level'])}",
+                 f"- share of codes never used: {d['codes_never_used_share']:.1%}"]
+    if "distinct_binarised_blendshape_sets_per_1000" in d:
+        div_lines.append(f"- distinct binarised blendshape sets (score > {d['blendshape_threshold']}) per 1,000 frames: "
+                         f"{d['distinct_binarised_blendshape_sets_per_1000']:.1f}")
+    return (f"# dfe evaluate\n\n{report['model']}\n\nHeld-out split by {s['by']}: {s['train_frames']} training frames, "
+            f"{s['test_frames']} held-out frames (seed {s['seed']}).\n\n## Fidelity (held-out geometry psi)\n\n"
+            f"{_table(fid)}\n\nLevel curve (cosine with levels 1..k): "
+            f"{', '.join(f'{c:.3f}' for c in report['level_curve_cosine'])}\n\n![levels](fidelity_levels.png)\n\n"
+            f"## Diversity\n\n" + "\n".join(div_lines) + "\n\n![usage](usage.png)\n\n"
+            f"## Retrieval\n\n{_table(ret)}\n")
+
+
+def _plots(curve: list[float], tokens: np.ndarray, N: int, outdir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 3), dpi=90)
+    ax.plot(range(1, len(curve) + 1), curve, "o-")
+    ax.set_xlabel("levels used")
+    ax.set_ylabel("held-out cosine")
+    ax.set_title("fidelity per level")
+    fig.tight_layout()
+    fig.savefig(outdir / "fidelity_levels.png")
+    plt.close(fig)
+    fig, axes = plt.subplots(1, tokens.shape[1], figsize=(3 * tokens.shape[1], 2.5), dpi=80, sharey=True)
+    for k, ax in enumerate(np.atleast_1d(axes)):
+        ax.bar(range(N), np.sort(np.bincount(tokens[:, k], minlength=N))[::-1], width=1.0)
+        ax.set_title(f"level {k + 1}")
+        ax.set_xlabel("code (by frequency)")
+    fig.tight_layout()
+    fig.savefig(outdir / "usage.png")
+    plt.close(fig)
