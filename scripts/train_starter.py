@@ -32,7 +32,8 @@ def main() -> None:
     args = ap.parse_args()
     shared = Path(args.shared)
     tables = Path(args.work) / "tables"
-    extract([shared / "faces" / "london", shared / "videos"], tables, ExtractOptions(neutral="auto"))
+    extract([shared / "faces" / "london", shared / "faces" / "pose", shared / "videos"], tables,
+            ExtractOptions(neutral="auto", progress=False))
     tok = fit_tables([tables], codebook_size=128, levels=4, seed=0)
     tok.summary.data["credits"] = CREDITS
     tok.summary.data["note"] = ("small starter model trained on ~850 real frames from ../shared; "
