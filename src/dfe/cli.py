@@ -60,6 +60,24 @@ def _load_model(path: Path):
         _fail(str(e))
 
 
+@app.command("import-flame")
+def import_flame(
+    source: Path = typer.Argument(..., help="EMOCA/DECA/SMIRK output: one .npz for all frames, or a folder of per-frame .npz/.npy."),
+    output: Path = typer.Option(..., "-o", "--output", help="Table to write (.parquet or .csv)."),
+    fps: float = typer.Option(30.0, help="Frame rate, for the timestamp column."),
+):
+    """Paper-faithful input: FLAME expression (50) + jaw pose (3) -> a per-frame table (psi kind flame)."""
+    from dfe.expression import import_flame as run
+    from dfe.table import write_table
+
+    try:
+        df = run(source, fps)
+    except (ValueError, OSError) as e:
+        _fail(str(e))
+    write_table(df, output)
+    typer.echo(f"{len(df)} frames -> {output}  (fit with: dfe fit {output} --psi-kind flame)")
+
+
 @app.command()
 def fit(
     tables: list[str] = typer.Argument(..., help="Per-frame tables or folders of them (from `dfe extract`)."),

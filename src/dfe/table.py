@@ -41,30 +41,30 @@ def token_columns(df: pd.DataFrame) -> list[str]:
     return sorted(cols, key=lambda c: int(c[4:]))
 
 
-def psi_array(df: pd.DataFrame, successful_only: bool = True) -> np.ndarray:
-    """psi of a table as an (n, D) float32 array (successful rows only by default)."""
+def _block(df: pd.DataFrame, cols: list[str], dtype, successful_only: bool, missing: str) -> np.ndarray:
+    if not cols:
+        raise ValueError(missing)
     if successful_only:
         df = df[df["success"] == 1]
-    cols = psi_columns(df)
-    if not cols:
-        raise ValueError("table has no psi columns (psi_0 ...): was it written by `dfe extract`?")
-    return df[cols].to_numpy(dtype=np.float32)
+    return df[cols].to_numpy(dtype=dtype)
+
+
+def psi_array(df: pd.DataFrame, successful_only: bool = True) -> np.ndarray:
+    """psi of a table as an (n, D) float32 array (successful rows only by default)."""
+    return _block(df, psi_columns(df), np.float32, successful_only,
+                  "table has no psi columns (psi_0 ...): was it written by `dfe extract`?")
 
 
 def tokens_array(df: pd.DataFrame, successful_only: bool = True) -> np.ndarray:
     """Tokens of a table as an (n, K) int array; raises if the table was not encoded."""
-    if successful_only:
-        df = df[df["success"] == 1]
-    cols = token_columns(df)
-    if not cols:
-        raise ValueError("table has no token columns (tok_1 ...): run `dfe encode` first")
-    return df[cols].to_numpy(dtype=np.int64)
+    return _block(df, token_columns(df), np.int64, successful_only,
+                  "table has no token columns (tok_1 ...): run `dfe encode` first")
 
 
 def blendshapes_array(df: pd.DataFrame, successful_only: bool = True) -> np.ndarray:
-    if successful_only:
-        df = df[df["success"] == 1]
-    return df[BLENDSHAPE_COLUMNS].to_numpy(dtype=np.float32)
+    """The 52 blendshape scores as an (n, 52) float32 array."""
+    cols = BLENDSHAPE_COLUMNS if set(BLENDSHAPE_COLUMNS) <= set(df.columns) else []
+    return _block(df, cols, np.float32, successful_only, "table has no blendshape columns")
 
 
 def landmarks_array(df: pd.DataFrame) -> np.ndarray:

@@ -1,0 +1,35 @@
+"""FLAME expression input (EMOCA/DECA/SMIRK naming) -> table -> tokenizer of psi kind flame."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+from dfe.table import read_table
+from dfe.tokenizer import fit_tables
+
+
+def test_import_flame_folder_and_fit(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = tmp_path / "emoca"
+    frames.mkdir()
+    for i in range(60):  # DECA/EMOCA style: expcode (50) + posecode (global 3 + jaw 3)
+        np.savez(frames / f"{i:04d}.npz", expcode=rng.normal(size=50), posecode=rng.normal(size=6))
+    out = tmp_path / "clip.parquet"
+    run = subprocess.run([sys.executable, "-m", "dfe.cli", "import-flame", str(frames), "-o", str(out)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    df = read_table(out)
+    assert len(df) == 60 and [c for c in df.columns if c.startswith("flame_")][-1] == "flame_52"
+    saved = np.load(frames / "0003.npz")
+    np.testing.assert_allclose(df.loc[3, ["flame_50", "flame_51", "flame_52"]].to_numpy(float), saved["posecode"][3:], rtol=1e-6)
+    smirk = tmp_path / "smirk.npz"  # SMIRK style: one file, all frames
+    np.savez(smirk, expression_params=rng.normal(size=(40, 50)), jaw_params=rng.normal(size=(40, 3)))
+    subprocess.run([sys.executable, "-m", "dfe.cli", "import-flame", str(smirk), "-o", str(tmp_path / "b.parquet")], check=True)
+    tok = fit_tables([out, tmp_path / "b.parquet"], psi_kind="flame", progress=False, epochs=2, codebook_size=16)
+    assert tok.config.dim == 53 and tok.encode(np.zeros((2, 53), np.float32)).shape == (2, 4)
+    bad = subprocess.run([sys.executable, "-m", "dfe.cli", "import-flame", str(tmp_path / "nothing"), "-o", str(out)],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
