@@ -167,3 +167,18 @@ def test_offline_extraction(tmp_path):
                           str(FACES / "single_face.jpg"), "-o", str(out)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert read_table(out / "single_face.parquet")["success"].iloc[0] == 1
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_only_network_activity_is_mediapipes_dns_lookup(tmp_path):
+    """Measured with strace: no TCP/UDP connection other than DNS (port 53) is attempted.
+    (MediaPipe's native library looks up its logging host once; see README, Privacy.)"""
+    log = tmp_path / "strace.txt"
+    run = subprocess.run(["strace", "-f", "-e", "trace=connect", "-o", str(log), sys.executable, "-m", "dfe.cli",
+                          "extract", str(FACES / "single_face.jpg"), "-o", str(tmp_path / "o")],
+                         capture_output=True, text=True)
+    if run.returncode != 0 and "ptrace" in run.stderr:
+        pytest.skip("ptrace not permitted here")
+    assert run.returncode == 0, run.stderr
+    inet = [line for line in log.read_text().splitlines() if "connect(" in line and "AF_INET" in line]
+    assert all("htons(53)" in line for line in inet), inet

@@ -115,7 +115,7 @@ def encode(
 ):
     """Add tok_1..tok_K (and recon_error) columns to per-frame tables."""
     from dfe.table import find_tables, read_table, write_table
-    from dfe.tokenizer import ModelError, encode_table
+    from dfe.tokenizer import encode_table
 
     if not in_place and output is None:
         _fail("give -o OUTDIR or --in-place")
@@ -131,7 +131,7 @@ def encode(
         try:
             df = encode_table(read_table(p), tok)
             write_table(df, p if in_place else Path(output) / p.name)
-        except (ModelError, ValueError, OSError) as e:
+        except Exception as e:  # noqa: BLE001 - one bad table must never stop the others
             failed += 1
             typer.secho(f"failed: {p}: {e}", fg=typer.colors.RED, err=True)
     typer.echo(f"{len(paths) - failed} encoded, {failed} failed")

@@ -291,7 +291,7 @@ def extract(inputs: list[str | Path], outdir: str | Path, options: ExtractOption
                     result.status = "failed"
                     result.error = f"truncated video: decoded {result.frames} of {expected} frames (partial table kept)"
                     log.error("%s: %s", path, result.error)
-            except (MediaError, OSError, ValueError, RuntimeError) as e:
+            except Exception as e:  # noqa: BLE001 - one bad input must never stop the batch
                 result = InputResult(str(path), "failed", error=f"{type(e).__name__}: {e}" if not isinstance(e, MediaError) else str(e))
                 log.error("%s: %s", path, result.error)
             result.seconds = round(time.perf_counter() - start, 3)
