@@ -83,7 +83,7 @@ def test_atlas_page(real_model, extracted, tmp_path):
     heatmaps = {s for s in srcs if re.fullmatch(r"img/code_\d+\.png", s)}
     used = set(re.findall(r"<h3>code (\d+)</h3>", page))
     assert len(heatmaps) == len(used) > 5
-    assert "Label templates" in page and "Decompositions" in page
+    assert "Label templates" in page and "Decompositions" in page and "Retrieval" in page
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Debian chromium not installed (CI installs it)")

@@ -357,6 +357,12 @@ def build_atlas(tok: Tokenizer, outdir: str | Path, tables: list | None = None, 
             images.append(p)
             dec.append(f'<div class="card wide"><img src="img/{p.name}" alt="decomposition"></div>')
         sections.append(f"<h2>Decompositions</h2><div class='grid'>{''.join(dec)}</div>")
+        if len(frames) > 6:
+            p = retrieval_figure(frames, tokens, blendshapes_array(frames), int(picks[0]) if len(picks) else 0,
+                                 img / "retrieval_0.png")
+            images.append(p)
+            sections.append("<h2>Retrieval</h2><p>Top row: nearest frames by token overlap; bottom row: by "
+                            "blendshape distance (the AU-like baseline).</p>" + f'<img src="img/{p.name}" alt="retrieval">')
     s = tok.summary
     head = (f"<h1>dfe codebook atlas</h1><p>{html.escape(repr(tok))}. Trained on {s.n_train} frames "
             f"(held-out cosine {s.val_cosine:.3f}, perplexity {s.perplexity:.1f}, dead codes {s.dead_code_share:.0%}). "
