@@ -273,9 +273,15 @@ class Tokenizer:
         x_train, x_val = x_all[train_idx], x_all[val_idx]
         model = RVQVAE(cfg, make_patches(cfg))
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-        steps_per_epoch = max(1, math.ceil(len(x_train) / cfg.batch_size))
+        # small corpora: shrink the batch so an epoch is at least ~16 optimizer steps
+        batch_size = int(min(cfg.batch_size, max(32, len(x_train) // 16)))
+        steps_per_epoch = max(1, math.ceil(len(x_train) / batch_size))
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
         gen = torch.Generator().manual_seed(cfg.seed)
+        with torch.no_grad():  # ResidualVQ's k-means init on a large sample, not just the first batch
+            model.train()
+            sample = torch.randperm(len(x_train), generator=gen)[:4096]
+            model.rvq(model.encoder(x_train[sample]))
         best, best_state, best_epoch, bad = float("inf"), None, 0, 0
         bar = tqdm(range(cfg.epochs), desc="fit", unit="epoch", disable=not progress)
         epoch = 0
@@ -283,7 +289,7 @@ class Tokenizer:
             model.train()
             order = torch.randperm(len(x_train), generator=gen)
             for i in range(steps_per_epoch):
-                xb = x_train[order[i * cfg.batch_size : (i + 1) * cfg.batch_size]]
+                xb = x_train[order[i * batch_size : (i + 1) * batch_size]]
                 if len(xb) < 2:
                     continue
                 recon, _, commit = model(xb)
