@@ -26,7 +26,11 @@ def _summary(cos: np.ndarray, mse: np.ndarray) -> dict:
 
 
 def _score(recon: np.ndarray, psi: np.ndarray) -> dict:
-    return _summary(cosine_rows(recon, psi), np.mean((recon - psi) ** 2, axis=1))
+    """Cosine leaves out frames whose psi is exactly zero (a neutral reference photo itself:
+    cosine is undefined there); MSE keeps every frame."""
+    moving = np.linalg.norm(psi, axis=1) > 1e-6
+    cos = cosine_rows(recon[moving], psi[moving]) if moving.any() else np.zeros(1)
+    return _summary(cos, np.mean((recon - psi) ** 2, axis=1))
 
 
 def residual_quantize(psi: np.ndarray, codebook: np.ndarray, levels: int) -> np.ndarray:
@@ -91,7 +95,8 @@ def fidelity(tok: Tokenizer, psi_train: np.ndarray, psi_test: np.ndarray,
 def level_curve(tok: Tokenizer, psi: np.ndarray) -> list[float]:
     """Mean reconstruction cosine using levels 1..k, for k = 1..K."""
     tokens = tok.encode(psi)
-    return [float(cosine_rows(tok.decode_prefix(tokens, k), psi).mean()) for k in range(1, tok.levels + 1)]
+    moving = np.linalg.norm(psi, axis=1) > 1e-6
+    return [float(cosine_rows(tok.decode_prefix(tokens, k)[moving], psi[moving]).mean()) for k in range(1, tok.levels + 1)]
 
 
 # ---------------------------------------------------------------------------- diversity
@@ -216,6 +221,7 @@ def _markdown(report: dict, fid: pd.DataFrame, ret: pd.DataFrame) -> str:
                          f"{d['distinct_binarised_blendshape_sets_per_1000']:.1f}")
     return (f"# dfe evaluate\n\n{report['model']}\n\nHeld-out split by {s['by']}: {s['train_frames']} training frames, "
             f"{s['test_frames']} held-out frames (seed {s['seed']}).\n\n## Fidelity (held-out geometry psi)\n\n"
+            "Cosine leaves out frames whose psi is exactly zero (a neutral reference photo itself); MSE keeps them.\n\n"
             f"{_table(fid)}\n\nLevel curve (cosine with levels 1..k): "
             f"{', '.join(f'{c:.3f}' for c in report['level_curve_cosine'])}\n\n![levels](fidelity_levels.png)\n\n"
             f"## Diversity\n\n" + "\n".join(div_lines) + "\n\n![usage](usage.png)\n\n"
