@@ -288,7 +288,9 @@ def build_atlas(tok: Tokenizer, outdir: str | Path, tables: list | None = None, 
     if frames is not None and len(frames):
         tokens = tokens_array(frames)
         usage = np.stack([np.bincount(tokens[:, k], minlength=N) for k in range(K)], 1)  # (N, K)
-        codes = [int(c) for c in np.argsort(-usage.sum(1)) if usage[c].sum() > 0]
+        # coarse to fine: codes used mostly at level 1 first, then level 2, ...; by usage within a level
+        used = [c for c in range(N) if usage[c].sum() > 0]
+        codes = sorted(used, key=lambda c: (int(np.argmax(usage[c])), -int(usage[c].sum())))
         rig = tok.extras.get("rig")
         if rig is None and tok.config.psi_kind == "geometry":
             rig = fit_rig(blendshapes_array(frames), table_psi(frames, "geometry"))
