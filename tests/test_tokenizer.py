@@ -94,3 +94,14 @@ def test_fit_and_encode_real_tables_cli(extracted, real_model, tmp_path):
     bad2 = subprocess.run([sys.executable, "-m", "dfe.cli", "encode", str(extracted / "single_face.parquet"),
                            "--model", str(tmp_path / "nothing.dfe"), "-o", str(tmp_path / "x")], capture_output=True, text=True)
     assert bad2.returncode != 0 and "not found" in bad2.stderr and "Traceback" not in bad2.stderr
+
+
+def test_fast_encode_matches_residual_vq(synthetic_tokenizer, corpus):
+    """encode() uses a direct residual nearest-code search; it must equal ResidualVQ's own."""
+    import torch
+
+    tok = synthetic_tokenizer
+    x = torch.from_numpy(tok.standardiser.forward(corpus.test[:500]))
+    with torch.no_grad():
+        _, expected, _ = tok.model.rvq(tok.model.encoder(x))
+    np.testing.assert_array_equal(tok.encode(corpus.test[:500]), expected.numpy())

@@ -47,7 +47,7 @@ class TokenizerConfig:
     d_model: int = 64
     n_layers: int = 1
     n_heads: int = 4
-    n_patches: int = 16  # geometry: spatial patches of nearby canonical vertices
+    n_patches: int = 8  # geometry: spatial patches of nearby canonical vertices (face regions)
     chunk: int = 4  # vector psi: values per chunk
     decoder: str = "linear"  # linear (exactly additive) | mlp (joint, on the summed codes)
     commitment_weight: float = 0.25
@@ -143,6 +143,20 @@ class RVQVAE(nn.Module):
         """D(e_c) - D(0) for every code (N, dim), standardised units."""
         cb = self.codebook
         return self.decoder(cb) - self.decoder(torch.zeros_like(cb[:1]))
+
+    @torch.no_grad()
+    def indices(self, z: torch.Tensor) -> torch.Tensor:
+        """Greedy residual nearest-code search (what ResidualVQ does in eval mode, without its
+        loss and bookkeeping): (n, K) code ids."""
+        cb = self.codebook
+        half_sq = 0.5 * (cb**2).sum(1)
+        out = []
+        r = z
+        for _ in range(self.config.levels):
+            idx = torch.argmax(r @ cb.T - half_sq, dim=1)  # argmin of |r - c|^2
+            out.append(idx)
+            r = r - cb[idx]
+        return torch.stack(out, 1)
 
     def forward(self, x: torch.Tensor):
         z = self.encoder(x)
@@ -363,8 +377,7 @@ class Tokenizer:
         x = torch.from_numpy(self.standardiser.forward(psi))
         out = []
         for i in range(0, len(x), batch_size):
-            _, idx, _ = self.model.rvq(self.model.encoder(x[i : i + batch_size]))
-            out.append(idx)
+            out.append(self.model.indices(self.model.encoder(x[i : i + batch_size])))
         return torch.cat(out).numpy().astype(np.int64) if out else np.zeros((0, self.levels), np.int64)
 
     @torch.no_grad()
