@@ -233,7 +233,9 @@ def extract_file(path: str | Path, options: ExtractOptions | None = None,
     df["neutral_frames"] = n_neutral
     lm_block = pd.DataFrame(np.asarray(lms, dtype=np.float32), columns=LANDMARK_COLUMNS)
     psi_block = pd.DataFrame(psi, columns=[f"psi_{i}" for i in range(psi.shape[1])])
-    return pd.concat([df, lm_block, psi_block], axis=1)
+    out = pd.concat([df, lm_block, psi_block], axis=1)
+    out.attrs["expected_frames"] = total  # what the container announced, to spot truncation
+    return out
 
 
 # ---------------------------------------------------------------- a batch
@@ -286,7 +288,7 @@ def extract(inputs: list[str | Path], outdir: str | Path, options: ExtractOption
                 write_table(df, out)
                 result = InputResult(str(path), "ok", str(out), int(df["frame"].nunique()),
                                      int(df["success"].sum()))
-                expected = video_info(path).frames if media_kind(path) == "video" else 1
+                expected = df.attrs.get("expected_frames", 1)
                 if result.frames < 0.9 * expected:
                     result.status = "failed"
                     result.error = f"truncated video: decoded {result.frames} of {expected} frames (partial table kept)"
