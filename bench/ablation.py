@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 
 from dfe.synthetic import action_corpus, action_recovery
 from dfe.tokenizer import Tokenizer, codebook_stats, cosine_rows, fit_tables
@@ -38,7 +37,7 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", help="names of settings to run (default: all)")
     args = ap.parse_args()
     corpus = action_corpus(n_train=args.train)
-    print(f"| setting | synthetic cosine | dead codes | actions recovered | real cosine | real dead codes | fit s |")
+    print("| setting | synthetic cosine | dead codes | actions recovered | real cosine | real dead codes | fit s |")
     print("|---|---|---|---|---|---|---|")
     for name, cfg in SETTINGS.items():
         if args.only and name not in args.only:

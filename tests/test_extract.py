@@ -127,7 +127,7 @@ def test_bad_inputs_never_stop_the_batch(tmp_path):
     assert "no images or videos" in report[str(empty)]["error"]
     # a rerun resumes: the good video is skipped, not redone
     mtime = (out / "single_face.parquet").stat().st_mtime_ns
-    run2 = subprocess.run(cmd, capture_output=True, text=True)
+    subprocess.run(cmd, capture_output=True, text=True)
     report2 = {r["input"]: r for r in json.loads((out / "report.json").read_text())["results"]}
     assert report2[str(good)]["status"] == "skipped"
     assert (out / "single_face.parquet").stat().st_mtime_ns == mtime

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from dfe import expression
 from dfe.face import BLENDSHAPE_NAMES, FaceLandmarker, FaceObservation, FaceTracker
-from dfe.io import Frame, InputProblem, MediaError, find_media, iter_frames, media_kind, read_image, video_info
+from dfe.io import Frame, MediaError, find_media, iter_frames, media_kind, read_image, video_info
 from dfe.mesh import canonical_mesh
 from dfe.table import BLENDSHAPE_COLUMNS, LANDMARK_COLUMNS, META_COLUMNS, write_table
 
