@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(os.environ.get("DFE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+SHARED = Path(os.environ.get("DFE_SHARED", Path(__file__).resolve().parents[2] / "shared")).resolve()
 FACES = SHARED / "faces"
 VIDEOS = SHARED / "videos"
 
