@@ -59,7 +59,7 @@ def pca_bits(train: np.ndarray, test: np.ndarray, components: int, bits: int) ->
 
 def fidelity(tok: Tokenizer, psi_train: np.ndarray, psi_test: np.ndarray,
              blend_train: np.ndarray | None = None, blend_test: np.ndarray | None = None,
-             seed: int = 0) -> pd.DataFrame:
+             seed: int = 0, tokens: np.ndarray | None = None) -> pd.DataFrame:
     """One row per encoding: how well it rebuilds held-out psi (cosine and MSE per frame)."""
     from sklearn.cluster import MiniBatchKMeans
     from sklearn.linear_model import Ridge
@@ -67,7 +67,7 @@ def fidelity(tok: Tokenizer, psi_train: np.ndarray, psi_test: np.ndarray,
     N, K = tok.codebook_size, tok.levels
     bits = int(np.ceil(np.log2(N)))
     rng = np.random.default_rng(seed)
-    tokens = tok.encode(psi_test)
+    tokens = tok.encode(psi_test) if tokens is None else tokens
     rows = [{"encoding": f"dfe tokens (K={K})", "bits": K * bits, **_score(tok.decode(tokens), psi_test)}]
     for k in range(1, K):
         rows.append({"encoding": f"dfe tokens, levels 1..{k}", "bits": k * bits,
@@ -92,9 +92,9 @@ def fidelity(tok: Tokenizer, psi_train: np.ndarray, psi_test: np.ndarray,
     return pd.DataFrame(rows)
 
 
-def level_curve(tok: Tokenizer, psi: np.ndarray) -> list[float]:
+def level_curve(tok: Tokenizer, psi: np.ndarray, tokens: np.ndarray | None = None) -> list[float]:
     """Mean reconstruction cosine using levels 1..k, for k = 1..K."""
-    tokens = tok.encode(psi)
+    tokens = tok.encode(psi) if tokens is None else tokens
     moving = np.linalg.norm(psi, axis=1) > 1e-6
     return [float(cosine_rows(tok.decode_prefix(tokens, k)[moving], psi[moving]).mean()) for k in range(1, tok.levels + 1)]
 
@@ -184,10 +184,10 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
     psi = table_psi(df, tok.config.psi_kind)
     geo = table_psi(df, "geometry") if "psi_0" in df.columns else psi
     blend = blendshapes_array(df)
-    fid = fidelity(tok, geo[train], geo[test], blend[train], blend[test], seed) if tok.config.psi_kind == "geometry" \
-        else fidelity(tok, psi[train], psi[test], None, None, seed)
-    curve = level_curve(tok, psi[test])
     tokens_test = tok.encode(psi[test])
+    fid = fidelity(tok, geo[train], geo[test], blend[train], blend[test], seed, tokens_test) \
+        if tok.config.psi_kind == "geometry" else fidelity(tok, psi[train], psi[test], None, None, seed, tokens_test)
+    curve = level_curve(tok, psi[test], tokens_test)
     div = diversity(tokens_test, blend[test], tok.codebook_size)
     ret = retrieval(tokens_test, blend[test], geo[test], k, None if frame_labels is None else frame_labels[test], seed=seed)
     outdir = Path(outdir)

@@ -189,18 +189,17 @@ def extract_file(path: str | Path, options: ExtractOptions | None = None,
         for frame in iter_frames(path):
             h, w = frame.rgb.shape[:2]
             found = lm.detect(frame.rgb, int(round(frame.timestamp * 1000)))
-            fits = [expression.align_to_canonical(o.landmarks, w, h, mesh) for o in found]
-            kept = [(o, a) for o, a in zip(found, fits) if a.rmse <= options.max_align_rmse]
-            faces = tracker.assign([o for o, _ in kept], frame.index)
-            fit_of = {id(o): a for o, a in kept}
+            fits = [(o, expression.align_to_canonical(o.landmarks, w, h, mesh)) for o in found]
+            kept = [(o, a) for o, a in fits if a.rmse <= options.max_align_rmse]
+            tracker.assign([o for o, _ in kept], frame.index)  # sets each kept face's face_id
+            kept.sort(key=lambda pair: pair[0].face_id)
             base = {"file": str(path), "frame": frame.index, "timestamp": frame.timestamp}
-            if not faces:
+            if not kept:
                 meta.append({**base, **_empty_row()})
                 aligned.append(np.full((mesh.vertices.shape[0], 3), np.nan))
                 blend.append(np.full(len(BLENDSHAPE_NAMES), np.nan))
                 lms.append(np.full(len(LANDMARK_COLUMNS), np.nan, dtype=np.float32))
-            for obs in faces:
-                al = fit_of[id(obs)]
+            for obs, al in kept:
                 meta.append({**base, **_face_row(obs, frame, al)})
                 aligned.append(al.mesh)
                 blend.append(obs.blendshapes)
@@ -212,6 +211,7 @@ def extract_file(path: str | Path, options: ExtractOptions | None = None,
             lm.close()
     df = pd.DataFrame(meta, columns=META_COLUMNS + BLENDSHAPE_COLUMNS)
     aligned_arr = np.asarray(aligned)
+    blend_arr = np.asarray(blend)
     psi = np.full((len(df), aligned_arr.shape[1] * 3), np.nan, dtype=np.float32)
     source = np.full(len(df), "", dtype=object)
     n_neutral = np.zeros(len(df), dtype=np.int64)
@@ -219,7 +219,7 @@ def extract_file(path: str | Path, options: ExtractOptions | None = None,
     for fid in sorted(df.loc[ok, "face_id"].unique()):
         rows = np.flatnonzero(ok & (df["face_id"].to_numpy() == fid))
         if kind == "video":
-            ref, k = expression.estimate_neutral(aligned_arr[rows], np.asarray(blend)[rows])
+            ref, k = expression.estimate_neutral(aligned_arr[rows], blend_arr[rows])
             src = "track"
         elif neutral_mesh is not None:
             ref, k, src = neutral_mesh, 1, f"image:{neutral_name}"

@@ -329,12 +329,13 @@ class Tokenizer:
         tok = cls(cfg, model, std)
         summary = TrainingSummary(n_train=len(train_idx), n_val=len(val_idx), epochs_run=epoch + 1,
                                   best_epoch=best_epoch + 1, data=data_summary or {})
-        held = psi[val_idx] if len(val_idx) else psi[train_idx]
-        tokens = tok.encode(held)
-        recon = tok.decode(tokens)
+        all_tokens = tok.encode(psi)
+        held_idx = val_idx if len(val_idx) else train_idx
+        held = psi[held_idx]
+        recon = tok.decode(all_tokens[held_idx])
         summary.val_mse = float(np.mean((std.forward(recon) - std.forward(held)) ** 2))
         summary.val_cosine = float(np.mean(cosine_rows(recon - std.mean, held - std.mean)))
-        stats = codebook_stats(tok.encode(psi), cfg.codebook_size)
+        stats = codebook_stats(all_tokens, cfg.codebook_size)
         summary.perplexity, summary.dead_code_share, summary.level_usage = (
             stats["perplexity"], stats["dead_code_share"], stats["level_usage"])
         summary.seconds = round(time.perf_counter() - start, 1)
