@@ -22,8 +22,9 @@ from tqdm.auto import tqdm
 from dfe import expression
 from dfe.face import BLENDSHAPE_NAMES, FaceLandmarker, FaceObservation, FaceTracker
 from dfe.io import Frame, MediaError, find_media, iter_frames, media_kind, read_image, video_info
-from dfe.mesh import canonical_mesh
-from dfe.table import BLENDSHAPE_COLUMNS, LANDMARK_COLUMNS, META_COLUMNS, write_table
+from dfe.identity import FaceModel, IdentityFit, load_face_model, track_neutral
+from dfe.mesh import N_VERTICES, canonical_mesh
+from dfe.table import BLENDSHAPE_COLUMNS, LANDMARK_COLUMNS, META_COLUMNS, identity_columns, write_table
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ class ExtractOptions:
     max_align_rmse: float = 1.2  # cm; a detection fitting the canonical face worse is not a human face
     overwrite: bool = False
     progress: bool = True
+    identity: str = "auto"  # auto | model | track | canonical: see dfe.identity.track_neutral
+    face_model: str | None = None  # a face model file (default: the bundled one)
+    persons: str | None = None  # CSV image,person: photos of one person share one identity fit
 
 
 @dataclass
@@ -164,15 +168,32 @@ class _NeutralCache:
         return self.meshes[path]
 
 
-def extract_file(path: str | Path, options: ExtractOptions | None = None,
-                 landmarker: FaceLandmarker | None = None, neutral_mesh: np.ndarray | None = None,
-                 neutral_name: str | None = None, progress: bool = False) -> pd.DataFrame:
-    """Per-frame table of one image or video (raises :class:`MediaError` on unreadable media).
+@dataclass
+class FileObservations:
+    """Everything the landmarker saw in one input, before identity is removed: one entry per row
+    of the future table (a frame with no face is a row with NaNs)."""
 
-    Videos: each face track's neutral is estimated from its least expressive frames.
-    Images: ``neutral_mesh`` (the aligned mesh of the person's neutral photo) if given, else the
-    canonical face; ``neutral_source`` records which.
-    """
+    path: Path
+    kind: str  # image | video
+    rows: list[dict]  # table metadata per row (file, frame, timestamp, face_id, success, pose, ...)
+    aligned: np.ndarray  # (n, 468, 3) aligned meshes, canonical cm
+    blendshapes: np.ndarray  # (n, 52)
+    landmarks: np.ndarray  # (n, 1434) normalised
+    expected_frames: int  # what the container announced, to spot truncation
+
+    @property
+    def success(self) -> np.ndarray:
+        return np.array([r["success"] == 1 for r in self.rows], dtype=bool)
+
+    @property
+    def face_ids(self) -> np.ndarray:
+        return np.array([r["face_id"] for r in self.rows])
+
+
+def observe_file(path: str | Path, options: ExtractOptions | None = None,
+                 landmarker: FaceLandmarker | None = None, progress: bool = False) -> FileObservations:
+    """Landmarks, blendshapes, pose and aligned meshes of every frame and face of one input
+    (raises :class:`MediaError` on unreadable media)."""
     options = options or ExtractOptions()
     path = Path(path)
     kind = media_kind(path)
@@ -209,33 +230,58 @@ def extract_file(path: str | Path, options: ExtractOptions | None = None,
     finally:
         if own:
             lm.close()
-    df = pd.DataFrame(meta, columns=META_COLUMNS + BLENDSHAPE_COLUMNS)
-    aligned_arr = np.asarray(aligned)
-    blend_arr = np.asarray(blend)
-    psi = np.full((len(df), aligned_arr.shape[1] * 3), np.nan, dtype=np.float32)
+    n = len(meta)
+    return FileObservations(path, kind, meta, np.asarray(aligned).reshape(n, -1, 3),
+                            np.asarray(blend, dtype=np.float64).reshape(n, len(BLENDSHAPE_NAMES)),
+                            np.asarray(lms, dtype=np.float32).reshape(n, len(LANDMARK_COLUMNS)), total)
+
+
+def observations_table(obs: FileObservations, identity_mode: str = "auto", face_model: FaceModel | None = None,
+                       neutral_mesh: np.ndarray | None = None, neutral_name: str | None = None,
+                       person: IdentityFit | None = None) -> pd.DataFrame:
+    """The per-frame table of one input: psi = aligned mesh - each face track's neutral
+    (see :func:`dfe.identity.track_neutral`), identity coefficients as ``id_*`` columns."""
+    model = face_model or load_face_model()
+    df = pd.DataFrame(obs.rows, columns=META_COLUMNS + BLENDSHAPE_COLUMNS)
+    n_vert = obs.aligned.shape[1] if len(obs.rows) else N_VERTICES
+    psi = np.full((len(df), n_vert * 3), np.nan, dtype=np.float32)
+    ident = np.full((len(df), model.n_identity), np.nan, dtype=np.float32)
     source = np.full(len(df), "", dtype=object)
     n_neutral = np.zeros(len(df), dtype=np.int64)
-    ok = df["success"].to_numpy() == 1
-    for fid in sorted(df.loc[ok, "face_id"].unique()):
-        rows = np.flatnonzero(ok & (df["face_id"].to_numpy() == fid))
-        if kind == "video":
-            ref, k = expression.estimate_neutral(aligned_arr[rows], blend_arr[rows])
-            src = "track"
-        elif neutral_mesh is not None:
-            ref, k, src = neutral_mesh, 1, f"image:{neutral_name}"
-        else:
-            ref, k, src = mesh.vertices, 0, "canonical"
-        psi[rows] = expression.geometry_psi(aligned_arr[rows], ref)
-        source[rows] = src
-        n_neutral[rows] = k
+    ok, face_ids = obs.success, obs.face_ids
+    for fid in sorted(set(face_ids[ok])):
+        rows = np.flatnonzero(ok & (face_ids == fid))
+        neutral = track_neutral(obs.aligned[rows], obs.blendshapes[rows], obs.kind == "video", identity_mode,
+                                model, neutral_mesh, neutral_name, person)
+        psi[rows] = expression.geometry_psi(obs.aligned[rows], neutral.mesh)
+        ident[rows] = neutral.coefficients
+        source[rows] = neutral.source
+        n_neutral[rows] = neutral.frames
     df["psi_kind"] = "geometry"
     df["neutral_source"] = source
     df["neutral_frames"] = n_neutral
-    lm_block = pd.DataFrame(np.asarray(lms, dtype=np.float32), columns=LANDMARK_COLUMNS)
-    psi_block = pd.DataFrame(psi, columns=[f"psi_{i}" for i in range(psi.shape[1])])
-    out = pd.concat([df, lm_block, psi_block], axis=1)
-    out.attrs["expected_frames"] = total  # what the container announced, to spot truncation
+    blocks = [df, pd.DataFrame(obs.landmarks, columns=LANDMARK_COLUMNS),
+              pd.DataFrame(ident, columns=identity_columns(model.n_identity)),
+              pd.DataFrame(psi, columns=[f"psi_{i}" for i in range(psi.shape[1])])]
+    out = pd.concat(blocks, axis=1)
+    out.attrs["expected_frames"] = obs.expected_frames
     return out
+
+
+def extract_file(path: str | Path, options: ExtractOptions | None = None,
+                 landmarker: FaceLandmarker | None = None, neutral_mesh: np.ndarray | None = None,
+                 neutral_name: str | None = None, progress: bool = False,
+                 person: IdentityFit | None = None) -> pd.DataFrame:
+    """Per-frame table of one image or video (raises :class:`MediaError` on unreadable media).
+
+    Identity is removed as ``options.identity`` says (:func:`dfe.identity.track_neutral`); a
+    neutral photo given as ``neutral_mesh`` (its aligned mesh) always wins, and ``person`` is the
+    pooled identity fit of several photos of one person.
+    """
+    options = options or ExtractOptions()
+    obs = observe_file(path, options, landmarker, progress)
+    model = load_face_model(options.face_model)
+    return observations_table(obs, options.identity, model, neutral_mesh, neutral_name, person)
 
 
 # ---------------------------------------------------------------- a batch

@@ -4,7 +4,8 @@ Columns (in order):
 ``file, frame, timestamp, face_id, success, presence, bbox_x, bbox_y, bbox_w, bbox_h,
 pose_yaw, pose_pitch, pose_roll, pose_tx, pose_ty, pose_tz, pose_scale, align_rmse,
 <52 blendshapes under MediaPipe's names>, psi_kind, neutral_source, neutral_frames,
-lm_0 .. lm_1433 (478 landmarks x, y, z normalised), psi_0 .. psi_{D-1}``
+lm_0 .. lm_1433 (478 landmarks x, y, z normalised), id_0 .. id_{k-1} (identity coefficients of the
+face model fit; absent in dfe 0.1 tables), psi_0 .. psi_{D-1}``
 and after ``dfe encode``: ``tok_1 .. tok_K, recon_error``.
 
 Wide columns keep the CSV and Parquet files alike; :func:`psi_array` returns psi as (n, D).
@@ -29,6 +30,11 @@ META_COLUMNS = ["file", "frame", "timestamp", "face_id", "success", "presence",
 BLENDSHAPE_COLUMNS = list(BLENDSHAPE_NAMES)
 LANDMARK_COLUMNS = [f"lm_{i}" for i in range(N_LANDMARKS * 3)]
 TABLE_SUFFIXES = {".parquet", ".csv"}
+
+
+def identity_columns(k: int) -> list[str]:
+    """Names of the identity coefficient columns ``id_0 .. id_{k-1}`` (see :mod:`dfe.identity`)."""
+    return [f"id_{i}" for i in range(k)]
 
 
 def psi_columns(df: pd.DataFrame) -> list[str]:
