@@ -16,7 +16,7 @@ def pytest_collection_modifyitems(config, items):
     if not SHARED.is_dir():
         skip = pytest.mark.skip(reason=f"shared test media not found at {SHARED}")
         for item in items:
-            if "shared" in item.fixturenames or "extracted" in item.fixturenames:
+            if {"shared", "extracted", "face_data"} & set(item.fixturenames):
                 item.add_marker(skip)
 
 
@@ -60,3 +60,14 @@ def real_model(extracted, tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "model.dfe"
     tok.save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def face_data():
+    """Aligned meshes + blendshapes of the shared photos and video tracks (scripts/build_face_model.py)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from build_face_model import collect_face_data
+
+    return collect_face_data(SHARED)

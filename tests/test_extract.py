@@ -89,7 +89,7 @@ def test_video_rows_and_no_face_frames(extracted):
     nf = read_table(extracted / "no_face.parquet")
     assert len(nf) > 90 and (nf["success"] == 0).all()
     wl = read_table(extracted / "WolfgangLanger_Pexels.parquet")
-    assert len(wl) == 472 and wl["success"].all() and (wl["neutral_source"] == "track").all()
+    assert len(wl) == 472 and wl["success"].all() and (wl["neutral_source"] == "track+model").all()
     assert np.all(np.diff(wl["timestamp"].to_numpy()) > 0)
     assert wl["neutral_frames"].iloc[0] == 48  # 10% of 472 frames
 

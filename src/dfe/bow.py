@@ -221,8 +221,10 @@ class TaskData:
 
 
 def load_task(tables: list, labels: str | Path, target: str, group: str | None = None,
-              id_column: str | None = None, window: float | None = None, task: str | None = None) -> TaskData:
-    """Join per-video tables with a labels file (one row per video: id, target, optional group)."""
+              id_column: str | None = None, window: float | None = None, task: str | None = None,
+              need_tokens: bool = True) -> TaskData:
+    """Join per-video tables with a labels file (one row per video: id, target, optional group).
+    ``need_tokens=False``: tables without tok_* columns are fine (tokens are refit per fold)."""
     from dfe.table import find_tables, read_table, video_id
 
     lab = pd.read_csv(labels)
@@ -244,7 +246,7 @@ def load_task(tables: list, labels: str | Path, target: str, group: str | None =
     for vid in sorted(set(paths) & set(lab.index)):
         df = read_table(paths[vid])
         df.insert(0, "video", vid)
-        if not token_columns(df):
+        if need_tokens and not token_columns(df):
             raise ValueError(f"{paths[vid]} has no tokens: run `dfe encode` first")
         if (df["success"] == 1).sum() == 0:
             warnings.append(f"{vid}: no face in any frame, left out")
@@ -342,10 +344,27 @@ def check_folds(data: TaskData, n_folds: int) -> int:
     return folds
 
 
+def refit_fold_tokens(videos: list[pd.DataFrame], train: np.ndarray, tokenizer_config: dict,
+                      seed: int = 0) -> list[pd.DataFrame]:
+    """A tokenizer fitted on the training videos of one fold only, and every video encoded with it,
+    so the tokens of the test videos come from a model that never saw them."""
+    from dfe.tokenizer import Tokenizer, encode_table, table_psi
+
+    frames = pd.concat([videos[i] for i in train], ignore_index=True)
+    ok = frames[frames["success"] == 1]
+    kind = str(ok["psi_kind"].iloc[0]) if "psi_kind" in ok.columns else "geometry"
+    config = {"seed": seed, **tokenizer_config, "psi_kind": kind}
+    tok = Tokenizer.fit(table_psi(ok, kind), groups=ok["video"].to_numpy(), progress=False, **config)
+    return [encode_table(v, tok) for v in videos]
+
+
 def cross_validate(data: TaskData, codebook_size: int, n_folds: int = 5, seed: int = 0,
-                   user_table: pd.DataFrame | None = None, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   user_table: pd.DataFrame | None = None, progress: bool = True,
+                   refit_tokenizer: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Grouped (person-independent) k-fold CV of dfe BoW and each baseline under one protocol.
 
+    ``refit_tokenizer``: tokenizer settings (e.g. ``{"codebook_size": 64}``); a tokenizer is fitted
+    per fold on the training groups and the tables' own tokens are ignored.
     Returns (per-fold scores, out-of-fold predictions).
     """
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
@@ -357,17 +376,21 @@ def cross_validate(data: TaskData, codebook_size: int, n_folds: int = 5, seed: i
     splits = list(splitter.split(np.zeros(len(data.y)), data.y, data.groups))
     rows, preds = [], []
     sets = feature_sets(codebook_size, user_table)
-    for name, feats in tqdm(sets.items(), desc="evaluate", unit="feature set", disable=not progress):
-        for f, (tr, te) in enumerate(splits):
+    bar = tqdm(total=len(sets) * len(splits), desc="evaluate", unit="fit", disable=not progress)
+    for f, (tr, te) in enumerate(splits):
+        videos = refit_fold_tokens(data.videos, tr, refit_tokenizer, seed) if refit_tokenizer else data.videos
+        for name, feats in sets.items():
             model = make_model(data.task, feats, seed)
-            model.fit([data.videos[i] for i in tr], data.y[tr])
-            X_te = [data.videos[i] for i in te]
+            model.fit([videos[i] for i in tr], data.y[tr])
+            X_te = [videos[i] for i in te]
             pred = model.predict(X_te)
             proba = model.predict_proba(X_te) if data.task == "classification" else None
             rows.append({"features": name, "fold": f, **scores(data.task, data.y[te], pred, proba, model.classes_ if proba is not None else None)})
             for j, i in enumerate(te):
                 preds.append({"features": name, "fold": f, "video": data.ids[i], "group": data.groups[i],
                               "y": data.y[i], "pred": pred[j]})
+            bar.update(1)
+    bar.close()
     return pd.DataFrame(rows), pd.DataFrame(preds)
 
 
@@ -389,14 +412,22 @@ def paired_bootstrap(preds: pd.DataFrame, task: str, a: str, b: str, n: int = 10
 
 def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | Path, group: str | None = None,
                   codebook_size: int | None = None, n_folds: int = 5, seed: int = 0, window: float | None = None,
-                  user_features: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
-    """The whole experiment: CV of dfe vs baselines -> comparison.csv/.md, predictions.csv, bar plot."""
-    data = load_task(tables, labels, target, group, window=window)
-    if codebook_size is None:
+                  user_features: str | Path | None = None, progress: bool = True,
+                  refit_tokenizer: dict | None = None) -> pd.DataFrame:
+    """The whole experiment: CV of dfe vs baselines -> comparison.csv/.md, predictions.csv, bar plot.
+
+    ``refit_tokenizer``: fit a tokenizer with these settings per fold on the training groups
+    (see :func:`cross_validate`) instead of using the tables' tokens."""
+    data = load_task(tables, labels, target, group, window=window, need_tokens=not refit_tokenizer)
+    if refit_tokenizer:
+        from dfe.tokenizer import TokenizerConfig
+
+        codebook_size = refit_tokenizer.get("codebook_size", TokenizerConfig().codebook_size)
+    elif codebook_size is None:
         codebook_size = int(max(int(df[token_columns(df)].max().max()) for df in data.videos) + 1)
         codebook_size = max(codebook_size, 2)
     user = pd.read_csv(user_features) if user_features else None
-    fold_scores, preds = cross_validate(data, codebook_size, n_folds, seed, user, progress)
+    fold_scores, preds = cross_validate(data, codebook_size, n_folds, seed, user, progress, refit_tokenizer)
     metrics_cols = [c for c in fold_scores.columns if c not in ("features", "fold")]
     summary = fold_scores.groupby("features", sort=False)[metrics_cols].agg(["mean", "std"])
     summary.columns = [f"{m}_{s}" for m, s in summary.columns]
@@ -417,7 +448,10 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
     n_groups = len(np.unique(data.groups))
     header = (f"# dfe evaluate-task: {target} ({data.task})\n\n{len(data.videos)} videos, {n_groups} groups "
               f"({'by ' + group if group else 'each video its own group'}), {fold_scores['fold'].nunique()}-fold grouped CV, "
-              f"seed {seed}. Mean (std) over folds; the last columns give dfe minus each baseline on {key} "
+              f"seed {seed}. Tokens: "
+              + ("a tokenizer fitted per fold on the training groups only (test groups unseen)"
+                 if refit_tokenizer else "as written in the tables (the tokenizer may have seen the test groups)")
+              + f". Mean (std) over folds; the last columns give dfe minus each baseline on {key} "
               f"with a paired bootstrap 95% CI over videos.\n\n")
     warn = "".join(f"- warning: {w}\n" for w in data.warnings)
     (outdir / "comparison.md").write_text(header + (warn + "\n" if warn else "") + _markdown(summary) + "\n")

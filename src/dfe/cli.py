@@ -34,12 +34,21 @@ def extract(
     format: str = typer.Option("parquet", "--format", help="parquet or csv."),
     overwrite: bool = typer.Option(False, help="Redo inputs whose table already exists."),
     landmarker_model: Optional[Path] = typer.Option(None, help="Your own face_landmarker.task (default: the bundled one)."),
+    identity: str = typer.Option("auto", help="How identity is removed without --neutral: auto (photos: face model fit; "
+                                 "videos: face model fit on each track's calm frames), model (fit on every frame), "
+                                 "track (dfe 0.1: a track's calm frames; photos: the canonical face), canonical."),
+    persons: Optional[Path] = typer.Option(None, help="CSV with columns image,person: photos of one person share one identity fit."),
+    face_model: Optional[Path] = typer.Option(None, help="Your own face model file (default: the bundled one; see scripts/build_face_model.py)."),
 ):
     """Faces in images and videos -> one per-frame table per input (+ report.json)."""
     from dfe.extraction import ExtractOptions, extract as run
+    from dfe.identity import IDENTITY_MODES
 
+    if identity not in IDENTITY_MODES:
+        _fail(f"--identity must be one of {', '.join(IDENTITY_MODES)}, not {identity!r}")
     opts = ExtractOptions(max_faces=max_faces, landmarker_model=str(landmarker_model) if landmarker_model else None,
-                          neutral=neutral, format=format, overwrite=overwrite)
+                          neutral=neutral, format=format, overwrite=overwrite, identity=identity,
+                          persons=str(persons) if persons else None, face_model=str(face_model) if face_model else None)
     try:
         report = run(inputs, output, opts)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
@@ -233,13 +242,17 @@ def evaluate_task(
     window: Optional[float] = typer.Option(None, help="Cut videos into windows of this many seconds (pseudo-videos)."),
     features: Optional[Path] = typer.Option(None, help="Your own per-video feature CSV (first column = video id) as another baseline."),
     seed: int = typer.Option(0, help="Random seed."),
+    refit_tokenizer: bool = typer.Option(False, help="Fit a tokenizer per fold on the training groups only (tables need no tokens): the test groups stay unseen."),
+    codebook_size: int = typer.Option(64, help="With --refit-tokenizer: codes in the per-fold tokenizer."),
+    epochs: int = typer.Option(20, help="With --refit-tokenizer: training epochs per fold."),
 ):
     """Predict a per-video label: dfe bag of tokens vs action-unit-like baselines, grouped CV."""
     from dfe.bow import evaluate_task as run
 
+    refit = {"codebook_size": codebook_size, "epochs": epochs} if refit_tokenizer else None
     try:
         summary = run(tables, labels, target, output, group=group, n_folds=folds, seed=seed, window=window,
-                      user_features=features)
+                      user_features=features, refit_tokenizer=refit)
     except (ValueError, FileNotFoundError, KeyError) as e:
         _fail(str(e))
     cols = [c for c in summary.columns if c.endswith("_mean")][:3]

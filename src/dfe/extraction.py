@@ -101,6 +101,8 @@ def neutral_lookup(spec: str | None, files: list[Path]) -> dict[Path, Path]:
     if not spec:
         return {}
     mapping: dict[Path, Path] = {}
+    if spec != "auto" and not Path(spec).is_file():
+        raise FileNotFoundError(f"--neutral: {spec} is neither 'auto' nor an existing CSV file")
     if spec == "auto":
         for f in files:
             prefix = f.stem.rsplit("_", 1)[0]
@@ -108,18 +110,29 @@ def neutral_lookup(spec: str | None, files: list[Path]) -> dict[Path, Path]:
                 if media_kind(cand) == "image":
                     mapping[f.resolve()] = cand.resolve()
         return mapping
+    for img, neu in _csv_pairs(spec, "neutral", "--neutral").items():
+        mapping[img] = Path(neu).resolve() if Path(neu).is_absolute() else (Path(spec).parent / neu).resolve()
+    return mapping
+
+
+def _csv_pairs(spec: str, column: str, option: str) -> dict[Path, str]:
+    """Rows of a CSV ``image,<column>`` as {resolved image path: value} (paths relative to the CSV)."""
     csv_path = Path(spec)
     if not csv_path.is_file():
-        raise FileNotFoundError(f"--neutral: {spec} is neither 'auto' nor an existing CSV file")
+        raise FileNotFoundError(f"{option}: {spec} is not an existing CSV file")
+    out: dict[Path, str] = {}
     with open(csv_path, newline="") as fh:
         for row in csv.DictReader(fh):
-            if "image" not in row or "neutral" not in row:
-                raise ValueError(f"--neutral CSV {spec} needs the columns image,neutral")
-            img, neu = Path(row["image"]), Path(row["neutral"])
-            img = img if img.is_absolute() else csv_path.parent / img
-            neu = neu if neu.is_absolute() else csv_path.parent / neu
-            mapping[img.resolve()] = neu.resolve()
-    return mapping
+            if "image" not in row or column not in row:
+                raise ValueError(f"{option} CSV {spec} needs the columns image,{column}")
+            img = Path(row["image"])
+            out[(img if img.is_absolute() else csv_path.parent / img).resolve()] = row[column]
+    return out
+
+
+def person_lookup(spec: str | None) -> dict[Path, str]:
+    """Map image -> person id from a CSV ``image,person``: those photos share one identity fit."""
+    return _csv_pairs(spec, "person", "--persons") if spec else {}
 
 
 # ---------------------------------------------------------------- one input
@@ -146,26 +159,44 @@ def _empty_row() -> dict:
     return row
 
 
-class _NeutralCache:
-    """Aligned neutral meshes of reference photos, extracted once per run."""
+class _References:
+    """What other photos tell about a person, computed once per run: the aligned mesh of a neutral
+    reference photo, and the pooled identity fit of the photos of one person (``--persons``)."""
 
-    def __init__(self, landmarker: FaceLandmarker):
-        self.landmarker = landmarker
+    def __init__(self, landmarker: FaceLandmarker, options: ExtractOptions, persons: dict[Path, str]):
+        self.landmarker, self.options, self.persons = landmarker, options, persons
         self.meshes: dict[Path, np.ndarray | None] = {}
+        self.fits: dict[str, IdentityFit | None] = {}
 
-    def get(self, path: Path) -> np.ndarray | None:
+    def _first_face(self, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+        try:
+            obs = observe_file(path, self.options, self.landmarker)
+        except MediaError as e:
+            log.warning("cannot read reference photo %s (%s)", path, e)
+            return None
+        if not obs.success[0]:
+            log.warning("no face in reference photo %s", path)
+            return None
+        return obs.aligned[0], obs.blendshapes[0]
+
+    def neutral(self, path: Path) -> np.ndarray | None:
+        """Aligned mesh of a neutral reference photo (None: unreadable or no face)."""
         if path not in self.meshes:
-            try:
-                frame = read_image(path)
-                faces = self.landmarker.detect(frame.rgb)
-                h, w = frame.rgb.shape[:2]
-                self.meshes[path] = expression.align_to_canonical(faces[0].landmarks, w, h).mesh if faces else None
-                if not faces:
-                    log.warning("no face in neutral reference %s; using the canonical face", path)
-            except MediaError as e:
-                log.warning("cannot read neutral reference %s (%s); using the canonical face", path, e)
-                self.meshes[path] = None
+            face = self._first_face(path)
+            self.meshes[path] = face[0] if face else None
         return self.meshes[path]
+
+    def person(self, path: Path) -> IdentityFit | None:
+        """The identity fit shared by every photo of this photo's person (None: not in --persons)."""
+        pid = self.persons.get(path.resolve())
+        if pid is None:
+            return None
+        if pid not in self.fits:
+            faces = [f for f in (self._first_face(p) for p, q in self.persons.items() if q == pid) if f]
+            model = load_face_model(self.options.face_model)
+            self.fits[pid] = (model.fit(np.array([a for a, _ in faces]), np.array([b for _, b in faces]))
+                              if faces else None)
+        return self.fits[pid]
 
 
 @dataclass
@@ -312,9 +343,11 @@ def extract(inputs: list[str | Path], outdir: str | Path, options: ExtractOption
         report.results.append(InputResult(prob.path, "failed", error=prob.error))
         log.error("%s: %s", prob.path, prob.error)
     neutrals = neutral_lookup(options.neutral, files)
+    persons = person_lookup(options.persons)
+    load_face_model(options.face_model)  # a missing or damaged face model stops the run before any work
     taken: set[str] = set()
     image_lm: FaceLandmarker | None = None
-    cache: _NeutralCache | None = None
+    refs: _References | None = None
     try:
         for path in tqdm(files, desc="extract", unit="file", disable=not options.progress or len(files) < 2):
             out = outdir / output_name(path, taken, options.format)
@@ -326,11 +359,12 @@ def extract(inputs: list[str | Path], outdir: str | Path, options: ExtractOption
             try:
                 if media_kind(path) == "image" and image_lm is None:
                     image_lm = FaceLandmarker("image", options.max_faces, options.landmarker_model)
-                    cache = _NeutralCache(image_lm)
+                    refs = _References(image_lm, options, persons)
                 ref = neutrals.get(path)
-                df = extract_file(path, options, image_lm, cache.get(ref) if ref and cache else None,
+                df = extract_file(path, options, image_lm, refs.neutral(ref) if ref and refs else None,
                                   ref.name if ref else None,
-                                  progress=options.progress and media_kind(path) == "video")
+                                  progress=options.progress and media_kind(path) == "video",
+                                  person=refs.person(path) if refs else None)
                 write_table(df, out)
                 result = InputResult(str(path), "ok", str(out), int(df["frame"].nunique()),
                                      int(df["success"].sum()))
