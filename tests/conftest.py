@@ -12,11 +12,24 @@ FACES = SHARED / "faces"
 VIDEOS = SHARED / "videos"
 
 
+def _reads_shared(item) -> bool:
+    """A test needs ../shared if it asks for a fixture built from it or names its folders."""
+    import inspect
+
+    if {"shared", "extracted", "face_data", "real_model"} & set(item.fixturenames):
+        return True
+    try:
+        source = inspect.getsource(item.function)
+    except (OSError, TypeError):
+        return False
+    return any(name in source for name in ("FACES", "VIDEOS", "SHARED"))
+
+
 def pytest_collection_modifyitems(config, items):
     if not SHARED.is_dir():
         skip = pytest.mark.skip(reason=f"shared test media not found at {SHARED}")
         for item in items:
-            if {"shared", "extracted", "face_data"} & set(item.fixturenames):
+            if _reads_shared(item):
                 item.add_marker(skip)
 
 

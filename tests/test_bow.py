@@ -104,6 +104,8 @@ def test_london_smile_task_end_to_end(encoded, tmp_path):
     assert set(comp["features"]) >= {"dfe tokens (BoW)", "blendshape functionals (AU-like)",
                                      "blendshape BoW (k-means)", "psi functionals"}
     assert comp["macro_f1_mean"].notna().all()
+    # smiles vs neutral photos (psi against the person's neutral photo): dfe separates them
+    assert comp.set_index("features").loc["dfe tokens (BoW)", "macro_f1_mean"] >= 0.9
     assert (out / "comparison.md").read_text().count("|") > 20 and (out / "comparison.png").stat().st_size > 0
     assert "tables have no label" in (out / "comparison.md").read_text()  # the videos are not in london.csv
 
@@ -127,3 +129,58 @@ def test_video_windows_task(encoded, tmp_path):
                           "-o", str(out)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert len(pd.read_csv(out / "comparison.csv")) == 4
+
+
+def test_bag_counts_by_hand():
+    """Counts computed by hand for a 4-code vocabulary; the failed frame (success=0) is skipped and
+    the bigram joins the frames on either side of it."""
+    df = pd.DataFrame({"tok_1": [1, 1, -1, 2, 3], "tok_2": [2, 3, -1, 2, 3], "success": [1, 1, 0, 1, 1]})
+    pooled = BagOfTokens(4, norm=None).fit_transform([df]).toarray()[0]
+    np.testing.assert_array_equal(pooled, [0, 2, 3, 3])  # 1,1,2,3 at level 1 + 2,3,2,3 at level 2
+    per_level = BagOfTokens(4, levels="per_level", norm=None).fit_transform([df]).toarray()[0]
+    np.testing.assert_array_equal(per_level, [0, 2, 1, 1, 0, 0, 2, 2])
+    weighted = BagOfTokens(4, levels="weighted", norm=None).fit_transform([df]).toarray()[0]
+    np.testing.assert_allclose(weighted, [0, 2, 1 + 2 / 2, 1 + 2 / 2])
+    bi = BagOfTokens(4, norm=None, bigrams=True).fit_transform([df]).toarray()[0][4:].reshape(4, 4)
+    expected = np.zeros((4, 4))
+    expected[1, 1] = expected[1, 2] = expected[2, 3] = 1  # level-1 sequence 1 -> 1 -> 2 -> 3
+    np.testing.assert_array_equal(bi, expected)
+    assert BagOfTokens(4).fit([df]).transform([df]).sum() == pytest.approx(1.0)
+    empty = pd.DataFrame({"tok_1": [-1], "tok_2": [-1], "success": [0]})
+    assert BagOfTokens(4, norm=None).fit_transform([empty]).sum() == 0
+
+
+def test_cross_validation_never_trains_on_test_groups():
+    """A spy feature set records what each fold trains on and predicts: never the same video, never
+    the same group; and every video is predicted exactly once."""
+    from sklearn.base import BaseEstimator, TransformerMixin
+
+    import dfe.bow as bow
+
+    seen = []
+
+    class Spy(TransformerMixin, BaseEstimator):
+        def fit(self, X, y=None):
+            seen.append(("fit", {id(v) for v in X}))
+            return self
+
+        def transform(self, X):
+            seen.append(("transform", {id(v) for v in X}))
+            return np.array([[len(v), float(v["tok_1"].mean())] for v in X])
+
+    videos, y, groups = synthetic_sessions(n_per_class=10, n_frames=30)
+    data = TaskData(videos, [f"v{i}" for i in range(len(videos))], y, groups, "classification", [])
+    original = bow.feature_sets
+    bow.feature_sets = lambda *a, **k: {"spy": Spy()}
+    try:
+        folds, preds = bow.cross_validate(data, 64, n_folds=5, progress=False)
+    finally:
+        bow.feature_sets = original
+    assert sorted(preds["video"]) == sorted(data.ids)
+    by_id = {id(v): g for v, g in zip(videos, groups)}
+    fits = [s for kind, s in seen if kind == "fit"]
+    for f, fold in preds.groupby("fold"):
+        test_ids = {id(videos[data.ids.index(v)]) for v in fold["video"]}
+        train = fits[f]
+        assert not (train & test_ids)
+        assert not ({by_id[i] for i in train} & {by_id[i] for i in test_ids})

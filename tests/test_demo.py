@@ -41,11 +41,16 @@ def test_demo_on_a_file_without_a_face(tmp_path):
 def test_wheel_contains_model_and_code(tmp_path):
     from pathlib import Path
 
+    import shutil
+
     root = Path(__file__).resolve().parents[1]
+    # build from a copy so the checkout gets no build/ folder
+    src = tmp_path / "src"
+    shutil.copytree(root, src, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", ".pytest_cache"))
     run = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
-                          str(tmp_path), str(root)], capture_output=True, text=True)
+                          str(tmp_path / "dist"), str(src)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
-    wheel = next(tmp_path.glob("dfe-*.whl"))
+    wheel = next((tmp_path / "dist").glob("dfe-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    assert "dfe/data/starter.dfe" in names
+    assert "dfe/data/starter.dfe" in names and "dfe/data/face_model.npz" in names
     assert "dfe/mesh.py" in names and "dfe/cli.py" in names

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from dfe.eval import distinct_per_1000, fidelity, level_curve, residual_quantize
 
@@ -26,6 +27,10 @@ def test_helpers():
     assert distinct_per_1000(np.array([[1, 2], [1, 2], [3, 4], [5, 6]])) == 750
     cb = np.eye(3)
     np.testing.assert_allclose(residual_quantize(np.array([[1.0, 1.0, 0.0]]), cb, 2), [[1.0, 1.0, 0.0]])
+    # by hand: (2.2, 0.9, 0.1) is nearest e1 (|c|^2 - 2 r.c = -3.4 vs -0.8, 0.8), and so is the
+    # residual (1.2, 0.9, 0.1) (-1.4 vs -0.8): two levels give (2, 0, 0), not the input
+    np.testing.assert_allclose(residual_quantize(np.array([[2.2, 0.9, 0.1]]), cb, 2), [[2.0, 0.0, 0.0]])
+    np.testing.assert_allclose(residual_quantize(np.array([[2.2, 0.9, 0.1]]), cb, 3), [[2.0, 1.0, 0.0]])
 
 
 def test_evaluate_report_on_real_tables(extracted, real_model, tmp_path):
@@ -42,3 +47,25 @@ def test_evaluate_report_on_real_tables(extracted, real_model, tmp_path):
     assert "Fidelity" in md and "Diversity" in md and "Retrieval" in md
     assert (out / "fidelity_levels.png").stat().st_size > 0 and (out / "usage.png").stat().st_size > 0
     print(md)
+    # the report's dfe fidelity is that of each held-out frame's own tokens: recomputed here frame by
+    # frame (encode one frame, decode it, cosine to its psi) over the same held-out videos
+    from dfe.table import load_tables, psi_array
+    from dfe.tokenizer import Tokenizer
+
+    tok = Tokenizer.load(real_model)
+    df = load_tables([extracted])
+    df = df[df["success"] == 1].reset_index(drop=True)
+    held = df["video"].astype(str).isin(report["split"]["test_groups"]).to_numpy()
+    psi = psi_array(df[held])
+    assert len(psi) == report["split"]["test_frames"]
+    cos = []
+    for row in psi:
+        if np.linalg.norm(row) > 1e-6:
+            rec = tok.decode(tok.encode(row[None]))[0]
+            cos.append(rec @ row / np.linalg.norm(rec) / np.linalg.norm(row))
+    dfe_row = next(r for r in report["fidelity"] if r["encoding"].startswith("dfe tokens (K="))
+    assert dfe_row["cosine_mean"] == pytest.approx(np.mean(cos), abs=1e-4)
+    curve = report["level_curve_cosine"]  # all K levels rebuild held-out psi best (measured 0.87 -> 0.91)
+    assert curve[-1] == max(curve) and curve[-1] > curve[0] + 0.02, curve
+    tokens_ret = next(r for r in report["retrieval"] if r["retrieval"].startswith("tokens"))
+    assert tokens_ret["psi_cosine_mean"] > 0.6

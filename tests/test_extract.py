@@ -15,6 +15,7 @@ import pytest
 from conftest import FACES, VIDEOS
 from dfe.expression import psi_norms
 from dfe.extraction import ExtractOptions, extract, extract_file
+from dfe.io import read_image
 from dfe.mesh import MOUTH_CORNERS, canonical_mesh
 from dfe.table import psi_array, read_table
 
@@ -152,6 +153,8 @@ def test_huge_image_is_downscaled(tmp_path):
     big = cv2.resize(img, (7680, int(7680 * img.shape[0] / img.shape[1])))
     path = tmp_path / "big.png"
     cv2.imwrite(str(path), big)
+    frame = read_image(path)
+    assert max(frame.rgb.shape[:2]) == 1920 and frame.scale == pytest.approx(1920 / 7680)
     df = extract_file(path)
     assert df["success"].iloc[0] == 1
     assert df["bbox_w"].iloc[0] > 1000  # reported in the original image's pixels
@@ -172,11 +175,14 @@ def test_offline_extraction(tmp_path):
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
 def test_only_network_activity_is_mediapipes_dns_lookup(tmp_path):
-    """Measured with strace: no TCP/UDP connection other than DNS (port 53) is attempted.
+    """Measured with strace inside a fresh network namespace (loopback only, so the host's DNS
+    and routes do not matter): no TCP/UDP connection other than DNS (port 53) is attempted.
     (MediaPipe's native library looks up its logging host once; see README, Privacy.)"""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode:
+        pytest.skip("unshare -n not permitted here")
     log = tmp_path / "strace.txt"
-    run = subprocess.run(["strace", "-f", "-e", "trace=connect", "-o", str(log), sys.executable, "-m", "dfe.cli",
-                          "extract", str(FACES / "single_face.jpg"), "-o", str(tmp_path / "o")],
+    run = subprocess.run(["unshare", "-n", "strace", "-f", "-e", "trace=connect", "-o", str(log), sys.executable,
+                          "-m", "dfe.cli", "extract", str(FACES / "single_face.jpg"), "-o", str(tmp_path / "o")],
                          capture_output=True, text=True)
     if run.returncode != 0 and "ptrace" in run.stderr:
         pytest.skip("ptrace not permitted here")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dfe.synthetic import action_recovery
-from dfe.table import read_table, token_columns
+from dfe.table import psi_array, read_table, token_columns
 from dfe.tokenizer import ModelError, Tokenizer, cosine_rows
 
 
@@ -33,6 +33,17 @@ def test_tokens_add_up_exactly(synthetic_tokenizer, corpus):
     # coarse to fine: each extra level brings the reconstruction closer on average
     errs = [np.mean((tok.decode_prefix(tokens, k) - corpus.test[:50]) ** 2) for k in range(1, tok.levels + 1)]
     assert all(a > b for a, b in zip(errs, errs[1:])), errs
+
+
+def test_permuting_frames_permutes_tokens(synthetic_tokenizer, corpus):
+    tok = synthetic_tokenizer
+    psi = corpus.test[:300]
+    perm = np.random.default_rng(5).permutation(len(psi))
+    np.testing.assert_array_equal(tok.encode(psi[perm]), tok.encode(psi)[perm])
+    # a frame built from two codes' deformations decodes to their sum (linear decoder)
+    a, b = 3, 11
+    both = tok.decode(np.array([[a, b]]))[0] - tok.decode(np.zeros((1, 0), dtype=np.int64))[0]
+    np.testing.assert_allclose(both, tok.decode_code(a) + tok.decode_code(b), atol=1e-4)
 
 
 def test_save_load_identical_and_seeded_fits(tmp_path, corpus):
@@ -84,6 +95,15 @@ def test_fit_and_encode_real_tables_cli(extracted, real_model, tmp_path):
     assert (df[token_columns(df)] >= 0).all().all() and df["recon_error"].notna().all()
     nf = read_table(out / "no_face.parquet")
     assert (nf["tok_1"] == -1).all()
+    # each row's tokens are that row's own: the table's psi, encoded here in one batch (single-frame
+    # batches can differ at fine levels in rare near-ties: float sums depend on the batch size)
+    ok = df["success"] == 1
+    psi = psi_array(df)
+    rows = tok.encode(psi)
+    np.testing.assert_array_equal(df.loc[ok, token_columns(df)].to_numpy(), rows)
+    np.testing.assert_allclose(df.loc[ok, "recon_error"].to_numpy()[::37],
+                               [np.sqrt(np.mean((tok.decode(r[None])[0] - p) ** 2)) for r, p in zip(rows[::37], psi[::37])],
+                               rtol=1e-4)
     # a wrong model for the data: clear message, no traceback
     bs = Tokenizer.fit(np.random.default_rng(0).random((200, 52), dtype=np.float32), progress=False,
                        epochs=1, codebook_size=16, psi_kind="blendshapes")

@@ -233,6 +233,12 @@ def load_task(tables: list, labels: str | Path, target: str, group: str | None =
         if col not in lab.columns:
             raise ValueError(f"labels file {labels} has no column {col!r} (columns: {', '.join(lab.columns)})")
     lab[id_col] = lab[id_col].astype(str)
+    # a label file may name the input media instead of the table ids: map them via the manifests
+    from dfe.runner import input_ids
+
+    aliases = input_ids({Path(p).parent for p in find_tables(tables)})
+    aliases.update({str(Path(k).resolve()): v for k, v in list(aliases.items())})
+    lab[id_col] = [aliases.get(str(Path(v).resolve()), v) if ("/" in v or "\\" in v) else v for v in lab[id_col]]
     lab = lab.dropna(subset=[target]).set_index(id_col)
     paths = {video_id(p): p for p in find_tables(tables)}
     warnings = []

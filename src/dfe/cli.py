@@ -14,8 +14,17 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 log = logging.getLogger("dfe")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from dfe import __version__
+
+        typer.echo(f"dfe {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debug logs.")):
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debug logs."),
+          version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print dfe's version.")):
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
@@ -27,12 +36,13 @@ def _fail(message: str) -> None:
 
 @app.command()
 def extract(
-    inputs: list[str] = typer.Argument(..., help="Images, videos, folders (recursive) or globs."),
-    output: Path = typer.Option(..., "-o", "--output", help="Folder for the per-frame tables and report.json."),
+    inputs: Optional[list[str]] = typer.Argument(None, help="Images, videos, folders (recursive) or globs."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for the per-frame tables, manifest.sqlite and report.json."),
     max_faces: int = typer.Option(1, help="Faces per frame to track (each gets a face_id)."),
     neutral: Optional[str] = typer.Option(None, help="Images only: 'auto' (<prefix>_neutral.<ext> beside each image) or a CSV with columns image,neutral."),
     format: str = typer.Option("parquet", "--format", help="parquet or csv."),
-    overwrite: bool = typer.Option(False, help="Redo inputs whose table already exists."),
+    overwrite: bool = typer.Option(False, help="Redo the inputs given even if their table is up to date."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Also redo every input whose last run into this folder failed."),
     landmarker_model: Optional[Path] = typer.Option(None, help="Your own face_landmarker.task (default: the bundled one)."),
     identity: str = typer.Option("auto", help="How identity is removed without --neutral: auto (photos: face model fit; "
                                  "videos: face model fit on each track's calm frames), model (fit on every frame), "
@@ -46,18 +56,41 @@ def extract(
 
     if identity not in IDENTITY_MODES:
         _fail(f"--identity must be one of {', '.join(IDENTITY_MODES)}, not {identity!r}")
+    if not inputs and not retry_failed:
+        _fail("give images, videos or folders to extract (or --retry-failed)")
     opts = ExtractOptions(max_faces=max_faces, landmarker_model=str(landmarker_model) if landmarker_model else None,
                           neutral=neutral, format=format, overwrite=overwrite, identity=identity,
                           persons=str(persons) if persons else None, face_model=str(face_model) if face_model else None)
     try:
-        report = run(inputs, output, opts)
+        report = run(inputs or [], output, opts, retry_failed=retry_failed)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         _fail(str(e))
-    done = [r for r in report.results if r.status != "failed"]
-    typer.echo(f"{len(done)} ok, {len(report.failed)} failed -> {Path(output) / 'report.json'}")
+    done = [r for r in report.results if r.status == "ok"]
+    skipped = [r for r in report.results if r.status == "skipped"]
+    typer.echo(f"{len(done)} ok, {len(skipped)} up to date, {len(report.failed)} failed -> {Path(output) / 'report.json'}")
     for r in report.failed:
         typer.echo(f"  failed: {r.input}: {r.error}", err=True)
     raise typer.Exit(1 if report.failed else 0)
+
+
+@app.command()
+def status(
+    output: Path = typer.Argument(..., help="An output folder of `dfe extract` or `dfe encode`."),
+):
+    """What an output folder holds: done, failed, stale (input changed or gone) and pending inputs."""
+    from dfe.runner import RunError, status as run
+
+    try:
+        groups = run(output)
+    except RunError as e:
+        _fail(str(e))
+    typer.echo(", ".join(f"{len(v)} {k}" for k, v in groups.items()))
+    for state in ("failed", "stale", "pending"):
+        for r in groups[state]:
+            typer.echo(f"  {state}: {r.input} -> {r.id}" + (f": {r.error}" if r.error else ""))
+    if groups["failed"]:
+        typer.echo(f"rerun the failures with: dfe extract --retry-failed -o {output}")
+    raise typer.Exit(1 if groups["failed"] or groups["stale"] else 0)
 
 
 def _load_model(path: Path):
@@ -98,11 +131,16 @@ def fit(
     decoder: str = typer.Option("linear", help="linear (exactly additive tokens) or mlp."),
     sparsity: float = typer.Option(0.1, help="Weight of the L1 sparsity on code deformations (0 = off)."),
     orthogonal: float = typer.Option(0.0, help="Weight of the codebook orthogonality loss (0 = off)."),
-    seed: int = typer.Option(0, help="Random seed (training is deterministic on CPU)."),
+    seed: int = typer.Option(0, help="Random seed (on CPU, a fit is bit-identical for the same seed and torch thread count, e.g. OMP_NUM_THREADS)."),
 ):
     """Train a tokenizer (residual-VQ VAE) on extracted tables; held-out split by video."""
+    from dfe.runner import RunError, check_output_file
     from dfe.tokenizer import fit_tables
 
+    try:
+        check_output_file(output, "model file")
+    except RunError as e:
+        _fail(str(e))
     try:
         tok = fit_tables(tables, psi_kind=psi_kind, codebook_size=codebook_size, levels=levels, epochs=epochs,
                          decoder=decoder, sparsity_weight=sparsity, orthogonal_weight=orthogonal, seed=seed)
@@ -123,27 +161,20 @@ def encode(
     in_place: bool = typer.Option(False, "--in-place", help="Rewrite the input tables instead."),
 ):
     """Add tok_1..tok_K (and recon_error) columns to per-frame tables."""
-    from dfe.table import find_tables, read_table, write_table
-    from dfe.tokenizer import encode_table
+    from dfe.runner import RunError, encode_corpus
 
     if not in_place and output is None:
         _fail("give -o OUTDIR or --in-place")
     tok = _load_model(model)
     try:
-        paths = find_tables(tables)
-    except FileNotFoundError as e:
+        outcomes = encode_corpus(tables, tok, output, in_place)
+    except (FileNotFoundError, RunError) as e:
         _fail(str(e))
-    failed = 0
-    from tqdm.auto import tqdm
-
-    for p in tqdm(paths, desc="encode", unit="table", disable=len(paths) < 2):
-        try:
-            df = encode_table(read_table(p), tok)
-            write_table(df, p if in_place else Path(output) / p.name)
-        except Exception as e:  # noqa: BLE001 - one bad table must never stop the others
-            failed += 1
-            typer.secho(f"failed: {p}: {e}", fg=typer.colors.RED, err=True)
-    typer.echo(f"{len(paths) - failed} encoded, {failed} failed")
+    failed = [o for o in outcomes if o.status == "failed"]
+    for o in failed:
+        typer.secho(f"failed: {o.input}: {o.error}", fg=typer.colors.RED, err=True)
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    typer.echo(f"{len(outcomes) - len(failed) - skipped} encoded, {skipped} up to date, {len(failed)} failed")
     raise typer.Exit(1 if failed else 0)
 
 

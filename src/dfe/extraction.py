@@ -1,18 +1,15 @@
-"""The extraction stage: media -> one per-frame table per input, with a run report.
+"""The extraction stage: media -> one per-frame table per input.
 
 Data flow per input: :mod:`dfe.io` frames -> :mod:`dfe.face` landmarks -> :mod:`dfe.expression`
-alignment, neutral and psi -> :mod:`dfe.table` (written atomically). A batch never stops on a bad
-input: each gets a line in ``report.json`` and the run goes on; a rerun skips finished inputs.
+alignment -> :mod:`dfe.identity` neutral -> psi -> :mod:`dfe.table`. The batch is driven by
+:mod:`dfe.runner` (manifest, output names, resume, report.json): a bad input never stops it.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import logging
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +18,14 @@ from tqdm.auto import tqdm
 
 from dfe import expression
 from dfe.face import BLENDSHAPE_NAMES, FaceLandmarker, FaceObservation, FaceTracker
-from dfe.io import Frame, MediaError, find_media, iter_frames, media_kind, read_image, video_info
 from dfe.identity import FaceModel, IdentityFit, load_face_model, track_neutral
+from dfe.io import Frame, MediaError, find_media, iter_frames, media_kind, video_info
+from dfe.runner import Outcome, StageResult
 from dfe.mesh import N_VERTICES, canonical_mesh
-from dfe.table import BLENDSHAPE_COLUMNS, LANDMARK_COLUMNS, META_COLUMNS, identity_columns, write_table
+from dfe.table import BLENDSHAPE_COLUMNS, LANDMARK_COLUMNS, META_COLUMNS, identity_columns
 
 log = logging.getLogger(__name__)
 
-REPORT_NAME = "report.json"
 
 
 @dataclass
@@ -46,48 +43,19 @@ class ExtractOptions:
 
 
 @dataclass
-class InputResult:
-    """One line of the run report."""
-
-    input: str
-    status: str  # ok | failed | skipped
-    output: str | None = None
-    frames: int = 0
-    faces: int = 0  # rows with a face found
-    seconds: float = 0.0
-    error: str | None = None
-
-
-@dataclass
 class RunReport:
+    """What one ``extract`` run did to each input (the lasting records are in the manifest)."""
+
     outdir: str
-    results: list[InputResult] = field(default_factory=list)
+    results: list[Outcome] = field(default_factory=list)
 
     @property
-    def failed(self) -> list[InputResult]:
+    def failed(self) -> list[Outcome]:
         return [r for r in self.results if r.status == "failed"]
 
     @property
     def ok(self) -> bool:
         return not self.failed
-
-    def save(self) -> Path:
-        path = Path(self.outdir) / REPORT_NAME
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"results": [asdict(r) for r in self.results]}, indent=2))
-        tmp.replace(path)
-        return path
-
-    @classmethod
-    def load(cls, outdir: str | Path) -> "RunReport":
-        path = Path(outdir) / REPORT_NAME
-        report = cls(str(outdir))
-        if path.is_file():
-            try:
-                report.results = [InputResult(**r) for r in json.loads(path.read_text())["results"]]
-            except (ValueError, KeyError, TypeError):
-                log.warning("%s is unreadable; starting a new report", path)
-        return report
 
 
 # ---------------------------------------------------------------- neutral references (images)
@@ -141,7 +109,7 @@ def _face_row(obs: FaceObservation, frame: Frame, align: expression.Alignment) -
     yaw, pitch, roll = align.pose_angles
     inv = 1.0 / frame.scale  # report boxes in the original image's pixels
     row = {
-        "face_id": obs.face_id, "success": 1, "presence": obs.presence,
+        "face_id": obs.face_id, "success": 1, "presence": obs.presence, "reason": "",
         "bbox_x": obs.bbox[0] * inv, "bbox_y": obs.bbox[1] * inv,
         "bbox_w": obs.bbox[2] * inv, "bbox_h": obs.bbox[3] * inv,
         "pose_yaw": yaw, "pose_pitch": pitch, "pose_roll": roll,
@@ -152,9 +120,9 @@ def _face_row(obs: FaceObservation, frame: Frame, align: expression.Alignment) -
     return row
 
 
-def _empty_row() -> dict:
+def _empty_row(reason: str = "no face") -> dict:
     row = {c: np.nan for c in META_COLUMNS[3:]}
-    row.update({"face_id": -1, "success": 0, "presence": 0.0})
+    row.update({"face_id": -1, "success": 0, "presence": 0.0, "reason": reason})
     row.update({c: np.nan for c in BLENDSHAPE_COLUMNS})
     return row
 
@@ -239,6 +207,14 @@ def observe_file(path: str | Path, options: ExtractOptions | None = None,
     try:
         bar = tqdm(total=total or None, desc=path.name, unit="frame", leave=False, disable=not progress)
         for frame in iter_frames(path):
+            if frame.rgb is None:  # undecodable frame in the middle of a video: a row, no face
+                meta.append({"file": str(path), "frame": frame.index, "timestamp": frame.timestamp,
+                             **_empty_row("undecodable frame")})
+                aligned.append(np.full((mesh.vertices.shape[0], 3), np.nan))
+                blend.append(np.full(len(BLENDSHAPE_NAMES), np.nan))
+                lms.append(np.full(len(LANDMARK_COLUMNS), np.nan, dtype=np.float32))
+                bar.update(1)
+                continue
             h, w = frame.rgb.shape[:2]
             found = lm.detect(frame.rgb, int(round(frame.timestamp * 1000)))
             fits = [(o, expression.align_to_canonical(o.landmarks, w, h, mesh)) for o in found]
@@ -317,70 +293,75 @@ def extract_file(path: str | Path, options: ExtractOptions | None = None,
 
 # ---------------------------------------------------------------- a batch
 
-def output_name(path: Path, taken: set[str], fmt: str) -> str:
-    """``<stem>.<fmt>``; a second input with the same stem gets a short hash of its path."""
-    name = f"{path.stem}.{fmt}"
-    if name in taken:
-        name = f"{path.stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}.{fmt}"
-    taken.add(name)
-    return name
+def output_options(options: ExtractOptions) -> dict:
+    """The options that change a table: a rerun with other values redoes the input."""
+    from dfe.identity import DATA_FILE
+    from dfe.runner import file_sha256
+
+    model = options.face_model or DATA_FILE
+    return {"max_faces": options.max_faces, "landmarker_model": options.landmarker_model, "neutral": options.neutral,
+            "identity": options.identity, "face_model": file_sha256(model), "persons": options.persons,
+            "max_align_rmse": options.max_align_rmse, "format": options.format}
 
 
-def extract(inputs: list[str | Path], outdir: str | Path, options: ExtractOptions | None = None) -> RunReport:
-    """Extract every image and video in ``inputs`` into ``outdir``; returns the run report.
+def _error_message(e: Exception) -> str:
+    return str(e) if isinstance(e, MediaError) else f"{type(e).__name__}: {e}"
 
-    Finished outputs are kept and skipped on a rerun unless ``options.overwrite``.
+
+def extract(inputs: list[str | Path], outdir: str | Path, options: ExtractOptions | None = None,
+            retry_failed: bool = False) -> RunReport:
+    """Extract every image and video in ``inputs`` into ``outdir``; returns what this run did.
+
+    The manifest of ``outdir`` (:mod:`dfe.runner`) names each table, skips finished inputs whose
+    content and options are unchanged (unless ``options.overwrite``) and keeps every record;
+    ``retry_failed`` adds the inputs whose last run failed.
     """
+    from dfe.runner import Manifest, Outcome, run_stage
+
     options = options or ExtractOptions()
     if options.format not in ("parquet", "csv"):
         raise ValueError("format must be 'parquet' or 'csv'")
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     files, problems = find_media(inputs)
-    previous = {r.input: r for r in RunReport.load(outdir).results}
-    report = RunReport(str(outdir))
-    for prob in problems:
-        report.results.append(InputResult(prob.path, "failed", error=prob.error))
-        log.error("%s: %s", prob.path, prob.error)
+    manifest = Manifest(outdir)  # a file or unwritable folder stops here, before any work
+    try:
+        if retry_failed:
+            retry = [Path(r.input) for r in manifest.records() if r.status == "failed" and Path(r.input).is_file()]
+            files += [p for p in retry if p not in set(files) and media_kind(p)]
+        for prob in problems:  # every input gets a record, a bad one too
+            rec = manifest.assign_id(str(Path(prob.path).resolve()), Path(prob.path).name or "input")
+            rec.status, rec.error, rec.runs = "failed", prob.error, rec.runs + 1
+            manifest.put(rec)
+            log.error("%s: %s", prob.path, prob.error)
+        manifest.write_report()
+    finally:
+        manifest.close()
     neutrals = neutral_lookup(options.neutral, files)
     persons = person_lookup(options.persons)
     load_face_model(options.face_model)  # a missing or damaged face model stops the run before any work
-    taken: set[str] = set()
-    image_lm: FaceLandmarker | None = None
-    refs: _References | None = None
+    state: dict = {"landmarker": None, "refs": None}
+
+    def process(path: Path) -> StageResult:
+        if media_kind(path) == "image" and state["landmarker"] is None:
+            state["landmarker"] = FaceLandmarker("image", options.max_faces, options.landmarker_model)
+            state["refs"] = _References(state["landmarker"], options, persons)
+        refs: _References | None = state["refs"]
+        ref = neutrals.get(path)
+        df = extract_file(path, options, state["landmarker"], refs.neutral(ref) if ref and refs else None,
+                          ref.name if ref else None, progress=options.progress and media_kind(path) == "video",
+                          person=refs.person(path) if refs else None)
+        frames, expected = int(df["frame"].nunique()), df.attrs.get("expected_frames", 1)
+        error = (f"truncated video: the container ends after {frames} of {expected} frames (partial table kept)"
+                 if frames < 0.9 * expected else None)
+        return StageResult(df, frames, int(df["success"].sum()), error)
+
+    def bar(items):
+        return tqdm(items, desc="extract", unit="file", disable=not options.progress or len(items) < 2)
+
     try:
-        for path in tqdm(files, desc="extract", unit="file", disable=not options.progress or len(files) < 2):
-            out = outdir / output_name(path, taken, options.format)
-            before = previous.get(str(path))
-            if out.exists() and not options.overwrite and before and before.status in ("ok", "skipped"):
-                report.results.append(InputResult(str(path), "skipped", str(out), before.frames, before.faces))
-                continue
-            start = time.perf_counter()
-            try:
-                if media_kind(path) == "image" and image_lm is None:
-                    image_lm = FaceLandmarker("image", options.max_faces, options.landmarker_model)
-                    refs = _References(image_lm, options, persons)
-                ref = neutrals.get(path)
-                df = extract_file(path, options, image_lm, refs.neutral(ref) if ref and refs else None,
-                                  ref.name if ref else None,
-                                  progress=options.progress and media_kind(path) == "video",
-                                  person=refs.person(path) if refs else None)
-                write_table(df, out)
-                result = InputResult(str(path), "ok", str(out), int(df["frame"].nunique()),
-                                     int(df["success"].sum()))
-                expected = df.attrs.get("expected_frames", 1)
-                if result.frames < 0.9 * expected:
-                    result.status = "failed"
-                    result.error = f"truncated video: decoded {result.frames} of {expected} frames (partial table kept)"
-                    log.error("%s: %s", path, result.error)
-            except Exception as e:  # noqa: BLE001 - one bad input must never stop the batch
-                result = InputResult(str(path), "failed", error=f"{type(e).__name__}: {e}" if not isinstance(e, MediaError) else str(e))
-                log.error("%s: %s", path, result.error)
-            result.seconds = round(time.perf_counter() - start, 3)
-            report.results.append(result)
-            report.save()  # after every input: a crash never loses the record of finished work
+        outcomes = run_stage(files, outdir, process, output_options(options), f".{options.format}",
+                             options.overwrite, _error_message, bar)
     finally:
-        if image_lm is not None:
-            image_lm.close()
-    report.save()
+        if state["landmarker"] is not None:
+            state["landmarker"].close()
+    report = RunReport(str(outdir), [Outcome(p.path, "failed", error=p.error) for p in problems] + outcomes)
     return report

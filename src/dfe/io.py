@@ -16,6 +16,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 MAX_SIDE = 1920  # frames larger than this are downscaled before landmarking (8K-safe)
+MAX_BAD_RUN = 50  # undecodable frames in a row before a video counts as ended (truncated)
 
 
 class MediaError(RuntimeError):
@@ -24,7 +25,8 @@ class MediaError(RuntimeError):
 
 @dataclass
 class Frame:
-    """One decoded frame: RGB uint8 pixels (possibly downscaled), its index and time."""
+    """One decoded frame: RGB uint8 pixels (possibly downscaled), its index and time. ``rgb`` is
+    None for a frame the decoder could not read in the middle of a video."""
 
     index: int
     timestamp: float  # seconds
@@ -141,20 +143,28 @@ def iter_video(path: str | Path, max_side: int = MAX_SIDE, start: int = 0,
         cap.release()
         raise MediaError("not a readable video (cannot open container)")
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     try:
         if start:
             cap.set(cv2.CAP_PROP_POS_FRAMES, start)
         index = start
+        bad: list[Frame] = []  # undecodable frames, yielded only once a good frame follows them
         while stop is None or index < stop:
             ok, bgr = cap.read()
-            if not ok:
-                break
+            if not ok:  # a damaged frame: read on while the container announces more
+                if index >= announced or len(bad) >= MAX_BAD_RUN:
+                    break
+                bad.append(Frame(index, index / fps if fps else float(index), None, 1.0))
+                index += 1
+                continue
+            yield from bad
+            bad = []
             msec = cap.get(cv2.CAP_PROP_POS_MSEC)
             ts = msec / 1000.0 if msec > 0 or index == 0 else (index / fps if fps else float(index))
             rgb, scale = _fit(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), max_side)
             yield Frame(index, ts, rgb, scale)
             index += 1
-        if index == start:
+        if index - len(bad) == start:
             raise MediaError("video has no decodable frames")
     finally:
         cap.release()

@@ -1,7 +1,7 @@
 """The per-frame table: one row per frame and face, OpenFace-style, shared by every stage.
 
 Columns (in order):
-``file, frame, timestamp, face_id, success, presence, bbox_x, bbox_y, bbox_w, bbox_h,
+``file, frame, timestamp, face_id, success, presence, reason, bbox_x, bbox_y, bbox_w, bbox_h,
 pose_yaw, pose_pitch, pose_roll, pose_tx, pose_ty, pose_tz, pose_scale, align_rmse,
 <52 blendshapes under MediaPipe's names>, psi_kind, neutral_source, neutral_frames,
 lm_0 .. lm_1433 (478 landmarks x, y, z normalised), id_0 .. id_{k-1} (identity coefficients of the
@@ -23,7 +23,7 @@ import pandas as pd
 
 from dfe.face import BLENDSHAPE_NAMES, N_LANDMARKS
 
-META_COLUMNS = ["file", "frame", "timestamp", "face_id", "success", "presence",
+META_COLUMNS = ["file", "frame", "timestamp", "face_id", "success", "presence", "reason",
                 "bbox_x", "bbox_y", "bbox_w", "bbox_h",
                 "pose_yaw", "pose_pitch", "pose_roll", "pose_tx", "pose_ty", "pose_tz", "pose_scale",
                 "align_rmse"]

@@ -11,9 +11,11 @@ of levels is an exact coarser reconstruction (:meth:`Tokenizer.decode_prefix`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -197,6 +199,7 @@ class TrainingSummary:
     dead_code_share: float = float("nan")
     level_usage: list = field(default_factory=list)  # distinct codes used per level
     seconds: float = 0.0
+    torch_threads: int = 0  # fits are bit-identical for a given seed AND thread count
     data: dict = field(default_factory=dict)  # what it was trained on (free text for provenance)
 
 
@@ -328,7 +331,8 @@ class Tokenizer:
             model.load_state_dict(best_state)
         tok = cls(cfg, model, std)
         summary = TrainingSummary(n_train=len(train_idx), n_val=len(val_idx), epochs_run=epoch + 1,
-                                  best_epoch=best_epoch + 1, data=data_summary or {})
+                                  best_epoch=best_epoch + 1, torch_threads=torch.get_num_threads(),
+                                  data=data_summary or {})
         all_tokens = tok.encode(psi)
         held_idx = val_idx if len(val_idx) else train_idx
         held = psi[held_idx]
@@ -411,19 +415,28 @@ class Tokenizer:
         return np.sqrt(np.mean((self.decode(tokens) - psi) ** 2, axis=1))
 
     # ------------------------------------------------------------------ files
+    def _tensors(self) -> dict:
+        tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in self.model.state_dict().items()
+                   if not _is_codebook_alias(k)}
+        tensors["std.mean"] = torch.from_numpy(np.ascontiguousarray(self.standardiser.mean))
+        tensors["std.scale"] = torch.from_numpy(np.ascontiguousarray(self.standardiser.scale))
+        for k, v in self.extras.items():
+            tensors[f"extra.{k}"] = torch.as_tensor(np.asarray(v, dtype=np.float32))
+        return tensors
+
+    def fingerprint(self) -> str:
+        """A hash of every weight: equal for the same model, whatever file it came from."""
+        return hashlib.sha256(json.dumps(tensor_checksums(self._tensors()), sort_keys=True).encode()).hexdigest()[:16]
+
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save_file
 
         from dfe import __version__
 
         path = Path(path)
-        tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in self.model.state_dict().items()
-                   if not _is_codebook_alias(k)}
-        tensors["std.mean"] = torch.from_numpy(self.standardiser.mean)
-        tensors["std.scale"] = torch.from_numpy(self.standardiser.scale)
-        for k, v in self.extras.items():
-            tensors[f"extra.{k}"] = torch.as_tensor(np.asarray(v, dtype=np.float32))
+        tensors = self._tensors()
         meta = {
+            "checksums": json.dumps(tensor_checksums(tensors)),
             "format": FORMAT, "format_version": str(FORMAT_VERSION), "dfe_version": __version__,
             "psi_kind": self.config.psi_kind, "dim": str(self.config.dim),
             "topology_id": TOPOLOGY_ID if self.config.psi_kind == "geometry" else "",
@@ -432,6 +445,9 @@ class Tokenizer:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         save_file(tensors, str(tmp), metadata=meta)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # an ordinary file, not the temp file's private mode
         tmp.replace(path)
         return path
 
@@ -451,6 +467,12 @@ class Tokenizer:
             raise ModelError(f"{path} is not a dfe model file (cannot read it as safetensors: {e})") from None
         if meta.get("format") != FORMAT:
             raise ModelError(f"{path} is a safetensors file but not a dfe tokenizer (format={meta.get('format')!r})")
+        if "checksums" in meta:  # models written before dfe 0.2 have none
+            expected = json.loads(meta["checksums"])
+            bad = sorted(k for k, v in tensor_checksums(tensors).items() if expected.get(k) != v)
+            if bad or set(expected) - set(tensors):
+                raise ModelError(f"{path} is damaged: its weights do not match their checksums "
+                                 f"({', '.join(bad or sorted(set(expected) - set(tensors)))[:120]})")
         if int(meta.get("format_version", 0)) > FORMAT_VERSION:
             raise ModelError(f"{path} was written by a newer dfe ({meta.get('dfe_version')}); upgrade dfe")
         try:
@@ -473,6 +495,12 @@ class Tokenizer:
         c = self.config
         return (f"Tokenizer(psi_kind={c.psi_kind!r}, dim={c.dim}, codebook_size={c.codebook_size}, "
                 f"levels={c.levels}, decoder={c.decoder!r})")
+
+
+def tensor_checksums(tensors: dict) -> dict[str, str]:
+    """SHA-256 (16 hex) of every tensor's bytes, by name: stored in the model file, checked at load."""
+    return {k: hashlib.sha256(v.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+            for k, v in sorted(tensors.items())}
 
 
 # ---------------------------------------------------------------------- tables in, tables out

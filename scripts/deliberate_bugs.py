@@ -1,0 +1,122 @@
+"""Break dfe on purpose, one bug at a time, and check that the tests notice.
+
+    python scripts/deliberate_bugs.py [--only NAME ...] [--list]
+
+Each bug is a one-line text substitution applied to a throwaway copy of the repository; the tests
+named beside it run against that copy (``PYTHONPATH`` points at the copy's ``src``). A bug the
+tests do not catch is a hole in the suite. The list is the one from the "tests that catch
+breakage" issue; add to it whenever a bug slips through. Results: tests/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Bug:
+    name: str
+    what: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+BUGS = [
+    Bug("flame-zero-expression", "FLAME import sets all 50 expression values to zero", "src/dfe/expression.py",
+        "exp = np.atleast_2d(exp)[:, :50]", "exp = 0 * np.atleast_2d(exp)[:, :50]", ("tests/test_flame.py",)),
+    Bug("no-downscaling", "huge frames are no longer downscaled", "src/dfe/io.py",
+        "scale = min(1.0, max_side / max(h, w))", "scale = 1.0",
+        ("tests/test_extract.py::test_huge_image_is_downscaled",)),
+    Bug("per-level-from-level-1", "BagOfTokens per-level counts built from level 1 K times", "src/dfe/bow.py",
+        "np.bincount(tokens[:, k], minlength=N) for k in range(K)]", "np.bincount(tokens[:, 0], minlength=N) for k in range(K)]",
+        ("tests/test_bow.py::test_bag_counts_by_hand",)),
+    Bug("bigram-self-pairs", "bigrams count each frame paired with itself", "src/dfe/bow.py",
+        "tokens[:-1, 0] * N + tokens[1:, 0]", "tokens[:-1, 0] * N + tokens[:-1, 0]",
+        ("tests/test_bow.py::test_bag_counts_by_hand",)),
+    Bug("rq-returns-input", "residual_quantize returns its input", "src/dfe/eval.py",
+        "        resid -= codebook[idx]\n    return out", "        resid -= codebook[idx]\n    return psi",
+        ("tests/test_eval.py::test_helpers",)),
+    Bug("evaluate-wrong-tokens", "evaluate gives each held-out frame another frame's tokens", "src/dfe/eval.py",
+        "tokens_test = tok.encode(psi[test])", "tokens_test = np.roll(tok.encode(psi[test]), 1, axis=0)",
+        ("tests/test_eval.py::test_evaluate_report_on_real_tables",)),
+    Bug("empty-bags", "BagOfTokens returns empty bags", "src/dfe/bow.py",
+        "            rows.append(row)", "            rows.append(row * 0)",
+        ("tests/test_bow.py::test_bag_counts_by_hand", "tests/test_bow.py::test_london_smile_task_end_to_end")),
+    Bug("encode-table-shuffled", "encode_table shuffles tokens across frames", "src/dfe/tokenizer.py",
+        "block[ok] = tokens", "block[ok] = np.roll(tokens, 1, axis=0)",
+        ("tests/test_tokenizer.py::test_fit_and_encode_real_tables_cli",)),
+    Bug("rejected-alignment", "the alignment default switched to the rejected robust scheme", "src/dfe/expression.py",
+        'mesh: CanonicalMesh | None = None, scheme: str = "basis",', 'mesh: CanonicalMesh | None = None, scheme: str = "robust",',
+        ("tests/test_extract.py::test_pose_invariance_vs_smile",)),
+    Bug("cv-trains-on-test", "cross-validation trains on the test fold too", "src/dfe/bow.py",
+        "model.fit([videos[i] for i in tr], data.y[tr])", "model.fit(videos, data.y)",
+        ("tests/test_bow.py::test_cross_validation_never_trains_on_test_groups",)),
+    Bug("identity-ignores-expression", "the identity fit ignores the expression covariance (absorbs smiles)",
+        "src/dfe/identity.py", "inner = np.linalg.solve(s2 * np.eye(len(f)) + f @ f.T, f)",
+        "inner = 0 * np.linalg.solve(s2 * np.eye(len(f)) + f @ f.T, f)",
+        ("tests/test_identity.py::test_expression_like_identity_is_left_to_expression",
+         "tests/test_identity.py::test_single_photo_psi_is_identity_free_on_unseen_people")),
+]
+
+
+def copy_repo(dest: Path) -> Path:
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, dest / f)
+    return dest
+
+
+def run_bug(bug: Bug, repo: Path) -> tuple[bool, str, float]:
+    path = repo / bug.file
+    original = path.read_text()
+    if original.count(bug.old) != 1:
+        return False, f"the text to break is not found once in {bug.file} (update this list)", 0.0
+    path.write_text(original.replace(bug.old, bug.new))
+    try:
+        env = {**os.environ, "PYTHONPATH": str(repo / "src"), "DFE_SHARED": str(ROOT.parent / "shared")}
+        start = time.perf_counter()
+        res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *bug.tests],
+                             cwd=repo, env=env, capture_output=True, text=True)
+        failed = [line.split(" ")[1] for line in res.stdout.splitlines() if line.startswith("FAILED ")]
+        return res.returncode == 1, ", ".join(failed) or res.stdout.strip().splitlines()[-1], time.perf_counter() - start
+    finally:
+        path.write_text(original)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", nargs="*", help="names of the bugs to try (default: all)")
+    ap.add_argument("--list", action="store_true", help="list the bugs and stop")
+    args = ap.parse_args()
+    bugs = [b for b in BUGS if not args.only or b.name in args.only]
+    if args.list:
+        for b in bugs:
+            print(f"{b.name:28s} {b.what}  [{b.file}; {', '.join(b.tests)}]")
+        return
+    caught = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = copy_repo(Path(tmp))
+        print(f"{'bug':28s} {'caught':7s} {'s':>5s}  failing test(s)")
+        for bug in bugs:
+            ok, detail, seconds = run_bug(bug, repo)
+            caught += ok
+            print(f"{bug.name:28s} {'yes' if ok else 'NO':7s} {seconds:5.0f}  {detail}", flush=True)
+    print(f"{caught} of {len(bugs)} deliberate bugs caught")
+    sys.exit(0 if caught == len(bugs) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The per-frame table: column helpers, atomic writes, finding and loading tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dfe.table import (find_tables, identity_columns, load_tables, psi_array, psi_columns, read_table,
+                       token_columns, tokens_array, video_id, with_array, write_table)
+
+
+def frame_table(n=3, d=12, success=(1, 0, 1)):
+    df = pd.DataFrame({"frame": range(n), "success": list(success)})
+    psi = np.arange(n * d, dtype=np.float32).reshape(n, d)
+    return with_array(df, "psi_", psi), psi
+
+
+def test_columns_are_ordered_numerically():
+    df, psi = frame_table()
+    shuffled = df[["success", "frame"] + list(reversed(psi_columns(df)))]
+    assert psi_columns(shuffled) == [f"psi_{i}" for i in range(12)]  # psi_10 after psi_9
+    np.testing.assert_array_equal(psi_array(shuffled), psi[[0, 2]])
+    assert psi_array(shuffled, successful_only=False).shape == (3, 12)
+    df["tok_10"], df["tok_2"], df["tok_1"], df["tok_x"] = 5, 7, 9, 0
+    assert token_columns(df) == ["tok_1", "tok_2", "tok_10"]
+    np.testing.assert_array_equal(tokens_array(df), [[9, 7, 5], [9, 7, 5]])
+    assert identity_columns(3) == ["id_0", "id_1", "id_2"]
+
+
+def test_with_array_replaces_old_columns():
+    df, _ = frame_table()
+    new = with_array(df, "psi_", np.ones((3, 4)))
+    assert psi_columns(new) == ["psi_0", "psi_1", "psi_2", "psi_3"] and psi_array(new).sum() == 8
+    with pytest.raises(ValueError, match="no psi columns"):
+        psi_array(df[["frame", "success"]])
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_write_read_round_trip_and_atomic(tmp_path, suffix):
+    df, _ = frame_table()
+    path = write_table(df, tmp_path / "sub" / f"clip{suffix}")
+    back = read_table(path)
+    np.testing.assert_allclose(psi_array(back), psi_array(df))
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left
+    with pytest.raises(ValueError, match="not a dfe table"):
+        read_table(tmp_path / "x.txt")
+
+
+def test_find_and_load_tables(tmp_path):
+    df, _ = frame_table()
+    write_table(df, tmp_path / "a" / "one.parquet")
+    write_table(df, tmp_path / "b" / "two.csv")
+    (tmp_path / "a" / ".hidden.parquet").write_bytes(b"")
+    (tmp_path / "a" / "report.json").write_text("{}")
+    found = find_tables([tmp_path])
+    assert [p.name for p in found] == ["one.parquet", "two.csv"]
+    both = load_tables([tmp_path])
+    assert list(both["video"].unique()) == ["one", "two"] and len(both) == 6
+    assert video_id(tmp_path / "x" / "clip.parquet") == "clip"
+    with pytest.raises(FileNotFoundError):
+        find_tables([tmp_path / "nothing"])
