@@ -88,7 +88,7 @@ def run_bug(bug: Bug, repo: Path) -> tuple[bool, str, float]:
     try:
         env = {**os.environ, "PYTHONPATH": str(repo / "src"), "DFE_SHARED": str(ROOT.parent / "shared")}
         start = time.perf_counter()
-        res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *bug.tests],
+        res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "slow or not slow", *bug.tests],
                              cwd=repo, env=env, capture_output=True, text=True)
         failed = [line.split(" ")[1] for line in res.stdout.splitlines() if line.startswith("FAILED ")]
         return res.returncode == 1, ", ".join(failed) or res.stdout.strip().splitlines()[-1], time.perf_counter() - start

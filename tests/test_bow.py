@@ -110,6 +110,7 @@ def test_london_smile_task_end_to_end(encoded, tmp_path):
     assert "tables have no label" in (out / "comparison.md").read_text()  # the videos are not in london.csv
 
 
+@pytest.mark.slow
 def test_video_windows_task(encoded, tmp_path):
     labels = pd.DataFrame({"video": ["WolfgangLanger_Pexels", "single_face", "face_noface", "noface_face"],
                            "speaker": ["woman", "man", "man", "man"]})

@@ -271,7 +271,9 @@ def run_stage(inputs: Iterable[Path], outdir: str | Path, process: Callable[[Pat
                     outcomes.append(Outcome(key, "skipped", rec.id, str(out), rec.frames, rec.faces))
                     continue
                 result = process(Path(path))
-                write_table(result.table, out)
+                partial = write_table(result.table, out.with_name(f".{out.stem}.partial{out.suffix}"))  # hidden until done
+                crash_point("write")
+                os.replace(partial, out)
                 rec = Record(key, rec.id, "failed" if result.error else "ok", str(out), size, mtime, sha, opts,
                              file_sha256(out), result.frames, result.faces, 0.0, result.error, dfe_version(),
                              rec.runs + 1, time.time())
