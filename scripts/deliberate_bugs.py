@@ -34,8 +34,9 @@ class Bug:
 
 
 BUGS = [
-    Bug("flame-zero-expression", "FLAME import sets all 50 expression values to zero", "src/dfe/expression.py",
-        "exp = np.atleast_2d(exp)[:, :50]", "exp = 0 * np.atleast_2d(exp)[:, :50]", ("tests/test_flame.py",)),
+    Bug("flame-zero-expression", "FLAME import sets all 50 expression values to zero", "src/dfe/flame.py",
+        'exp = _rows(exp, N_EXPRESSION, "the expression", where)[:, :N_EXPRESSION]',
+        'exp = 0 * _rows(exp, N_EXPRESSION, "the expression", where)[:, :N_EXPRESSION]', ("tests/test_flame.py",)),
     Bug("no-downscaling", "huge frames are no longer downscaled", "src/dfe/io.py",
         "scale = min(1.0, max_side / max(h, w))", "scale = 1.0",
         ("tests/test_extract.py::test_huge_image_is_downscaled",)),

@@ -156,7 +156,7 @@ def fake_flame_pickle(path, V=12, E=4):
         def __init__(self, x):
             self.x = x
 
-    Ch.__module__ = "chumpy.ch"
+    Ch.__module__, Ch.__qualname__ = "chumpy.ch", "Ch"
     ch_ch.Ch = Ch
     sys.modules["chumpy"], sys.modules["chumpy.ch"] = ch, ch_ch
     rng = np.random.default_rng(1)
@@ -201,3 +201,48 @@ def test_flame_pickle_without_chumpy_and_hand_computed_meshes(tmp_path):
         with open(tmp_path / "other.pkl", "wb") as fh:
             pickle.dump({"v_template": v}, fh)
         FlameModel.load(tmp_path / "other.pkl")
+
+
+@pytest.mark.slow
+def test_flame_fit_encode_atlas_evaluate_end_to_end(tmp_path):
+    """Synthetic FLAME psi of 12 videos (two kinds of expression) -> import -> fit -> encode ->
+    atlas (profiles, and the FLAME face from a FLAME-like model file) -> evaluate -> evaluate-task."""
+    src = tmp_path / "smirk"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    labels = []
+    for v in range(12):
+        kind = v % 2
+        exp = rng.normal(scale=0.3, size=(60, 50))
+        exp[:, 0 if kind == 0 else 1] += np.linspace(0, 3, 60)  # each kind moves its own component
+        np.savez(src / f"video{v}.npz", expression_params=exp, jaw_params=rng.normal(scale=0.05, size=(60, 3)))
+        labels.append((f"video{v}", "a" if kind == 0 else "b", f"p{v // 2}"))
+    tables = tmp_path / "tables"
+    for v in range(12):
+        import_flame(src / f"video{v}.npz", tables)
+    model = tmp_path / "flame.dfe"
+
+    def dfe(*args):
+        run = subprocess.run([sys.executable, "-m", "dfe.cli", *map(str, args)], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        return run
+
+    dfe("fit", tables, "-o", model, "--psi-kind", "flame", "-N", "16", "--epochs", "4")
+    dfe("encode", tables, "--model", model, "--in-place")
+    assert read_table(tables / "video0.parquet")[[f"tok_{k}" for k in range(1, 5)]].ge(0).all().all()
+    dfe("atlas", model, "--tables", tables, "-o", tmp_path / "atlas", "--max-codes", "3")
+    assert "profile" in (tmp_path / "atlas" / "index.html").read_text()
+    fake = tmp_path / "generic_model.pkl"
+    v, _, _ = fake_flame_pickle(fake, V=30, E=50)
+    dfe("atlas", model, "--tables", tables, "-o", tmp_path / "atlas3d", "--max-codes", "2", "--flame-model", fake)
+    assert "FLAME" in (tmp_path / "atlas3d" / "index.html").read_text()
+    assert len(list((tmp_path / "atlas3d" / "img").glob("code_*.png"))) == 2
+    dfe("evaluate", tables, "--model", model, "-o", tmp_path / "report")
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "no blendshape columns" in report and "dfe tokens" in report
+    pd.DataFrame(labels, columns=["video", "kind", "person"]).to_csv(tmp_path / "labels.csv", index=False)
+    dfe("evaluate-task", tables, "--labels", tmp_path / "labels.csv", "--target", "kind", "--group", "person",
+        "--folds", "3", "-o", tmp_path / "task")
+    comp = pd.read_csv(tmp_path / "task" / "comparison.csv")
+    assert comp["features"].tolist() == ["dfe tokens (BoW)"]
+    assert "left out" in (tmp_path / "task" / "comparison.md").read_text()

@@ -302,13 +302,16 @@ def scores(task: str, y, pred, proba=None, classes=None) -> dict:
     return {"ccc": ccc(y, pred), "mae": metrics.mean_absolute_error(y, pred), "pearson_r": float(r)}
 
 
-def feature_sets(codebook_size: int, user_table: pd.DataFrame | None = None) -> dict:
-    sets = {
-        "dfe tokens (BoW)": BagOfTokens(codebook_size, weighting="log", norm="l2"),
-        "blendshape functionals (AU-like)": BlendshapeFunctionals(),
-        "blendshape BoW (k-means)": BlendshapeBoW(n_words=codebook_size),
-        "psi functionals": PsiFunctionals(),
-    }
+def feature_sets(codebook_size: int, user_table: pd.DataFrame | None = None,
+                 columns: set | None = None) -> dict:
+    """dfe's bag of tokens and the baselines the tables allow (``columns``: those of the tables;
+    without blendshape or psi_* columns, as in FLAME tables, those baselines are left out)."""
+    sets = {"dfe tokens (BoW)": BagOfTokens(codebook_size, weighting="log", norm="l2")}
+    if columns is None or set(BLENDSHAPE_COLUMNS) <= columns:
+        sets["blendshape functionals (AU-like)"] = BlendshapeFunctionals()
+        sets["blendshape BoW (k-means)"] = BlendshapeBoW(n_words=codebook_size)
+    if columns is None or "psi_0" in columns:
+        sets["psi functionals"] = PsiFunctionals()
     if user_table is not None:
         sets["user features"] = UserFeatures(user_table)
     return sets
@@ -375,15 +378,22 @@ def cross_validate(data: TaskData, codebook_size: int, n_folds: int = 5, seed: i
     per fold on the training groups and the tables' own tokens are ignored.
     Returns (per-fold scores, out-of-fold predictions).
     """
+    import warnings
+
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
     from tqdm.auto import tqdm
 
+    warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")  # API notices, not findings
     folds = check_folds(data, n_folds)
     splitter = (StratifiedGroupKFold(folds, shuffle=True, random_state=seed) if data.task == "classification"
                 else GroupKFold(folds))
     splits = list(splitter.split(np.zeros(len(data.y)), data.y, data.groups))
     rows, preds = [], []
-    sets = feature_sets(codebook_size, user_table)
+    columns = set.intersection(*(set(v.columns) for v in data.videos))
+    sets = feature_sets(codebook_size, user_table, columns)
+    skipped = [n for n in feature_sets(codebook_size, user_table) if n not in sets]
+    if skipped:
+        data.warnings.append(f"left out (the tables lack their columns): {', '.join(skipped)}")
     bar = tqdm(total=len(sets) * len(splits), desc="evaluate", unit="fit", disable=not progress)
     for f, (tr, te) in enumerate(splits):
         videos = refit_fold_tokens(data.videos, tr, refit_tokenizer, seed) if refit_tokenizer else data.videos

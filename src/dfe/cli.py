@@ -104,27 +104,42 @@ def _load_model(path: Path):
 
 @app.command("import-flame")
 def import_flame(
-    source: Path = typer.Argument(..., help="EMOCA/DECA/SMIRK output: one .npz for all frames, or a folder of per-frame .npz/.npy."),
-    output: Path = typer.Option(..., "-o", "--output", help="Table to write (.parquet or .csv)."),
+    source: Path = typer.Argument(..., help="EMOCA/DECA/inferno output folder, a SMIRK-style .npz/.pt/.pkl, a folder of them, or a CSV."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for the tables (one per video); a .parquet/.csv name for a single table."),
     fps: float = typer.Option(30.0, help="Frame rate, for the timestamp column."),
+    overwrite: bool = typer.Option(False, help="Redo tables that are up to date."),
 ):
-    """Paper-faithful input: FLAME expression (50) + jaw pose (3) -> a per-frame table (psi kind flame)."""
-    from dfe.expression import import_flame as run
+    """Paper-faithful input: FLAME expression (50) + jaw pose (3) [+ eyelids (2)] -> per-frame tables."""
+    from dfe.flame import FlameInputError, find_flame_units, flame_table, import_flame as run, read_unit
+    from dfe.runner import RunError
     from dfe.table import write_table
 
     try:
-        df = run(source, fps)
-    except (ValueError, OSError) as e:
+        if output.suffix in (".parquet", ".csv"):  # one table to one file (dfe 0.1's form)
+            units = find_flame_units(source)
+            if len(units) != 1:
+                _fail(f"{source} holds {len(units)} videos: give a folder for -o")
+            df = flame_table(read_unit(units[0]), fps)
+            write_table(df, output)
+            typer.echo(f"{len(df)} frames -> {output}  (fit with: dfe fit {output} --psi-kind {df['psi_kind'].iloc[0]})")
+            return
+        outcomes = run(source, output, fps, overwrite)
+    except (FlameInputError, RunError) as e:
         _fail(str(e))
-    write_table(df, output)
-    typer.echo(f"{len(df)} frames -> {output}  (fit with: dfe fit {output} --psi-kind flame)")
+    failed = [o for o in outcomes if o.status == "failed"]
+    for o in failed:
+        typer.secho(f"failed: {o.error}", fg=typer.colors.RED, err=True)
+    ok = sum(o.status == "ok" for o in outcomes)
+    typer.echo(f"{ok} ok, {sum(o.status == 'skipped' for o in outcomes)} up to date, {len(failed)} failed -> {output}"
+               f"  (fit with: dfe fit {output} --psi-kind flame)")
+    raise typer.Exit(1 if failed else 0)
 
 
 @app.command()
 def fit(
     tables: list[str] = typer.Argument(..., help="Per-frame tables or folders of them (from `dfe extract`)."),
     output: Path = typer.Option(..., "-o", "--output", help="Model file to write (e.g. model.dfe)."),
-    psi_kind: str = typer.Option("geometry", help="geometry (1404), blendshapes (52) or flame (53)."),
+    psi_kind: str = typer.Option("geometry", help="geometry (1404), blendshapes (52), flame (53) or flame+eyelids (55)."),
     codebook_size: int = typer.Option(256, "--codebook-size", "-N", help="Codes in the shared codebook."),
     levels: int = typer.Option(4, "--levels", "-K", help="Tokens per frame (residual levels)."),
     epochs: int = typer.Option(40, help="Maximum epochs (early stopping on the held-out videos)."),
@@ -186,14 +201,18 @@ def atlas(
     labels: Optional[Path] = typer.Option(None, help="CSV: first column = table stem (video), then label columns."),
     label_column: Optional[str] = typer.Option(None, help="Which label column (default: the second column)."),
     max_codes: Optional[int] = typer.Option(None, help="Draw at most this many codes (most used first)."),
+    flame_model: Optional[Path] = typer.Option(None, help="FLAME models: your own FLAME generic_model.pkl (never bundled) to draw codes on the FLAME face; without it, parameter profiles."),
 ):
     """Write a static HTML codebook atlas (opens offline in a browser)."""
+    from dfe.flame import FlameInputError, FlameModel
     from dfe.viz import build_atlas
 
     tok = _load_model(model)
     try:
-        result = build_atlas(tok, output, tables=tables, labels=labels, label_column=label_column, max_codes=max_codes)
-    except (ValueError, FileNotFoundError) as e:
+        flame = FlameModel.load(flame_model) if flame_model else None
+        result = build_atlas(tok, output, tables=tables, labels=labels, label_column=label_column, max_codes=max_codes,
+                             flame=flame)
+    except (ValueError, FileNotFoundError, FlameInputError) as e:
         _fail(str(e))
     typer.echo(f"atlas of {len(result.codes)} codes: {result.index}")
 

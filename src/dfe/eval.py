@@ -159,6 +159,7 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
              label_column: str | None = None, group_column: str | None = None, test_fraction: float = 0.3,
              seed: int = 0, k: int = 5) -> dict:
     """Fidelity, diversity and retrieval on held-out videos -> report.md, report.json, plots."""
+    from dfe.face import BLENDSHAPE_NAMES
     from dfe.table import blendshapes_array, load_tables
     from dfe.tokenizer import split_groups, table_psi
 
@@ -183,19 +184,23 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
     train, test = split_groups(len(df), groups, test_fraction, seed)
     psi = table_psi(df, tok.config.psi_kind)
     geo = table_psi(df, "geometry") if "psi_0" in df.columns else psi
-    blend = blendshapes_array(df)
+    has_blend = set(BLENDSHAPE_NAMES) <= set(df.columns)
+    blend = blendshapes_array(df) if has_blend else None
+    notes = [] if has_blend else ["the tables have no blendshape columns (e.g. FLAME input): the blendshape "
+                                  "baselines and the retrieval comparison are skipped"]
     tokens_test = tok.encode(psi[test])
     fid = fidelity(tok, geo[train], geo[test], blend[train], blend[test], seed, tokens_test) \
-        if tok.config.psi_kind == "geometry" else fidelity(tok, psi[train], psi[test], None, None, seed, tokens_test)
+        if tok.config.psi_kind == "geometry" and has_blend else fidelity(tok, psi[train], psi[test], None, None, seed, tokens_test)
     curve = level_curve(tok, psi[test], tokens_test)
-    div = diversity(tokens_test, blend[test], tok.codebook_size)
-    ret = retrieval(tokens_test, blend[test], geo[test], k, None if frame_labels is None else frame_labels[test], seed=seed)
+    div = diversity(tokens_test, blend[test] if has_blend else None, tok.codebook_size)
+    ret = (retrieval(tokens_test, blend[test], geo[test], k, None if frame_labels is None else frame_labels[test], seed=seed)
+           if has_blend else pd.DataFrame(columns=["retrieval", "k", "queries", "psi_cosine_mean"]))
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     report = {"model": repr(tok), "split": {"by": split_by, "train_frames": int(len(train)), "test_frames": int(len(test)),
                                              "test_groups": sorted(map(str, np.unique(groups[test]))), "seed": seed},
               "fidelity": fid.to_dict("records"), "level_curve_cosine": curve, "diversity": div,
-              "retrieval": ret.to_dict("records")}
+              "retrieval": ret.to_dict("records"), "notes": notes}
     (outdir / "report.json").write_text(json.dumps(report, indent=2, default=float))
     _plots(curve, tokens_test, tok.codebook_size, outdir)
     (outdir / "report.md").write_text(_markdown(report, fid, ret))
@@ -225,7 +230,8 @@ def _markdown(report: dict, fid: pd.DataFrame, ret: pd.DataFrame) -> str:
             f"{_table(fid)}\n\nLevel curve (cosine with levels 1..k): "
             f"{', '.join(f'{c:.3f}' for c in report['level_curve_cosine'])}\n\n![levels](fidelity_levels.png)\n\n"
             f"## Diversity\n\n" + "\n".join(div_lines) + "\n\n![usage](usage.png)\n\n"
-            f"## Retrieval\n\n{_table(ret)}\n")
+            f"## Retrieval\n\n{_table(ret) if len(ret) else 'skipped (no blendshape columns to compare with)'}\n"
+            + "".join(f"\n- note: {n}" for n in report.get("notes", [])) + "\n")
 
 
 def _plots(curve: list[float], tokens: np.ndarray, N: int, outdir: Path) -> None:

@@ -5,8 +5,8 @@
 - :func:`estimate_neutral`: a face track's neutral mesh from its least expressive frames.
 - psi = aligned mesh - neutral mesh, flattened vertex-major (x0, y0, z0, x1, ...), in cm.
 
-Other psi kinds (``blendshapes``, ``flame``) enter here too, so every later stage sees one
-(n, D) float array and a ``psi_kind`` name.
+Other psi kinds (``blendshapes``; ``flame`` and ``flame+eyelids`` from :mod:`dfe.flame`) are
+named here too, so every later stage sees one (n, D) float array and a ``psi_kind`` name.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from dfe.mesh import N_VERTICES, CanonicalMesh, canonical_mesh
 
-PSI_KINDS = {"geometry": N_VERTICES * 3, "blendshapes": 52, "flame": 53}
+PSI_KINDS = {"geometry": N_VERTICES * 3, "blendshapes": 52, "flame": 53, "flame+eyelids": 55}
 NEUTRAL_SHARE = 0.10  # share of a track's frames (least blendshape activity) averaged into its neutral
 NEUTRAL_MIN_FRAMES = 3
 
@@ -134,57 +134,3 @@ def geometry_psi(aligned: np.ndarray, neutral: np.ndarray) -> np.ndarray:
 def psi_norms(psi: np.ndarray) -> np.ndarray:
     """Per-vertex displacement magnitude (n, 468) of geometry psi."""
     return np.linalg.norm(np.asarray(psi).reshape(len(psi), -1, 3), axis=2)
-
-
-# ---------------------------------------------------------------------------- FLAME input
-
-FLAME_EXP_KEYS = ("exp", "expcode", "expression", "expression_params")
-FLAME_JAW_KEYS = ("jaw", "jaw_pose", "jaw_params", "jawpose")
-FLAME_POSE_KEYS = ("pose", "posecode")  # DECA/EMOCA: 6 values, global rotation (3) then jaw (3)
-
-
-def _flame_vector(arrays: dict) -> np.ndarray:
-    """(n, 53) = 50 expression + 3 jaw values from a dict of arrays in EMOCA/DECA/SMIRK naming."""
-    exp = next((np.asarray(arrays[k], np.float32) for k in FLAME_EXP_KEYS if k in arrays), None)
-    if exp is None:
-        raise ValueError(f"no FLAME expression array (one of {', '.join(FLAME_EXP_KEYS)}); found {', '.join(arrays)}")
-    exp = np.atleast_2d(exp)[:, :50]
-    if exp.shape[1] < 50:
-        exp = np.pad(exp, ((0, 0), (0, 50 - exp.shape[1])))
-    jaw = next((np.atleast_2d(np.asarray(arrays[k], np.float32))[:, -3:] for k in FLAME_JAW_KEYS if k in arrays), None)
-    if jaw is None:
-        pose = next((np.atleast_2d(np.asarray(arrays[k], np.float32)) for k in FLAME_POSE_KEYS if k in arrays), None)
-        jaw = pose[:, 3:6] if pose is not None and pose.shape[1] >= 6 else np.zeros((len(exp), 3), np.float32)
-    return np.hstack([exp, jaw]).astype(np.float32)
-
-
-def import_flame(path, fps: float = 30.0):
-    """A per-frame table of FLAME expression psi (``flame_0..flame_52``, psi_kind ``flame``) from
-    EMOCA/DECA/SMIRK outputs: one .npz/.npy-dict file holding arrays for all frames, or a folder of
-    per-frame .npz/.npy files (sorted by name; each one frame)."""
-    from pathlib import Path
-
-    import pandas as pd
-
-    path = Path(path)
-
-    def load(p: Path) -> dict:
-        obj = np.load(p, allow_pickle=True)
-        if isinstance(obj, np.lib.npyio.NpzFile):
-            return dict(obj)
-        if obj.dtype == object and obj.shape == ():
-            return dict(obj.item())
-        return {"exp": obj}
-
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix in (".npz", ".npy"))
-        if not files:
-            raise ValueError(f"{path}: no .npz or .npy files")
-        vec = np.vstack([_flame_vector(load(f)) for f in files])
-        names = [str(f) for f in files]
-    else:
-        vec = _flame_vector(load(path))
-        names = [str(path)] * len(vec)
-    df = pd.DataFrame({"file": names, "frame": np.arange(len(vec)), "timestamp": np.arange(len(vec)) / fps,
-                       "face_id": 0, "success": 1, "psi_kind": "flame", "neutral_source": "flame-zero"})
-    return pd.concat([df, pd.DataFrame(vec, columns=[f"flame_{i}" for i in range(vec.shape[1])])], axis=1)

@@ -64,11 +64,26 @@ def dfe_version() -> str:
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes; of a folder: of every file's relative path and content."""
     h = hashlib.sha256()
+    path = Path(path)
+    if path.is_dir():
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(str(f.relative_to(path)).encode() + b"\0" + file_sha256(f).encode())
+        return h.hexdigest()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    """(size, mtime) of a file; of a folder: total size and newest mtime of the files in it."""
+    if path.is_dir():
+        stats = [f.stat() for f in path.rglob("*") if f.is_file()]
+        return sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
 
 
 def options_hash(options: dict) -> str:
@@ -183,10 +198,10 @@ class Manifest:
 
     # ------------------------------------------------------------------ decisions
     def fingerprint(self, path: Path, rec: Record | None) -> tuple[int, int, str]:
-        st = path.stat()
-        if rec and rec.sha256 and rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns:
-            return st.st_size, st.st_mtime_ns, rec.sha256  # fast path: unchanged size and mtime
-        return st.st_size, st.st_mtime_ns, file_sha256(path)
+        size, mtime = _stat(path)
+        if rec and rec.sha256 and rec.size == size and rec.mtime_ns == mtime:
+            return size, mtime, rec.sha256  # fast path: unchanged size and mtime
+        return size, mtime, file_sha256(path)
 
     def state(self, rec: Record) -> str:
         """done | failed | stale (input changed or gone, output gone) | pending."""
@@ -195,10 +210,9 @@ class Manifest:
         if rec.status != "ok":
             return "pending"
         src = Path(rec.input)
-        if not src.is_file() or not rec.output or not Path(rec.output).is_file():
+        if not src.exists() or not rec.output or not Path(rec.output).is_file():
             return "stale"
-        st = src.stat()
-        if (st.st_size, st.st_mtime_ns) != (rec.size, rec.mtime_ns) and file_sha256(src) != rec.sha256:
+        if _stat(src) != (rec.size, rec.mtime_ns) and file_sha256(src) != rec.sha256:
             return "stale"
         return "done"
 
@@ -243,11 +257,12 @@ class StageResult:
 
 def run_stage(inputs: Iterable[Path], outdir: str | Path, process: Callable[[Path], StageResult],
               options: dict, suffix: str | Callable[[Path], str], overwrite: bool = False, on_error: Callable[[Exception], str] | None = None,
-              progress: Callable[[Iterable], Iterable] | None = None) -> list[Outcome]:
+              progress: Callable[[Iterable], Iterable] | None = None,
+              stem: Callable[[Path], str] | None = None) -> list[Outcome]:
     """Run ``process`` over ``inputs`` into ``outdir`` with the manifest's naming and resume rules.
 
-    Tables are written atomically as ``<id><suffix>`` (``suffix`` may depend on the input); one
-    bad input never stops the others.
+    Tables are written atomically as ``<id><suffix>`` (``suffix`` may depend on the input; the id
+    starts from ``stem(input)``, default the file stem); one bad input never stops the others.
     """
     from dfe.table import write_table
 
@@ -258,7 +273,7 @@ def run_stage(inputs: Iterable[Path], outdir: str | Path, process: Callable[[Pat
     try:
         for path in (progress or (lambda x: x))(list(inputs)):
             key = str(Path(path).resolve())
-            rec = manifest.assign_id(key, Path(path).stem)
+            rec = manifest.assign_id(key, stem(Path(path)) if stem else Path(path).stem)
             out = Path(outdir) / f"{rec.id}{suffix(Path(path)) if callable(suffix) else suffix}"
             start = time.perf_counter()
             try:

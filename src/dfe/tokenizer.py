@@ -513,10 +513,11 @@ def table_psi(df, psi_kind: str = "geometry") -> np.ndarray:
         return psi_array(df)
     if psi_kind == "blendshapes":
         return blendshapes_array(df)
-    if psi_kind == "flame":
-        cols = [c for c in df.columns if c.startswith("flame_")]
-        if not cols:
-            raise ValueError("table has no flame_* columns (FLAME expression parameters)")
+    if psi_kind in ("flame", "flame+eyelids"):
+        cols = [f"flame_{i}" for i in range(PSI_KINDS[psi_kind])]
+        if not set(cols) <= set(df.columns):
+            raise ValueError(f"table has no {cols[0]}..{cols[-1]} columns (FLAME parameters of psi kind {psi_kind}): "
+                             "import them with `dfe import-flame`")
         return df.loc[df["success"] == 1, cols].to_numpy(np.float32)
     raise ValueError(f"unknown psi kind {psi_kind!r}; use one of {', '.join(PSI_KINDS)}")
 

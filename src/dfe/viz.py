@@ -36,19 +36,43 @@ def _plt():
 
 # ---------------------------------------------------------------------------- numbers behind pictures
 
-def geometry_of(tok: Tokenizer, psi_like: np.ndarray) -> np.ndarray:
-    """A deformation in the model's psi space -> (…, 468, 3) vertex displacements in cm.
+@dataclass(frozen=True)
+class Surface:
+    """The mesh a model's deformations are drawn on."""
 
-    Geometry psi is used directly; blendshape psi goes through the linear rig fitted at fit time.
+    vertices: np.ndarray  # (V, 3)
+    triangles: np.ndarray  # (F, 3)
+    name: str
+
+
+def surface_for(tok: Tokenizer, flame=None) -> Surface | None:
+    """MediaPipe's canonical face for geometry/blendshape models, the FLAME template for FLAME
+    models when the user's FLAME model (:class:`dfe.flame.FlameModel`) is given; None: FLAME
+    tokens without a FLAME model are drawn as parameter profiles."""
+    if tok.config.psi_kind.startswith("flame"):
+        return Surface(flame.v_template, flame.faces, "FLAME") if flame is not None else None
+    mesh = canonical_mesh()
+    return Surface(mesh.vertices, mesh.triangles, "MediaPipe's canonical face")
+
+
+def geometry_of(tok: Tokenizer, psi_like: np.ndarray, flame=None) -> np.ndarray:
+    """A deformation in the model's psi space -> (…, V, 3) vertex displacements.
+
+    Geometry psi is used directly (cm); blendshape psi goes through the linear rig fitted at fit
+    time; FLAME psi through the user's FLAME model (expression blendshapes + jaw skinning).
     """
     psi_like = np.asarray(psi_like, dtype=np.float32)
     kind = tok.config.psi_kind
     if kind == "geometry":
         return psi_like.reshape(*psi_like.shape[:-1], 468, 3)
+    if kind.startswith("flame") and flame is not None:
+        rows = psi_like.reshape(-1, psi_like.shape[-1])
+        disp = np.stack([flame.displacement(r) for r in rows])
+        return disp.reshape(*psi_like.shape[:-1], *disp.shape[1:])
     if kind == "blendshapes" and "rig" in tok.extras:
         rig = tok.extras["rig"][1:]  # (52, 1404): a deformation has no bias
         return (psi_like @ rig).reshape(*psi_like.shape[:-1], 468, 3)
-    raise ValueError(f"cannot draw {kind} tokens on the face mesh (no geometry rig in this model)")
+    raise ValueError(f"cannot draw {kind} tokens on a face mesh (no geometry rig; FLAME needs --flame-model)")
 
 
 def code_displacement(tok: Tokenizer, code: int) -> np.ndarray:
@@ -104,11 +128,12 @@ def _project(verts: np.ndarray, yaw_deg: float) -> np.ndarray:
 
 
 def draw_mesh(ax, verts: np.ndarray, values: np.ndarray | None = None, yaw: float = 0.0,
-              vmax: float | None = None, cmap: str = CMAP, edge: bool = False):
-    """Draw the mesh (painter's algorithm) coloured per vertex by ``values``; returns the collection."""
+              vmax: float | None = None, cmap: str = CMAP, edge: bool = False, triangles: np.ndarray | None = None):
+    """Draw a mesh (painter's algorithm; default triangles: MediaPipe's canonical face) coloured per
+    vertex by ``values``; returns the collection."""
     from matplotlib.collections import PolyCollection
 
-    tris = canonical_mesh().triangles
+    tris = canonical_mesh().triangles if triangles is None else triangles
     p = _project(verts, yaw)
     order = np.argsort(p[tris, 2].mean(1))  # far to near
     polys = p[tris[order]][:, :, :2]
@@ -128,23 +153,25 @@ def draw_mesh(ax, verts: np.ndarray, values: np.ndarray | None = None, yaw: floa
 
 
 def deformation_figure(displacement: np.ndarray, title: str, path: str | Path, exaggerate: float = 3.0,
-                       vmax: float | None = None) -> Path:
-    """Heatmap of a (468, 3) displacement (cm): frontal and three-quarter magnitude, the neutral mesh,
-    and the displaced mesh exaggerated by ``exaggerate``."""
+                       vmax: float | None = None, surface: Surface | None = None) -> Path:
+    """Heatmap of a (V, 3) displacement: frontal and three-quarter magnitude, the neutral mesh, and
+    the displaced mesh exaggerated by ``exaggerate`` (default surface: MediaPipe's canonical face, cm)."""
     plt = _plt()
-    base = canonical_mesh().vertices
+    mesh = canonical_mesh()
+    base, tris = (mesh.vertices, mesh.triangles) if surface is None else (surface.vertices, surface.triangles)
     mag = np.linalg.norm(displacement, axis=1)
     fig, axes = plt.subplots(1, 4, figsize=(11, 3.3), dpi=72)
     coll = None
     for ax, (name, yaw) in zip(axes[:2], VIEWS.items()):
-        coll = draw_mesh(ax, base, mag, yaw, vmax)
+        coll = draw_mesh(ax, base, mag, yaw, vmax, triangles=tris)
         ax.set_title(name, fontsize=9)
-    draw_mesh(axes[2], base, None, 20.0, edge=True)
+    draw_mesh(axes[2], base, None, 20.0, edge=True, triangles=tris)
     axes[2].set_title("neutral", fontsize=9)
-    draw_mesh(axes[3], base + exaggerate * displacement, None, 20.0, edge=True)
+    draw_mesh(axes[3], base + exaggerate * displacement, None, 20.0, edge=True, triangles=tris)
     axes[3].set_title(f"displaced (x{exaggerate:g})", fontsize=9)
     cbar = fig.colorbar(coll, ax=axes[:2], fraction=0.03, pad=0.01)
-    cbar.set_label("displacement (cm)", fontsize=8)
+    cbar.set_label("displacement (cm)" if surface is None or surface.name != "FLAME" else "displacement (FLAME units, m)",
+                   fontsize=8)
     fig.suptitle(title, fontsize=10)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,11 +180,62 @@ def deformation_figure(displacement: np.ndarray, title: str, path: str | Path, e
     return path
 
 
-def token_heatmap(tok: Tokenizer, code: int, path: str | Path, name: str = "", exaggerate: float = 3.0) -> Path:
-    disp = geometry_of(tok, tok.decode_code(int(code)))
-    peak = np.linalg.norm(disp, axis=1).max()
-    title = f"code {code}" + (f" — {name}" if name else "") + f"  (peak {peak:.2f} cm)"
-    return deformation_figure(disp, title, path, exaggerate)
+def parameter_labels(kind: str, n: int) -> list[str]:
+    if kind.startswith("flame"):
+        return [f"exp {i}" for i in range(50)] + ["jaw x", "jaw y", "jaw z", "eyelid L", "eyelid R"][: n - 50]
+    return [f"{i}" for i in range(n)]
+
+
+def profile_figure(values: np.ndarray | list[np.ndarray], title: str, path: str | Path, kind: str,
+                   labels: list[str] | None = None) -> Path:
+    """A parameter profile: bar chart of one parameter vector (e.g. a FLAME code's 53 values), or
+    several vectors as lines (``labels`` names them)."""
+    plt = _plt()
+    vals = [np.asarray(values)] if np.ndim(values) == 1 else [np.asarray(v) for v in values]
+    n = len(vals[0])
+    fig, ax = plt.subplots(figsize=(max(8, n * 0.16), 3.0), dpi=72)
+    if len(vals) == 1:
+        ax.bar(range(n), vals[0], color=["#444" if i < 50 else "#c33" for i in range(n)])
+    else:
+        for v, lab in zip(vals, labels or [str(i) for i in range(len(vals))]):
+            ax.plot(range(n), v, marker=".", lw=1, label=lab)
+        ax.legend(fontsize=7, ncol=len(vals))
+    ax.axhline(0, color="0.6", lw=0.6)
+    names = parameter_labels(kind, n)
+    step = max(1, n // 27)
+    ax.set_xticks(range(0, n, step), names[::step], rotation=90, fontsize=7)
+    ax.set_xlim(-0.7, n - 0.3)
+    ax.set_ylabel("parameter value", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def draw_deformation(tok: Tokenizer, delta: np.ndarray, title: str, path: str | Path, flame=None,
+                     exaggerate: float = 3.0) -> Path:
+    """A deformation in psi space as a mesh heatmap, or as a parameter profile when the model's
+    psi kind has no mesh here (FLAME without --flame-model)."""
+    surface = surface_for(tok, flame)
+    if surface is None:
+        return profile_figure(delta, title, path, tok.config.psi_kind)
+    disp = geometry_of(tok, delta, flame)
+    return deformation_figure(disp, title, path, exaggerate, surface=surface if surface.name == "FLAME" else None)
+
+
+def token_heatmap(tok: Tokenizer, code: int, path: str | Path, name: str = "", exaggerate: float = 3.0,
+                  flame=None) -> Path:
+    delta = tok.decode_code(int(code))
+    if surface_for(tok, flame) is None:
+        peak = f"peak |value| {np.abs(delta).max():.2f}"
+    else:
+        unit = "cm" if not tok.config.psi_kind.startswith("flame") else "FLAME units"
+        peak = f"peak {np.linalg.norm(geometry_of(tok, delta, flame), axis=1).max():.2f} {unit}"
+    title = f"code {code}" + (f" — {name}" if name else "") + f"  ({peak})"
+    return draw_deformation(tok, delta, title, path, flame, exaggerate)
 
 
 def face_crop(file: str, frame: int, bbox: tuple[float, float, float, float], margin: float = 0.25) -> np.ndarray | None:
@@ -178,19 +256,29 @@ def face_crop(file: str, frame: int, bbox: tuple[float, float, float, float], ma
 
 
 def _row_crop(row: pd.Series) -> np.ndarray | None:
-    return face_crop(row["file"], row["frame"], (row["bbox_x"], row["bbox_y"], row["bbox_w"], row["bbox_h"]))
+    box = [row.get(c, np.nan) for c in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")]
+    if not np.isfinite(np.asarray(box, dtype=float)).all():  # FLAME tables carry no image box
+        return None
+    return face_crop(row["file"], row["frame"], tuple(box))
 
 
-def decomposition_figure(tok: Tokenizer, row: pd.Series, path: str | Path, exaggerate: float = 2.0) -> Path:
+def decomposition_figure(tok: Tokenizer, row: pd.Series, path: str | Path, exaggerate: float = 2.0,
+                         flame=None) -> Path:
     """One frame: its face crop, tokens, the reconstructions after levels 1, 1..2, …, 1..K and the
-    measured psi, as magnitude heatmaps on a shared colour scale."""
+    measured psi, as magnitude heatmaps on a shared colour scale (parameter profiles for FLAME
+    without a FLAME model)."""
     from dfe.tokenizer import table_psi
 
     plt = _plt()
     psi = table_psi(row.to_frame().T.assign(success=1), tok.config.psi_kind)
     tokens = tok.encode(psi)[0]
     prefixes = [tok.decode_prefix(tokens[None], k)[0] for k in range(1, tok.levels + 1)]
-    shapes = [geometry_of(tok, p) for p in prefixes] + [geometry_of(tok, psi[0])]
+    surface = surface_for(tok, flame)
+    if surface is None:
+        return profile_figure([*prefixes, psi[0]], f"{Path(str(row['file'])).name} frame {int(row['frame'])}: tokens "
+                              + " ".join(map(str, tokens)), path, tok.config.psi_kind,
+                              [f"levels 1..{k}" for k in range(1, tok.levels + 1)] + ["measured psi"])
+    shapes = [geometry_of(tok, p, flame) for p in prefixes] + [geometry_of(tok, psi[0], flame)]
     if tok.config.psi_kind == "geometry":
         shapes[-1] = psi[0].reshape(468, 3)
     mags = [np.linalg.norm(s, axis=1) for s in shapes]
@@ -204,7 +292,7 @@ def decomposition_figure(tok: Tokenizer, row: pd.Series, path: str | Path, exagg
     axes[0].axis("off")
     coll = None
     for k, (ax, m) in enumerate(zip(axes[1:], mags)):
-        coll = draw_mesh(ax, canonical_mesh().vertices, m, 0.0, vmax)
+        coll = draw_mesh(ax, surface.vertices, m, 0.0, vmax, triangles=surface.triangles)
         label = f"levels 1..{k + 1}\n+ code {tokens[k]}" if k < tok.levels else "measured psi"
         ax.set_title(label, fontsize=8)
     fig.colorbar(coll, ax=axes[1:], fraction=0.02, pad=0.01).set_label("cm", fontsize=8)
@@ -272,9 +360,10 @@ def _encoded_frames(tok: Tokenizer, tables: list) -> pd.DataFrame | None:
 
 def build_atlas(tok: Tokenizer, outdir: str | Path, tables: list | None = None, labels: str | Path | None = None,
                 label_column: str | None = None, max_codes: int | None = None, n_decompositions: int = 3,
-                progress: bool = True) -> AtlasResult:
+                progress: bool = True, flame=None) -> AtlasResult:
     """A static HTML page: every used code's heatmap, usage and level distribution, nearest real
-    faces, frequent templates, label templates and a few decompositions."""
+    faces, frequent templates, label templates and a few decompositions. FLAME models are drawn on
+    the FLAME face with ``flame`` (:class:`dfe.flame.FlameModel`), else as parameter profiles."""
     from tqdm.auto import tqdm
 
     from dfe.table import blendshapes_array, tokens_array
@@ -303,7 +392,7 @@ def build_atlas(tok: Tokenizer, outdir: str | Path, tables: list | None = None, 
     images: list[Path] = []
     cards = []
     for c in tqdm(codes, desc="atlas", unit="code", disable=not progress):
-        p = token_heatmap(tok, c, img / f"code_{c}.png", names.get(c, ""))
+        p = token_heatmap(tok, c, img / f"code_{c}.png", names.get(c, ""), flame=flame)
         images.append(p)
         crops_html = ""
         if tokens is not None:
@@ -325,9 +414,9 @@ def build_atlas(tok: Tokenizer, outdir: str | Path, tables: list | None = None, 
         tmpl = []
         for depth in sorted({min(2, K), K}):
             for rank, (combo, count) in enumerate(frequent_combinations(tokens, depth, top=6)):
-                disp = geometry_of(tok, tok.decode(np.array([combo]))[0] - bias)
-                p = deformation_figure(disp, f"{' '.join(map(str, combo))}  ({count / len(tokens):.1%} of frames)",
-                                       img / f"template_L{depth}_{rank}.png")
+                p = draw_deformation(tok, tok.decode(np.array([combo]))[0] - bias,
+                                     f"{' '.join(map(str, combo))}  ({count / len(tokens):.1%} of frames)",
+                                     img / f"template_L{depth}_{rank}.png", flame)
                 images.append(p)
                 tmpl.append(f'<div class="card wide"><img src="img/{p.name}" alt="template"></div>')
         sections.append(f"<h2>Expression templates (most frequent token sets)</h2><div class='grid'>{''.join(tmpl)}</div>")
@@ -344,9 +433,9 @@ def build_atlas(tok: Tokenizer, outdir: str | Path, tables: list | None = None, 
                 best = grp[grp["count"] > 0].nlargest(3, "log_odds")
                 if best.empty:
                     continue
-                disp = sum(geometry_of(tok, tok.decode_code(int(c))) for c in best["code"])
-                p = deformation_figure(disp, f"{col} = {lab}: codes {' '.join(map(str, best['code']))}",
-                                       img / f"label_{html.escape(str(lab))}.png".replace(" ", "_"))
+                delta = sum(tok.decode_code(int(c)) for c in best["code"])
+                p = draw_deformation(tok, delta, f"{col} = {lab}: codes {' '.join(map(str, best['code']))}",
+                                     img / f"label_{html.escape(str(lab))}.png".replace(" ", "_"), flame)
                 images.append(p)
                 rows_html.append(f'<div class="card wide"><img src="img/{p.name}" alt="label template"><p>'
                                  + ", ".join(f"code {int(r.code)} (log-odds {r.log_odds:.2f})" for r in best.itertuples())
@@ -355,11 +444,11 @@ def build_atlas(tok: Tokenizer, outdir: str | Path, tables: list | None = None, 
         dec = []
         picks = np.linspace(0, len(frames) - 1, n_decompositions).astype(int) if n_decompositions else []
         for j, i in enumerate(picks):
-            p = decomposition_figure(tok, frames.iloc[i], img / f"decomposition_{j}.png")
+            p = decomposition_figure(tok, frames.iloc[i], img / f"decomposition_{j}.png", flame=flame)
             images.append(p)
             dec.append(f'<div class="card wide"><img src="img/{p.name}" alt="decomposition"></div>')
         sections.append(f"<h2>Decompositions</h2><div class='grid'>{''.join(dec)}</div>")
-        if len(frames) > 6:
+        if len(frames) > 6 and set(BLENDSHAPE_NAMES) <= set(frames.columns):
             p = retrieval_figure(frames, tokens, blendshapes_array(frames), int(picks[0]) if len(picks) else 0,
                                  img / "retrieval_0.png")
             images.append(p)
@@ -368,7 +457,11 @@ def build_atlas(tok: Tokenizer, outdir: str | Path, tables: list | None = None, 
     s = tok.summary
     head = (f"<h1>dfe codebook atlas</h1><p>{html.escape(repr(tok))}. Trained on {s.n_train} frames "
             f"(held-out cosine {s.val_cosine:.3f}, perplexity {s.perplexity:.1f}, dead codes {s.dead_code_share:.0%}). "
-            f"Each code is one displacement field on MediaPipe's canonical face; colour = displacement in cm.</p>")
+            + (f"Each code is one displacement field on {surface_for(tok, flame).name}; colour = displacement "
+               f"({'cm' if surface_for(tok, flame).name != 'FLAME' else 'FLAME units'}).</p>"
+               if surface_for(tok, flame) is not None else
+               "Each code is one change of the FLAME parameters (50 expression + 3 jaw values), drawn as a "
+               "profile: give dfe atlas --flame-model to draw it on the FLAME face.</p>"))
     style = ("body{font-family:sans-serif;margin:20px;background:#fafafa}.grid{display:flex;flex-wrap:wrap;gap:12px}"
              ".card{background:#fff;border:1px solid #ddd;padding:8px;width:420px}.card.wide{width:auto}"
              ".card img{max-width:100%}.face{width:80px;height:80px;object-fit:cover;margin:2px}.name{color:#555}")
