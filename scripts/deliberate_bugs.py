@@ -72,11 +72,12 @@ BUGS = [
 ]
 
 
-def copy_repo(dest: Path) -> Path:
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+def copy_repo(dest: Path, source: Path = ROOT) -> Path:
+    """The tracked files of ``source`` (as they are in its working tree) copied to ``dest``."""
+    files = subprocess.run(["git", "ls-files"], cwd=source, capture_output=True, text=True, check=True).stdout.split()
     for f in files:
         (dest / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / f, dest / f)
+        shutil.copy2(source / f, dest / f)
     return dest
 
 

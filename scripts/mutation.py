@@ -27,7 +27,7 @@ from deliberate_bugs import ROOT, copy_repo  # noqa: E402
 # module -> the fast tests that cover it (no ../shared extraction where it can be avoided)
 MODULES = {
     "bow": ("src/dfe/bow.py", "tests/test_bow.py -k 'by_hand or never_trains or options or recovers or bad_designs'"),
-    "eval": ("src/dfe/eval.py", "tests/test_eval.py -k helpers"),
+    "eval": ("src/dfe/eval.py", "tests/test_eval.py -k 'helpers or by_hand'"),
     "expression": ("src/dfe/expression.py", "tests/test_expression.py tests/test_flame.py"),
     "table": ("src/dfe/table.py", "tests/test_table.py"),
     "identity": ("src/dfe/identity.py", "tests/test_identity.py -k 'not unseen and not smiling_only and not extract and not cli'"),
@@ -75,13 +75,17 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=40, help="mutants per module")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--show-survivors", action="store_true")
+    ap.add_argument("--repo", type=Path, default=ROOT, help="the checkout to mutate (e.g. an older commit's worktree)")
+    ap.add_argument("--select", nargs="*", default=[], metavar="MODULE=TESTS",
+                    help="another test selection for a module, e.g. eval='tests/test_eval.py -k helpers'")
     args = ap.parse_args()
+    modules = {**MODULES, **{k: (MODULES[k][0], v) for k, v in (item.split("=", 1) for item in args.select)}}
     print(f"{'module':12s} {'killed':>7s} {'run':>4s} {'score':>6s}")
     with tempfile.TemporaryDirectory() as tmp:
-        repo = copy_repo(Path(tmp) / "repo")
+        repo = copy_repo(Path(tmp) / "repo", args.repo)
         env = {**os.environ, "PYTHONPATH": str(repo / "src"), "DFE_SHARED": str(ROOT.parent / "shared")}
         for name in args.modules:
-            module_path, tests = MODULES[name]
+            module_path, tests = modules[name]
             cfg, session = Path(tmp) / f"{name}.toml", Path(tmp) / f"{name}.sqlite"
             cfg.write_text(config(module_path, tests))
             subprocess.run(["cosmic-ray", "init", str(cfg), str(session)], cwd=repo, env=env, check=True,

@@ -185,3 +185,19 @@ def test_cross_validation_never_trains_on_test_groups():
         train = fits[f]
         assert not (train & test_ids)
         assert not ({by_id[i] for i in train} & {by_id[i] for i in test_ids})
+
+
+def test_functionals_and_scores_by_hand():
+    from dfe.bow import ccc, functionals, scores
+
+    v = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0], [3.0, 1.0], [4.0, 1.0]])
+    f = functionals(v, threshold=1.5).reshape(6, 2)
+    np.testing.assert_allclose(f[:, 0], [2.0, np.sqrt(2.0), 0.4, 2.0, 3.6, 0.6])  # mean std p10 p50 p90 share>1.5
+    np.testing.assert_allclose(f[:, 1], [1.0, 0.0, 1.0, 1.0, 1.0, 0.0])
+    assert np.isnan(functionals(np.zeros((0, 2)))).all() and functionals(np.zeros((0, 2))).shape == (10,)
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    assert ccc(y, y) == pytest.approx(1.0) and ccc(y, y + 1) == pytest.approx(2 * 1.25 / (2.5 + 1))
+    s = scores("classification", np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]))
+    assert s["accuracy"] == 0.75 and s["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+    r = scores("regression", y, y * 2)
+    assert r["mae"] == pytest.approx(2.5) and r["pearson_r"] == pytest.approx(1.0)

@@ -69,3 +69,31 @@ def test_evaluate_report_on_real_tables(extracted, real_model, tmp_path):
     assert curve[-1] == max(curve) and curve[-1] > curve[0] + 0.02, curve
     tokens_ret = next(r for r in report["retrieval"] if r["retrieval"].startswith("tokens"))
     assert tokens_ret["psi_cosine_mean"] > 0.6
+
+
+def test_metrics_by_hand():
+    from dfe.eval import _score, diversity, pca_bits, retrieval
+
+    psi = np.array([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]])
+    recon = np.array([[1.0, 1.0], [0.0, 1.0], [1.0, 1.0]])
+    s = _score(recon, psi)
+    # cosine over the moving frames only: 1/sqrt(2) and 1; MSE over all: 0.5, 0.5, 1.0
+    assert s["cosine_mean"] == pytest.approx((1 / np.sqrt(2) + 1) / 2) and s["cosine_p10"] < s["cosine_median"]
+    assert s["mse_mean"] == pytest.approx(2 / 3) and s["mse_median"] == pytest.approx(0.5)
+    # PCA with all components and many bits reproduces the data; with 1 bit it cannot
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(200, 3)) @ np.diag([3, 2, 1])
+    test = train[:20] * 0.5
+    assert np.abs(pca_bits(train, test, 3, 12) - test).max() < 0.01
+    assert np.abs(pca_bits(train, test, 3, 1) - test).max() > 0.3
+    tokens = np.array([[1, 2], [1, 2], [3, 4], [1, 5]])
+    blend = np.zeros((4, 52))
+    blend[:, 10] = [0.9, 0.9, 0.1, 0.6]  # binarised at 0.5: {10}, {10}, {}, {10}
+    d = diversity(tokens, blend, codebook_size=8)
+    assert d["frames"] == 4 and d["distinct_token_combinations_per_1000"] == 750
+    assert d["distinct_binarised_blendshape_sets_per_1000"] == 500
+    assert d["codes_never_used_share"] == pytest.approx(3 / 8)  # codes 0, 6, 7 never used
+    # retrieval: the frames sharing tokens with a query have its psi direction
+    psi4 = np.array([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.9, 0.0]])
+    ret = retrieval(tokens, blend, psi4, k=1, max_queries=4).set_index("retrieval")
+    assert ret.loc["tokens (overlap)", "queries"] == 4 and ret.loc["tokens (overlap)", "psi_cosine_mean"] > 0.4
