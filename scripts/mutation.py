@@ -4,8 +4,8 @@
     python scripts/mutation.py [--modules bow eval ...] [--sample 40] [--seed 0] [--show-survivors]
 
 For each module, cosmic-ray makes every mutant (an operator, comparison, number or boolean
-changed) of a throwaway copy of the repository; this script keeps a random sample of them (the
-full set runs for hours), runs the module's fast test selection against each, and prints the
+changed) of a throwaway copy of the repository; this script keeps a random sample of those inside
+the module's pure functions (``PURE``; the full set runs for hours), runs the module's fast test selection against each, and prints the
 share killed per module. A surviving mutant is a change no test notices: either a missing test, or
 an equivalent mutant (say which in tests/README.md). Results: tests/README.md.
 """
@@ -32,6 +32,17 @@ MODULES = {
     "table": ("src/dfe/table.py", "tests/test_table.py"),
     "identity": ("src/dfe/identity.py", "tests/test_identity.py -k 'not unseen and not smiling_only and not extract and not cli'"),
 }
+# the pure functions of each module (orchestration, file writing and plots are left to the
+# end-to-end tests): mutants are sampled from these definitions only
+PURE = {
+    "bow": ("_counts", "fit", "transform", "functionals", "ccc", "scores", "split_windows", "check_folds", "_ok"),
+    "eval": ("_summary", "_score", "residual_quantize", "pca_bits", "level_curve", "distinct_per_1000", "diversity",
+             "retrieval"),
+    "expression": None,  # every function
+    "table": None,
+    "identity": ("rig_inputs", "expected_expression", "_gain", "fit", "fit_rig", "build_face_model", "calm_frames",
+                 "track_neutral", "n_identity", "mean_face"),
+}
 # operators worth the time: arithmetic swaps, comparisons, numbers, booleans, break/continue, return values
 KEEP = ("ReplaceBinaryOperator_Add_Sub", "ReplaceBinaryOperator_Sub_Add", "ReplaceBinaryOperator_Mul_Div",
         "ReplaceBinaryOperator_Div_Mul", "ReplaceBinaryOperator_Mul_Add", "ReplaceBinaryOperator_Pow_Mul",
@@ -46,11 +57,12 @@ def config(module_path: str, tests: str) -> str:
             '[cosmic-ray.distributor]\nname = "local"\n')
 
 
-def sample_jobs(session: Path, n: int, seed: int) -> int:
-    """Keep n random mutants of the operators in KEEP; mark the rest as skipped."""
+def sample_jobs(session: Path, n: int, seed: int, functions: tuple[str, ...] | None) -> int:
+    """Keep n random mutants of the operators in KEEP inside ``functions``; mark the rest skipped."""
     db = sqlite3.connect(session)
-    jobs = db.execute("SELECT job_id, operator_name FROM mutation_specs").fetchall()
-    wanted = [j for j, op in jobs if any(k in op for k in KEEP)]
+    jobs = db.execute("SELECT job_id, operator_name, definition_name FROM mutation_specs ORDER BY job_id").fetchall()
+    wanted = [j for j, op, fn in jobs if any(k in op for k in KEEP) and (functions is None or fn in functions)]
+    jobs = [(j, op) for j, op, _ in jobs]
     keep = set(random.Random(seed).sample(wanted, min(n, len(wanted))))
     skip = [(j,) for j, _ in jobs if j not in keep]
     db.executemany("INSERT OR REPLACE INTO work_results (job_id, worker_outcome, output, test_outcome, diff) "
@@ -90,7 +102,7 @@ def main() -> None:
             cfg.write_text(config(module_path, tests))
             subprocess.run(["cosmic-ray", "init", str(cfg), str(session)], cwd=repo, env=env, check=True,
                            capture_output=True)
-            sample_jobs(session, args.sample, args.seed)
+            sample_jobs(session, args.sample, args.seed, PURE[name])
             subprocess.run(["cosmic-ray", "exec", str(cfg), str(session)], cwd=repo, env=env, check=True,
                            capture_output=True)
             killed, total, survivors = results(session)

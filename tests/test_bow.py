@@ -201,3 +201,25 @@ def test_functionals_and_scores_by_hand():
     assert s["accuracy"] == 0.75 and s["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
     r = scores("regression", y, y * 2)
     assert r["mae"] == pytest.approx(2.5) and r["pearson_r"] == pytest.approx(1.0)
+
+
+def test_weightings_and_errors_by_hand():
+    a = pd.DataFrame({"tok_1": [0, 0, 1], "success": 1})
+    b = pd.DataFrame({"tok_1": [1, 2, 2], "success": 1})
+    tfidf = BagOfTokens(3, weighting="tfidf", norm=None).fit([a, b])
+    idf = np.log(3 / np.array([2, 3, 2])) + 1  # (1 + videos) / (1 + videos with the code)
+    np.testing.assert_allclose(tfidf.idf_, idf)
+    np.testing.assert_allclose(tfidf.transform([a]).toarray()[0], [(1 + np.log(2)) * idf[0], idf[1], 0])
+    np.testing.assert_allclose(BagOfTokens(3, weighting="log", norm=None).fit_transform([a]).toarray()[0],
+                               [1 + np.log(2), 1, 0])
+    np.testing.assert_allclose(BagOfTokens(3, weighting="binary", norm=None).fit_transform([a]).toarray()[0], [1, 1, 0])
+    np.testing.assert_allclose(BagOfTokens(3, norm="l2").fit_transform([a]).toarray()[0], [2 / np.sqrt(5), 1 / np.sqrt(5), 0])
+    with pytest.raises(ValueError, match="token id 2 >= codebook_size 2"):
+        BagOfTokens(2).fit([b])
+    assert BagOfTokens(3).fit([np.array([[0], [1], [-1]])]).n_skipped_ == 1
+    from dfe.bow import functionals, split_windows
+
+    assert functionals(np.zeros((0, 2)), threshold=0.5).shape == (12,)
+    video = pd.DataFrame({"timestamp": [0.0, 0.5, 1.0, 1.9, 2.0], "video": "v", "success": 1})
+    parts = split_windows(video, 1.0)
+    assert [len(p) for p in parts] == [2, 2, 1] and [p["video"].iloc[0] for p in parts] == ["v@0", "v@1", "v@2"]

@@ -97,3 +97,19 @@ def test_metrics_by_hand():
     psi4 = np.array([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.9, 0.0]])
     ret = retrieval(tokens, blend, psi4, k=1, max_queries=4).set_index("retrieval")
     assert ret.loc["tokens (overlap)", "queries"] == 4 and ret.loc["tokens (overlap)", "psi_cosine_mean"] > 0.4
+
+
+def test_retrieval_exact_values():
+    """Token overlap finds the frame with the same psi direction (cosine 1); blendshape distance,
+    built to mislead here, finds the orthogonal one (cosine 0)."""
+    from dfe.eval import retrieval
+
+    tokens = np.array([[1, 2], [1, 2], [3, 4], [3, 5]])
+    psi = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
+    blend = np.zeros((4, 52))
+    blend[:, 5] = [0.0, 0.9, 0.05, 0.95]
+    labels = np.array(["a", "a", "b", "b"])
+    ret = retrieval(tokens, blend, psi, k=1, labels=labels, max_queries=4).set_index("retrieval")
+    assert ret.loc["tokens (overlap)", "psi_cosine_mean"] == pytest.approx(1.0)
+    assert ret.loc["blendshapes (euclidean)", "psi_cosine_mean"] == pytest.approx(0.0)
+    assert ret.loc["tokens (overlap)", "precision_at_k"] == 1.0 and ret.loc["blendshapes (euclidean)", "precision_at_k"] == 0.0

@@ -209,3 +209,53 @@ def test_cli_rejects_unknown_identity_mode(tmp_path):
 
     res = CliRunner().invoke(app, ["extract", str(FACES / "single_face.jpg"), "-o", str(tmp_path), "--identity", "magic"])
     assert res.exit_code == 2 and "--identity must be one of" in res.output
+
+
+def test_track_neutral_modes_and_calm_frames():
+    """Which neutral each mode picks, on a toy model: hand-built answers."""
+    from dfe.expression import estimate_neutral
+
+    model = toy_model()
+    rng = np.random.default_rng(2)
+    aligned = (model.mean + rng.normal(scale=0.1, size=(12, DIM))).reshape(12, 468, 3)
+    bs = np.zeros((12, 52))
+    bs[:, 25] = np.arange(12)[::-1] / 12  # jawOpen: frames 11, 10, 9 are the calmest
+    np.testing.assert_array_equal(calm_frames(bs), [11, 10, 9])  # ceil(10% of 12) = 2 -> at least 3
+    np.testing.assert_array_equal(calm_frames(np.repeat(bs, 5, 0)), [55, 56, 57, 58, 59, 50])  # stable order
+    assert len(calm_frames(np.repeat(bs, 5, 0))) == 6  # ceil(0.1 * 60)
+    can = canonical_mesh().vertices
+    auto_video = track_neutral(aligned, bs, video=True, model=model)
+    np.testing.assert_allclose(auto_video.mesh, model.fit(aligned[[11, 10, 9]], bs[[11, 10, 9]]).neutral)
+    assert (auto_video.source, auto_video.frames) == ("track+model", 3)
+    every = track_neutral(aligned, bs, video=True, mode="model", model=model)
+    np.testing.assert_allclose(every.mesh, model.fit(aligned, bs).neutral)
+    assert (every.source, every.frames) == ("model", 12)
+    photo = track_neutral(aligned[:1], bs[:1], video=False, model=model)
+    assert photo.source == "model" and photo.frames == 1
+    track = track_neutral(aligned, bs, video=True, mode="track", model=model)
+    np.testing.assert_allclose(track.mesh, estimate_neutral(aligned, bs)[0])
+    assert track.source == "track"
+    for video in (True, False):
+        c = track_neutral(aligned, bs, video=video, mode="canonical", model=model)
+        np.testing.assert_allclose(c.mesh, can)
+        assert (c.source, c.frames) == ("canonical", 0)
+    assert track_neutral(aligned[:1], bs[:1], video=False, mode="track", model=model).source == "canonical"
+    ref = track_neutral(aligned, bs, video=True, model=model, reference=can * 2, reference_name="n.jpg")
+    assert ref.source == "image:n.jpg" and np.allclose(ref.mesh, can * 2)
+    person = model.fit(aligned[:2], bs[:2])
+    pooled = track_neutral(aligned[:1], bs[:1], video=False, model=model, person=person)
+    assert pooled.source == "person+model" and pooled.frames == 2 and np.allclose(pooled.mesh, person.neutral)
+    with pytest.raises(ValueError, match="identity mode"):
+        track_neutral(aligned, bs, video=True, mode="magic", model=model)
+
+
+def test_build_face_model_variances_are_sample_variances():
+    rng = np.random.default_rng(4)
+    faces = rng.normal(size=(10, DIM))
+    model = build_face_model(faces.reshape(10, 468, 3), np.zeros((10, 52)), faces[:3].reshape(3, 468, 3) * 0,
+                             np.zeros((3, 52)), n_identity=4)
+    centred = faces - faces.mean(0)
+    # the variance along each identity direction is the sample variance (n - 1) of the faces there
+    np.testing.assert_allclose(model.identity_var, (centred @ model.identity_basis.T).var(0, ddof=1), rtol=1e-6)
+    assert model.n_identity == 4 and np.allclose(model.mean, faces.mean(0))
+    assert model.identity_var[0] >= model.identity_var[-1]

@@ -16,6 +16,7 @@ import pytest
 from conftest import FACES, VIDEOS
 from dfe.table import psi_array, read_table
 
+pytestmark = pytest.mark.skipif(not FACES.is_dir(), reason=f"shared test media not found at {FACES}")
 PHOTOS = [FACES / "london" / f"{p:03d}_{e}.jpg" for p in (1, 2, 3) for e in ("neutral", "smiling")]
 
 

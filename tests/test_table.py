@@ -60,3 +60,17 @@ def test_find_and_load_tables(tmp_path):
     assert video_id(tmp_path / "x" / "clip.parquet") == "clip"
     with pytest.raises(FileNotFoundError):
         find_tables([tmp_path / "nothing"])
+
+
+def test_blendshape_and_landmark_blocks():
+    from dfe.table import BLENDSHAPE_COLUMNS, LANDMARK_COLUMNS, blendshapes_array, landmarks_array
+
+    df = pd.DataFrame(np.arange(2 * 52).reshape(2, 52), columns=BLENDSHAPE_COLUMNS)
+    df["success"] = [1, 0]
+    np.testing.assert_array_equal(blendshapes_array(df), np.arange(52)[None])
+    assert blendshapes_array(df, successful_only=False).shape == (2, 52)
+    with pytest.raises(ValueError, match="no blendshape"):
+        blendshapes_array(df.drop(columns=["jawOpen"]))
+    lm = pd.DataFrame(np.arange(1434)[None].repeat(2, 0), columns=LANDMARK_COLUMNS)
+    out = landmarks_array(lm)
+    assert out.shape == (2, 478, 3) and out[1, 2].tolist() == [6, 7, 8]
