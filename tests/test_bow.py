@@ -223,3 +223,26 @@ def test_weightings_and_errors_by_hand():
     video = pd.DataFrame({"timestamp": [0.0, 0.5, 1.0, 1.9, 2.0], "video": "v", "success": 1})
     parts = split_windows(video, 1.0)
     assert [len(p) for p in parts] == [2, 2, 1] and [p["video"].iloc[0] for p in parts] == ["v@0", "v@1", "v@2"]
+
+
+def test_fold_counts_scores_and_edge_cases_by_hand():
+    from dfe.bow import scores
+
+    # 2 groups are enough; the folds shrink to the groups of the rarest class
+    two = TaskData([None] * 4, list("abcd"), np.array([0, 1, 0, 1]), np.array(["g1", "g1", "g2", "g2"]),
+                   "classification", [])
+    assert check_folds(two, 5) == 2
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    groups = np.array(["a", "b", "c", "d", "e", "f", "g", "h"])
+    assert check_folds(TaskData([None] * 8, list(groups), y, groups, "classification", []), 5) == 3
+    reg = TaskData([None] * 8, list(groups), np.arange(8.0), groups, "regression", [])
+    assert check_folds(reg, 5) == 5  # no class limit for regression
+    proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.8, 0.2]])
+    s = scores("classification", np.array([0, 1, 1, 0]), np.array([0, 1, 1, 0]), proba, np.array([0, 1]))
+    assert s["auroc"] == 1.0  # class-1 probabilities rank both positives first
+    assert np.isnan(scores("regression", np.arange(4.0), np.ones(4))["pearson_r"])
+    assert BagOfTokens(4, norm=None).fit([pd.DataFrame({"tok_1": [1], "success": 1})]).transform([]).shape == (0, 4)
+    with pytest.raises(ValueError, match="weighting"):
+        BagOfTokens(4, weighting="nonsense").fit_transform([pd.DataFrame({"tok_1": [1], "success": 1})])
+    with pytest.raises(ValueError, match="levels"):
+        BagOfTokens(4, levels="nonsense").fit([pd.DataFrame({"tok_1": [1], "success": 1})])

@@ -113,3 +113,24 @@ def test_retrieval_exact_values():
     assert ret.loc["tokens (overlap)", "psi_cosine_mean"] == pytest.approx(1.0)
     assert ret.loc["blendshapes (euclidean)", "psi_cosine_mean"] == pytest.approx(0.0)
     assert ret.loc["tokens (overlap)", "precision_at_k"] == 1.0 and ret.loc["blendshapes (euclidean)", "precision_at_k"] == 0.0
+
+
+def test_level_curve_pca_levels_and_edges_by_hand():
+    from types import SimpleNamespace
+
+    from dfe.eval import diversity, level_curve, pca_bits
+
+    psi = np.array([[1.0, 1.0], [0.0, 2.0], [0.0, 0.0]])  # the zero row (a neutral photo) is left out
+    prefix = {1: np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]), 2: psi + [[0.0, 0.0], [0.0, 0.0], [1.0, 0.0]]}
+    tok = SimpleNamespace(levels=2, decode_prefix=lambda tokens, k: prefix[k], encode=None)
+    curve = level_curve(tok, psi, tokens=np.zeros((3, 2), int))
+    assert curve == pytest.approx([(1 / np.sqrt(2) + 1) / 2, 1.0])
+    assert distinct_per_1000(np.zeros((0, 2))) == 0.0
+    rng = np.random.default_rng(1)
+    train = rng.normal(size=(100, 1))
+    out = pca_bits(train, train[:30], 1, 1)  # 1 bit: every value is one of 2 levels
+    assert len(np.unique(np.round(out, 6))) == 2
+    assert len(np.unique(np.round(pca_bits(train, train, 1, 2), 6))) == 4
+    blend = np.zeros((2, 52))
+    blend[0, 3] = 0.5  # exactly the threshold: not active (> 0.5)
+    assert diversity(np.array([[0], [0]]), blend, 4)["distinct_binarised_blendshape_sets_per_1000"] == 500

@@ -34,6 +34,16 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _finish(outcomes, done: str, tail: str = "") -> None:
+    """One line per failed input, a summary line, and exit 1 if anything failed."""
+    failed = [o for o in outcomes if o.status == "failed"]
+    for o in failed:
+        typer.secho(f"  failed: {o.input}: {o.error}", fg=typer.colors.RED, err=True)
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    typer.echo(f"{len(outcomes) - len(failed) - skipped} {done}, {skipped} up to date, {len(failed)} failed{tail}")
+    raise typer.Exit(1 if failed else 0)
+
+
 @app.command()
 def extract(
     inputs: Optional[list[str]] = typer.Argument(None, help="Images, videos, folders (recursive) or globs."),
@@ -65,12 +75,7 @@ def extract(
         report = run(inputs or [], output, opts, retry_failed=retry_failed)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         _fail(str(e))
-    done = [r for r in report.results if r.status == "ok"]
-    skipped = [r for r in report.results if r.status == "skipped"]
-    typer.echo(f"{len(done)} ok, {len(skipped)} up to date, {len(report.failed)} failed -> {Path(output) / 'report.json'}")
-    for r in report.failed:
-        typer.echo(f"  failed: {r.input}: {r.error}", err=True)
-    raise typer.Exit(1 if report.failed else 0)
+    _finish(report.results, "ok", f" -> {Path(output) / 'report.json'}")
 
 
 @app.command()
@@ -126,13 +131,7 @@ def import_flame(
         outcomes = run(source, output, fps, overwrite)
     except (FlameInputError, RunError) as e:
         _fail(str(e))
-    failed = [o for o in outcomes if o.status == "failed"]
-    for o in failed:
-        typer.secho(f"failed: {o.error}", fg=typer.colors.RED, err=True)
-    ok = sum(o.status == "ok" for o in outcomes)
-    typer.echo(f"{ok} ok, {sum(o.status == 'skipped' for o in outcomes)} up to date, {len(failed)} failed -> {output}"
-               f"  (fit with: dfe fit {output} --psi-kind flame)")
-    raise typer.Exit(1 if failed else 0)
+    _finish(outcomes, "ok", f" -> {output}  (fit with: dfe fit {output} --psi-kind flame)")
 
 
 @app.command()
@@ -185,12 +184,7 @@ def encode(
         outcomes = encode_corpus(tables, tok, output, in_place)
     except (FileNotFoundError, RunError) as e:
         _fail(str(e))
-    failed = [o for o in outcomes if o.status == "failed"]
-    for o in failed:
-        typer.secho(f"failed: {o.input}: {o.error}", fg=typer.colors.RED, err=True)
-    skipped = sum(o.status == "skipped" for o in outcomes)
-    typer.echo(f"{len(outcomes) - len(failed) - skipped} encoded, {skipped} up to date, {len(failed)} failed")
-    raise typer.Exit(1 if failed else 0)
+    _finish(outcomes, "encoded")
 
 
 @app.command()
