@@ -28,7 +28,7 @@ from deliberate_bugs import ROOT, copy_repo  # noqa: E402
 MODULES = {
     "bow": ("src/dfe/bow.py", "tests/test_bow.py -k 'by_hand or never_trains or options or recovers or bad_designs'"),
     "eval": ("src/dfe/eval.py", "tests/test_eval.py -k 'helpers or by_hand or exact'"),
-    "expression": ("src/dfe/expression.py", "tests/test_expression.py tests/test_flame.py"),
+    "expression": ("src/dfe/expression.py", "tests/test_expression.py"),
     "table": ("src/dfe/table.py", "tests/test_table.py"),
     "identity": ("src/dfe/identity.py", "tests/test_identity.py -k 'not unseen and not smiling_only and not extract and not cli'"),
 }
