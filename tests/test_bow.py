@@ -246,3 +246,15 @@ def test_fold_counts_scores_and_edge_cases_by_hand():
         BagOfTokens(4, weighting="nonsense").fit_transform([pd.DataFrame({"tok_1": [1], "success": 1})])
     with pytest.raises(ValueError, match="levels"):
         BagOfTokens(4, levels="nonsense").fit([pd.DataFrame({"tok_1": [1], "success": 1})])
+
+
+def test_psi_functionals_and_small_variance_correlation_by_hand():
+    from dfe.bow import PsiFunctionals, scores
+
+    df = pd.DataFrame({"psi_0": [3.0, 0.0], "psi_1": [4.0, 0.0], "psi_2": [0.0, 0.0],
+                       "psi_3": [0.0, 1.0], "psi_4": [0.0, 0.0], "psi_5": [0.0, 0.0], "success": [1, 1]})
+    f = PsiFunctionals().fit_transform([df])[0].reshape(5, 2)  # per vertex: |(3,4,0)|=5, 0 then 0, 1
+    np.testing.assert_allclose(f[0], [2.5, 0.5])  # means
+    np.testing.assert_allclose(f[1], [2.5, 0.5])  # standard deviations
+    y = np.array([0.0, 0.1, 0.2, 0.3])  # small spread: still a defined correlation
+    assert scores("regression", y, 2 * y)["pearson_r"] == pytest.approx(1.0)

@@ -134,3 +134,19 @@ def test_level_curve_pca_levels_and_edges_by_hand():
     blend = np.zeros((2, 52))
     blend[0, 3] = 0.5  # exactly the threshold: not active (> 0.5)
     assert diversity(np.array([[0], [0]]), blend, 4)["distinct_binarised_blendshape_sets_per_1000"] == 500
+
+
+def test_quantize_and_score_edges_by_hand():
+    from dfe.eval import _score, diversity, residual_quantize
+
+    # a non-unit codebook: |c|^2 - 2 r.c for r = (1.9, 0): (4 - 7.6, 1 - 0) -> code 0 = (2, 0)
+    cb = np.array([[2.0, 0.0], [0.0, 1.0]])
+    np.testing.assert_allclose(residual_quantize(np.array([[1.9, 0.0]]), cb, 1), [[2.0, 0.0]])
+    # for r = (0.9, 0.9): (4 - 3.6, 1 - 1.8) -> code 1 = (0, 1), not the longer code 0
+    np.testing.assert_allclose(residual_quantize(np.array([[0.9, 0.9]]), cb, 1), [[0.0, 1.0]])
+    cos = _score(np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]), np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]]))
+    assert cos["cosine_p10"] == pytest.approx(np.percentile([1.0, 1 / np.sqrt(2), 0.0], 10))
+    assert _score(np.ones((2, 2)), np.zeros((2, 2)))["cosine_mean"] == 0.0  # no moving frame
+    blend = np.zeros((2, 52))
+    blend[0, 0] = 0.9  # _neutral is not an expression: left out of the binarised sets
+    assert diversity(np.array([[0], [0]]), blend, 4)["distinct_binarised_blendshape_sets_per_1000"] == 500

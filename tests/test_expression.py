@@ -86,3 +86,19 @@ def test_psi_is_displacement_vertex_major():
     np.testing.assert_array_equal(psi[1, 21:24], [3.0, 4.0, 0.0])
     norms = psi_norms(psi)
     assert norms[1, 7] == 5.0 and norms.sum() == 5.0
+
+
+def test_robust_scheme_weights_and_outliers():
+    """The rejected robust scheme stays as documented: MediaPipe's weights plus 0.002 everywhere,
+    and its re-weighting ignores vertices that sit far off (here 40 vertices moved 3 cm)."""
+    mesh = canonical_mesh()
+    np.testing.assert_allclose(anchor_weights(mesh, "robust") - anchor_weights(mesh, "mediapipe"), 0.002)
+    W, H = 800, 600
+    pix = 9.0 * mesh.vertices + [400, -300, 0]
+    far = np.setdiff1d(np.arange(468), mesh.basis_ids)[:40]
+    pix[far] += [27.0, 0.0, 0.0]
+    lm = np.zeros((478, 3))
+    lm[:468] = np.stack([pix[:, 0] / W, -pix[:, 1] / H, -pix[:, 2] / W], 1)
+    one = align_to_canonical(lm, W, H, mesh, scheme="robust", iterations=1)
+    three = align_to_canonical(lm, W, H, mesh, scheme="robust")
+    assert three.rmse < 1e-6 and one.rmse > 0.05  # re-weighting moves the fit back onto the undisturbed face
