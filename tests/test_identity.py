@@ -259,3 +259,19 @@ def test_build_face_model_variances_are_sample_variances():
     np.testing.assert_allclose(model.identity_var, (centred @ model.identity_basis.T).var(0, ddof=1), rtol=1e-6)
     assert model.n_identity == 4 and np.allclose(model.mean, faces.mean(0))
     assert model.identity_var[0] >= model.identity_var[-1]
+
+
+def test_prior_variance_and_expression_factor_by_hand():
+    """Prior variance 0.25 and noise 0.5 (variance 0.25): one frame moves the identity halfway,
+    a / (1 + noise^2 / var); the expression factor reproduces the displacements' second moments."""
+    base = toy_model(noise=0.5)
+    model = FaceModel(base.mean, base.identity_basis, np.full(3, 0.25), base.expression_factor, base.rig, 0.5)
+    x = model.mean + 1.2 * model.identity_basis[1]
+    fit = model.fit(x.reshape(1, 468, 3), np.zeros((1, 52)))
+    np.testing.assert_allclose(fit.coefficients, [0, 0.6, 0], atol=1e-6)
+    rng = np.random.default_rng(5)
+    expr = rng.normal(size=(6, DIM))
+    built = build_face_model(rng.normal(size=(8, 468, 3)), np.zeros((8, 52)), expr.reshape(6, 468, 3),
+                             np.zeros((6, 52)), n_expression_factors=12)
+    # no blendshapes: the rig predicts nothing, so the covariance is (E^T E + E^T E) / m
+    np.testing.assert_allclose(built.expression_factor.T @ built.expression_factor, 2 * expr.T @ expr / 6, atol=1e-8)

@@ -24,6 +24,7 @@ def test_columns_are_ordered_numerically():
     assert psi_array(shuffled, successful_only=False).shape == (3, 12)
     df["tok_10"], df["tok_2"], df["tok_1"], df["tok_x"] = 5, 7, 9, 0
     assert token_columns(df) == ["tok_1", "tok_2", "tok_10"]
+    assert psi_columns(df) == [f"psi_{i}" for i in range(12)]  # tok_10 is no psi column
     np.testing.assert_array_equal(tokens_array(df), [[9, 7, 5], [9, 7, 5]])
     assert identity_columns(3) == ["id_0", "id_1", "id_2"]
 
@@ -42,6 +43,7 @@ def test_write_read_round_trip_and_atomic(tmp_path, suffix):
     path = write_table(df, tmp_path / "sub" / f"clip{suffix}")
     back = read_table(path)
     np.testing.assert_allclose(psi_array(back), psi_array(df))
+    assert list(back.columns) == list(df.columns)  # no index column added
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left
     with pytest.raises(ValueError, match="not a dfe table"):
         read_table(tmp_path / "x.txt")
@@ -68,6 +70,8 @@ def test_blendshape_and_landmark_blocks():
     df = pd.DataFrame(np.arange(2 * 52).reshape(2, 52), columns=BLENDSHAPE_COLUMNS)
     df["success"] = [1, 0]
     np.testing.assert_array_equal(blendshapes_array(df), np.arange(52)[None])
+    only = df.drop(columns=["success"])  # exactly the 52 columns
+    assert blendshapes_array(only, successful_only=False).shape == (2, 52)
     assert blendshapes_array(df, successful_only=False).shape == (2, 52)
     with pytest.raises(ValueError, match="no blendshape"):
         blendshapes_array(df.drop(columns=["jawOpen"]))
