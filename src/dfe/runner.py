@@ -98,6 +98,20 @@ def crash_point(name: str, done: int = 0) -> None:
         os._exit(99)
 
 
+def _retry_locked(action, seconds: float = 300.0):
+    """Run a database action, retrying while another process holds the lock (SQLite does not
+    always wait by itself, e.g. for the journal-mode switch or a lock upgrade)."""
+    deadline, delay = time.monotonic() + seconds, 0.02
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(2 * delay, 0.5)
+
+
 @dataclass
 class Record:
     """One input's line in the manifest."""
@@ -138,11 +152,15 @@ class Manifest:
             raise RunError(f"cannot write to the output folder {self.outdir} ({e.strerror or e})") from None
         self.path = self.outdir / MANIFEST_NAME
         self.db = sqlite3.connect(self.path, timeout=120, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
         cols = ", ".join(f"{c} {'TEXT PRIMARY KEY' if c == 'input' else ''}" for c in COLUMNS)
-        self.db.execute(f"CREATE TABLE IF NOT EXISTS records ({cols})")
-        self.db.execute("CREATE UNIQUE INDEX IF NOT EXISTS records_id ON records (id)")
-        self._migrate_report()
+
+        def setup():
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"CREATE TABLE IF NOT EXISTS records ({cols})")
+            self.db.execute("CREATE UNIQUE INDEX IF NOT EXISTS records_id ON records (id)")
+            self._migrate_report()
+
+        _retry_locked(setup)  # two runs starting at once: the journal-mode switch does not wait by itself
 
     def close(self) -> None:
         self.db.close()
@@ -158,12 +176,12 @@ class Manifest:
 
     def put(self, rec: Record) -> None:
         marks = ", ".join("?" for _ in COLUMNS)
-        self.db.execute(f"INSERT OR REPLACE INTO records ({', '.join(COLUMNS)}) VALUES ({marks})",
-                        [getattr(rec, c) for c in COLUMNS])
+        _retry_locked(lambda: self.db.execute(f"INSERT OR REPLACE INTO records ({', '.join(COLUMNS)}) VALUES ({marks})",
+                                              [getattr(rec, c) for c in COLUMNS]))
 
     def assign_id(self, input_path: str, stem: str) -> Record:
         """The input's record, creating it with a fresh id (its stem unless taken) if new."""
-        self.db.execute("BEGIN IMMEDIATE")
+        _retry_locked(lambda: self.db.execute("BEGIN IMMEDIATE"))
         try:
             rec = self.get(input_path)
             if rec is None:
