@@ -102,3 +102,10 @@ def test_robust_scheme_weights_and_outliers():
     one = align_to_canonical(lm, W, H, mesh, scheme="robust", iterations=1)
     three = align_to_canonical(lm, W, H, mesh, scheme="robust")
     assert three.rmse < 1e-6 and one.rmse > 0.05  # re-weighting moves the fit back onto the undisturbed face
+
+
+def test_activity_counts_every_expression_blendshape():
+    b = np.zeros((1, 52))
+    b[0, BLENDSHAPE_NAMES.index("browDownLeft")] = 0.3  # index 1: the first real expression
+    b[0, BLENDSHAPE_NAMES.index("noseSneerRight")] = 0.2  # the last one
+    assert blendshape_activity(b)[0] == pytest.approx(0.5)
