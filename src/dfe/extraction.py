@@ -204,15 +204,19 @@ def observe_file(path: str | Path, options: ExtractOptions | None = None,
     tracker = FaceTracker()
     meta, aligned, blend, lms = [], [], [], []
     total = video_info(path).frames if kind == "video" else 1
+
+    def add_faceless_row(base: dict, reason: str) -> None:
+        meta.append({**base, **_empty_row(reason)})
+        aligned.append(np.full((mesh.vertices.shape[0], 3), np.nan))
+        blend.append(np.full(len(BLENDSHAPE_NAMES), np.nan))
+        lms.append(np.full(len(LANDMARK_COLUMNS), np.nan, dtype=np.float32))
+
     try:
         bar = tqdm(total=total or None, desc=path.name, unit="frame", leave=False, disable=not progress)
         for frame in iter_frames(path):
+            base = {"file": str(path), "frame": frame.index, "timestamp": frame.timestamp}
             if frame.rgb is None:  # undecodable frame in the middle of a video: a row, no face
-                meta.append({"file": str(path), "frame": frame.index, "timestamp": frame.timestamp,
-                             **_empty_row("undecodable frame")})
-                aligned.append(np.full((mesh.vertices.shape[0], 3), np.nan))
-                blend.append(np.full(len(BLENDSHAPE_NAMES), np.nan))
-                lms.append(np.full(len(LANDMARK_COLUMNS), np.nan, dtype=np.float32))
+                add_faceless_row(base, "undecodable frame")
                 bar.update(1)
                 continue
             h, w = frame.rgb.shape[:2]
@@ -221,12 +225,8 @@ def observe_file(path: str | Path, options: ExtractOptions | None = None,
             kept = [(o, a) for o, a in fits if a.rmse <= options.max_align_rmse]
             tracker.assign([o for o, _ in kept], frame.index)  # sets each kept face's face_id
             kept.sort(key=lambda pair: pair[0].face_id)
-            base = {"file": str(path), "frame": frame.index, "timestamp": frame.timestamp}
             if not kept:
-                meta.append({**base, **_empty_row()})
-                aligned.append(np.full((mesh.vertices.shape[0], 3), np.nan))
-                blend.append(np.full(len(BLENDSHAPE_NAMES), np.nan))
-                lms.append(np.full(len(LANDMARK_COLUMNS), np.nan, dtype=np.float32))
+                add_faceless_row(base, "no face")
             for obs, al in kept:
                 meta.append({**base, **_face_row(obs, frame, al)})
                 aligned.append(al.mesh)

@@ -28,7 +28,7 @@ import os
 import sqlite3
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -387,6 +387,3 @@ def input_ids(folders: Iterable[str | Path]) -> dict[str, str]:
                 db.close()
     return out
 
-
-def records_as_dicts(records: list[Record]) -> list[dict]:
-    return [asdict(r) for r in records]

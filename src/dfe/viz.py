@@ -455,11 +455,12 @@ def build_atlas(tok: Tokenizer, outdir: str | Path, tables: list | None = None, 
             sections.append("<h2>Retrieval</h2><p>Top row: nearest frames by token overlap; bottom row: by "
                             "blendshape distance (the AU-like baseline).</p>" + f'<img src="img/{p.name}" alt="retrieval">')
     s = tok.summary
+    surface = surface_for(tok, flame)
     head = (f"<h1>dfe codebook atlas</h1><p>{html.escape(repr(tok))}. Trained on {s.n_train} frames "
             f"(held-out cosine {s.val_cosine:.3f}, perplexity {s.perplexity:.1f}, dead codes {s.dead_code_share:.0%}). "
-            + (f"Each code is one displacement field on {surface_for(tok, flame).name}; colour = displacement "
-               f"({'cm' if surface_for(tok, flame).name != 'FLAME' else 'FLAME units'}).</p>"
-               if surface_for(tok, flame) is not None else
+            + (f"Each code is one displacement field on {surface.name}; colour = displacement "
+               f"({'cm' if surface.name != 'FLAME' else 'FLAME units'}).</p>"
+               if surface is not None else
                "Each code is one change of the FLAME parameters (50 expression + 3 jaw values), drawn as a "
                "profile: give dfe atlas --flame-model to draw it on the FLAME face.</p>"))
     style = ("body{font-family:sans-serif;margin:20px;background:#fafafa}.grid{display:flex;flex-wrap:wrap;gap:12px}"
