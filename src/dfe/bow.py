@@ -174,6 +174,92 @@ class PsiFunctionals(TransformerMixin, BaseEstimator):
         return np.nan_to_num(np.stack(feats))
 
 
+def event_statistics(events: pd.DataFrame, n_units: int, minutes: float) -> sparse.csr_matrix:
+    """One video's dynamic features from its events (:mod:`dfe.events`), as a 1-row sparse matrix:
+    per unit (code or blendshape) the event rate per minute, mean and max duration (s), mean onset
+    and offset speed, mean apex position within the event (0 = at onset, 1 = at offset); then
+    transitions (unit a's event followed by unit b's next onset in the same face track, per
+    minute, N x N) and co-occurrence (events of a and b overlapping in time, per minute, N x N)."""
+    N = n_units
+    stats = np.zeros((6, N))
+    trans = np.zeros(N * N)
+    co = np.zeros(N * N)
+    if len(events):
+        code = events["code"].to_numpy(np.int64)
+        dur = events["duration"].to_numpy(float)
+        count = np.bincount(code, minlength=N)
+        seen = count > 0
+
+        def mean_of(values):
+            v = np.nan_to_num(np.asarray(values, float))
+            return np.where(seen, np.bincount(code, v, minlength=N) / np.maximum(count, 1), 0.0)
+
+        stats[0] = count / max(minutes, 1e-9)
+        stats[1] = mean_of(dur)
+        np.maximum.at(stats[2], code, dur)
+        stats[3] = mean_of(events["onset_speed"])
+        stats[4] = mean_of(events["offset_speed"])
+        stats[5] = mean_of((events["apex"] - events["onset"]) / np.maximum(dur, 1e-9))
+        for _, track in events.groupby("face_id", sort=False):
+            track = track.sort_values("onset", kind="stable")
+            c = track["code"].to_numpy(np.int64)
+            on, off = track["onset"].to_numpy(float), track["offset"].to_numpy(float)
+            np.add.at(trans, c[:-1] * N + c[1:], 1)
+            ends = np.searchsorted(on, off, side="left")  # events j > i that start before i ends overlap it
+            n_after = np.maximum(ends - np.arange(len(c)) - 1, 0)
+            i = np.repeat(np.arange(len(c)), n_after)
+            j = i + 1 + np.arange(len(i)) - np.repeat(np.cumsum(n_after) - n_after, n_after)
+            a, b = np.minimum(c[i], c[j]), np.maximum(c[i], c[j])
+            np.add.at(co, a * N + b, 1)
+        trans /= max(minutes, 1e-9)
+        co /= max(minutes, 1e-9)
+    return sparse.hstack([sparse.csr_matrix(stats.ravel()), sparse.csr_matrix(trans), sparse.csr_matrix(co)]).tocsr()
+
+
+def _minutes(df: pd.DataFrame) -> float:
+    """Length of a video's table in minutes (its timestamps' span plus one frame period)."""
+    from dfe.events import frame_period
+
+    t = df["timestamp"].to_numpy(float)
+    return float((t.max() - t.min() + frame_period(np.sort(t))) / 60) if len(t) else 0.0
+
+
+class EventFeatures(TransformerMixin, BaseEstimator):
+    """Dynamic features per video (:func:`event_statistics`) from events of dfe's codes
+    (``source="tokens"``, needs encoded tables) or of the 52 blendshapes (``source="blendshapes"``:
+    the dynamic AU-like baseline). ``levels``, ``max_gap``, ``min_duration``: see
+    :class:`dfe.events.EventOptions`."""
+
+    def __init__(self, codebook_size: int = 256, source: str = "tokens", levels: int | None = None,
+                 max_gap: float = 0.1, min_duration: float = 0.1):
+        self.codebook_size = codebook_size
+        self.source = source
+        self.levels = levels
+        self.max_gap = max_gap
+        self.min_duration = min_duration
+
+    def _features(self, X) -> sparse.csr_matrix:
+        from dfe.events import EventOptions, blendshape_events, token_events
+
+        options = EventOptions(levels=self.levels, max_gap=self.max_gap, min_duration=self.min_duration)
+        if self.source == "tokens":
+            n_units, events_of = self.codebook_size, lambda df: token_events(df, options=options)
+        elif self.source == "blendshapes":
+            n_units, events_of = len(BLENDSHAPE_COLUMNS), lambda df: blendshape_events(df, options=options)
+        else:
+            raise ValueError("source must be 'tokens' or 'blendshapes'")
+        return sparse.vstack([event_statistics(events_of(df), n_units, _minutes(df)) for df in X]).tocsr()
+
+    def fit(self, X, y=None):
+        """Keep the features seen in any training video (most code pairs never occur)."""
+        self.columns_ = np.flatnonzero(np.asarray((self._features(X) != 0).sum(0)).ravel())
+        self.n_features_out_ = len(self.columns_)
+        return self
+
+    def transform(self, X):
+        return self._features(X)[:, self.columns_]
+
+
 class UserFeatures(TransformerMixin, BaseEstimator):
     """Baseline (d): any per-video feature table (e.g. OpenFace AU means, an embedding), joined by
     video id (first column)."""
@@ -210,6 +296,16 @@ def split_windows(df: pd.DataFrame, seconds: float) -> list[pd.DataFrame]:
     return out
 
 
+def _seconds(path) -> float:
+    """A table's length in seconds (last timestamp plus one frame period)."""
+    from dfe.events import frame_period
+    from dfe.table import read_table
+
+    df = pd.read_parquet(path, columns=["timestamp"]) if Path(path).suffix == ".parquet" else read_table(path)
+    t = np.sort(df["timestamp"].to_numpy(float))
+    return float(t[-1] + frame_period(t)) if len(t) else 0.0
+
+
 @dataclass
 class TaskData:
     videos: list[pd.DataFrame]
@@ -227,7 +323,13 @@ def load_task(tables: list, labels: str | Path, target: str, group: str | None =
     ``need_tokens=False``: tables without tok_* columns are fine (tokens are refit per fold)."""
     from dfe.table import find_tables, read_table, video_id
 
-    lab = pd.read_csv(labels)
+    from dfe.elan import eaf_labels, is_eaf_labels
+
+    if is_eaf_labels(labels):  # ELAN files: the tier named by ``target`` gives each window's label
+        durations = {video_id(p): _seconds(p) for p in find_tables(tables)}
+        lab = eaf_labels(labels, target, window, durations)
+    else:
+        lab = pd.read_csv(labels)
     id_col = id_column or lab.columns[0]
     for col in [id_col, target] + ([group] if group else []):
         if col not in lab.columns:
@@ -239,17 +341,23 @@ def load_task(tables: list, labels: str | Path, target: str, group: str | None =
     aliases = input_ids({Path(p).parent for p in find_tables(tables)})
     aliases.update({str(Path(k).resolve()): v for k, v in list(aliases.items())})
     lab[id_col] = [aliases.get(str(Path(v).resolve()), v) if ("/" in v or "\\" in v) else v for v in lab[id_col]]
-    lab = lab.dropna(subset=[target]).set_index(id_col)
+    lab = lab.dropna(subset=[target])
+    if lab[id_col].duplicated().any():
+        dup = lab.loc[lab[id_col].duplicated(), id_col].iloc[0]
+        raise ValueError(f"labels file {labels} has more than one row for {dup!r}: give each video (or window) one row")
+    lab = lab.set_index(id_col)
+    # ids "video@k" label window k of a video (see split_windows); plain ids label a whole video
+    labelled = {i.rsplit("@", 1)[0] if "@" in i and i.rsplit("@", 1)[1].isdigit() else i for i in lab.index}
     paths = {video_id(p): p for p in find_tables(tables)}
     warnings = []
-    no_table = sorted(set(lab.index) - set(paths))
-    no_label = sorted(set(paths) - set(lab.index))
+    no_table = sorted(labelled - set(paths))
+    no_label = sorted(set(paths) - labelled)
     if no_table:
         warnings.append(f"{len(no_table)} labelled videos have no table: {', '.join(no_table[:5])}")
     if no_label:
         warnings.append(f"{len(no_label)} tables have no label and are left out: {', '.join(no_label[:5])}")
     videos, ids, ys, gs = [], [], [], []
-    for vid in sorted(set(paths) & set(lab.index)):
+    for vid in sorted(set(paths) & labelled):
         df = read_table(paths[vid])
         df.insert(0, "video", vid)
         if need_tokens and not token_columns(df):
@@ -258,12 +366,14 @@ def load_task(tables: list, labels: str | Path, target: str, group: str | None =
             warnings.append(f"{vid}: no face in any frame, left out")
             continue
         for part in split_windows(df, window or 0):
-            if (part["success"] == 1).sum() == 0:
+            part_id = str(part["video"].iloc[0])
+            key = part_id if part_id in lab.index else vid
+            if (part["success"] == 1).sum() == 0 or key not in lab.index:
                 continue
             videos.append(part)
-            ids.append(str(part["video"].iloc[0]))
-            ys.append(lab.loc[vid, target])
-            gs.append(lab.loc[vid, group] if group else vid)
+            ids.append(part_id)
+            ys.append(lab.loc[key, target])
+            gs.append(lab.loc[key, group] if group else vid)
     if not videos:
         raise ValueError("no video has both a table and a label")
     y = np.asarray(ys)
@@ -303,13 +413,23 @@ def scores(task: str, y, pred, proba=None, classes=None) -> dict:
 
 
 def feature_sets(codebook_size: int, user_table: pd.DataFrame | None = None,
-                 columns: set | None = None) -> dict:
+                 columns: set | None = None, dynamic: bool = False) -> dict:
     """dfe's bag of tokens and the baselines the tables allow (``columns``: those of the tables;
-    without blendshape or psi_* columns, as in FLAME tables, those baselines are left out)."""
+    without blendshape or psi_* columns, as in FLAME tables, those baselines are left out).
+    ``dynamic``: add dfe's event features, alone and beside the bag, and blendshape events."""
+    from sklearn.pipeline import make_union
+
+    has_blendshapes = columns is None or set(BLENDSHAPE_COLUMNS) <= columns
     sets = {"dfe tokens (BoW)": BagOfTokens(codebook_size, weighting="log", norm="l2")}
-    if columns is None or set(BLENDSHAPE_COLUMNS) <= columns:
+    if dynamic:
+        sets["dfe events (dynamic)"] = EventFeatures(codebook_size)
+        sets["dfe tokens + events"] = make_union(BagOfTokens(codebook_size, weighting="log", norm="l2"),
+                                                 EventFeatures(codebook_size))
+    if has_blendshapes:
         sets["blendshape functionals (AU-like)"] = BlendshapeFunctionals()
         sets["blendshape BoW (k-means)"] = BlendshapeBoW(n_words=codebook_size)
+    if has_blendshapes and dynamic:
+        sets["blendshape events (dynamic AU-like)"] = EventFeatures(source="blendshapes")
     if columns is None or "psi_0" in columns:
         sets["psi functionals"] = PsiFunctionals()
     if user_table is not None:
@@ -371,11 +491,13 @@ def refit_fold_tokens(videos: list[pd.DataFrame], train: np.ndarray, tokenizer_c
 
 def cross_validate(data: TaskData, codebook_size: int, n_folds: int = 5, seed: int = 0,
                    user_table: pd.DataFrame | None = None, progress: bool = True,
-                   refit_tokenizer: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   refit_tokenizer: dict | None = None, dynamic: bool = False,
+                   sets: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Grouped (person-independent) k-fold CV of dfe BoW and each baseline under one protocol.
 
     ``refit_tokenizer``: tokenizer settings (e.g. ``{"codebook_size": 64}``); a tokenizer is fitted
-    per fold on the training groups and the tables' own tokens are ignored.
+    per fold on the training groups and the tables' own tokens are ignored. ``dynamic``: add the
+    event features (:func:`feature_sets`). ``sets``: name -> transformer, instead of the defaults.
     Returns (per-fold scores, out-of-fold predictions).
     """
     import warnings
@@ -390,8 +512,9 @@ def cross_validate(data: TaskData, codebook_size: int, n_folds: int = 5, seed: i
     splits = list(splitter.split(np.zeros(len(data.y)), data.y, data.groups))
     rows, preds = [], []
     columns = set.intersection(*(set(v.columns) for v in data.videos))
-    sets = feature_sets(codebook_size, user_table, columns)
-    skipped = [n for n in feature_sets(codebook_size, user_table) if n not in sets]
+    if sets is None:
+        sets = feature_sets(codebook_size, user_table, columns, dynamic)
+    skipped = [n for n in feature_sets(codebook_size, user_table, dynamic=dynamic) if n not in sets]
     if skipped:
         data.warnings.append(f"left out (the tables lack their columns): {', '.join(skipped)}")
     bar = tqdm(total=len(sets) * len(splits), desc="evaluate", unit="fit", disable=not progress)
@@ -431,8 +554,10 @@ def paired_bootstrap(preds: pd.DataFrame, task: str, a: str, b: str, n: int = 10
 def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | Path, group: str | None = None,
                   codebook_size: int | None = None, n_folds: int = 5, seed: int = 0, window: float | None = None,
                   user_features: str | Path | None = None, progress: bool = True,
-                  refit_tokenizer: dict | None = None) -> pd.DataFrame:
+                  refit_tokenizer: dict | None = None, dynamic: bool = False) -> pd.DataFrame:
     """The whole experiment: CV of dfe vs baselines -> comparison.csv/.md, predictions.csv, bar plot.
+    ``dynamic``: add event features (dfe's and the blendshapes'); ``labels`` may be ELAN files
+    (:func:`dfe.elan.eaf_labels`, ``target`` = the tier).
 
     ``refit_tokenizer``: fit a tokenizer with these settings per fold on the training groups
     (see :func:`cross_validate`) instead of using the tables' tokens."""
@@ -445,7 +570,7 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
         codebook_size = int(max(int(df[token_columns(df)].max().max()) for df in data.videos) + 1)
         codebook_size = max(codebook_size, 2)
     user = pd.read_csv(user_features) if user_features else None
-    fold_scores, preds = cross_validate(data, codebook_size, n_folds, seed, user, progress, refit_tokenizer)
+    fold_scores, preds = cross_validate(data, codebook_size, n_folds, seed, user, progress, refit_tokenizer, dynamic)
     metrics_cols = [c for c in fold_scores.columns if c not in ("features", "fold")]
     summary = fold_scores.groupby("features", sort=False)[metrics_cols].agg(["mean", "std"])
     summary.columns = [f"{m}_{s}" for m, s in summary.columns]

@@ -211,6 +211,32 @@ def atlas(
     typer.echo(f"atlas of {len(result.codes)} codes: {result.index}")
 
 
+@app.command()
+def events(
+    tables: list[str] = typer.Argument(..., help="Per-frame tables or folders (encoded or not)."),
+    model: Path = typer.Option(..., "--model", "-m", help="The model that encoded them (or encodes them now)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for events tables, .eaf files and timelines."),
+    levels: Optional[int] = typer.Option(None, help="A code is active only where it appears at levels <= this."),
+    max_gap: float = typer.Option(0.1, help="Seconds of absence that do not end an event."),
+    min_duration: float = typer.Option(0.1, help="Events shorter than this (seconds) are flicker, dropped."),
+    hold: float = typer.Option(0.9, help="Keep an event on while strength >= this x the code's median token strength (0: off)."),
+    fmt: str = typer.Option("parquet", "--format", help="Events table format: parquet or csv."),
+    tiers: str = typer.Option("code", help="ELAN tiers: one per code ('code') or per level ('level')."),
+    timeline: bool = typer.Option(True, help="Draw <video>.timeline.png per table."),
+):
+    """Facial events per video: onset, apex, offset, duration and strength of each code; ELAN files."""
+    from dfe.events import EventOptions, events_corpus
+    from dfe.runner import RunError
+
+    tok = _load_model(model)
+    options = EventOptions(levels=levels, max_gap=max_gap, min_duration=min_duration, hold=hold or None)
+    try:
+        outcomes = events_corpus(tables, tok, output, options, fmt, tiers, timeline)
+    except (ValueError, FileNotFoundError, RunError) as e:
+        _fail(str(e))
+    _finish(outcomes, "events of")
+
+
 def _frame_row(spec: str):
     """FRAME_SPEC = TABLE_OR_MEDIA[:FRAME[:FACE_ID]] -> one table row."""
     from dfe.extraction import extract_file
@@ -278,7 +304,7 @@ def evaluate(
 @app.command("evaluate-task")
 def evaluate_task(
     tables: list[str] = typer.Argument(..., help="Encoded per-frame tables (one per video) or folders."),
-    labels: Path = typer.Option(..., help="CSV, one row per video: the video's table stem, the target, optional group."),
+    labels: Path = typer.Option(..., help="CSV, one row per video (or per window, id video@k): the video's table stem, the target, optional group; or ELAN .eaf files (a file or folder, one per video named after its table; --target = the tier)."),
     target: str = typer.Option(..., help="Label column to predict."),
     output: Path = typer.Option(..., "-o", "--output", help="Report folder."),
     group: Optional[str] = typer.Option(None, help="Column of person ids: folds never split a person."),
@@ -289,6 +315,7 @@ def evaluate_task(
     refit_tokenizer: bool = typer.Option(False, help="Fit a tokenizer per fold on the training groups only (tables need no tokens): the test groups stay unseen."),
     codebook_size: int = typer.Option(64, help="With --refit-tokenizer: codes in the per-fold tokenizer."),
     epochs: int = typer.Option(20, help="With --refit-tokenizer: training epochs per fold."),
+    dynamic: bool = typer.Option(False, help="Add dynamic features: events of dfe's codes (alone and beside the bag) and of the blendshapes."),
 ):
     """Predict a per-video label: dfe bag of tokens vs action-unit-like baselines, grouped CV."""
     from dfe.bow import evaluate_task as run
@@ -296,7 +323,7 @@ def evaluate_task(
     refit = {"codebook_size": codebook_size, "epochs": epochs} if refit_tokenizer else None
     try:
         summary = run(tables, labels, target, output, group=group, n_folds=folds, seed=seed, window=window,
-                      user_features=features, refit_tokenizer=refit)
+                      user_features=features, refit_tokenizer=refit, dynamic=dynamic)
     except (ValueError, FileNotFoundError, KeyError) as e:
         _fail(str(e))
     cols = [c for c in summary.columns if c.endswith("_mean")][:3]

@@ -276,11 +276,12 @@ class StageResult:
 def run_stage(inputs: Iterable[Path], outdir: str | Path, process: Callable[[Path], StageResult],
               options: dict, suffix: str | Callable[[Path], str], overwrite: bool = False, on_error: Callable[[Exception], str] | None = None,
               progress: Callable[[Iterable], Iterable] | None = None,
-              stem: Callable[[Path], str] | None = None) -> list[Outcome]:
+              stem: Callable[[Path], str] | None = None, pass_id: bool = False) -> list[Outcome]:
     """Run ``process`` over ``inputs`` into ``outdir`` with the manifest's naming and resume rules.
 
     Tables are written atomically as ``<id><suffix>`` (``suffix`` may depend on the input; the id
     starts from ``stem(input)``, default the file stem); one bad input never stops the others.
+    ``pass_id``: call ``process(path, id)``, for stages that write side files named by the id.
     """
     from dfe.table import write_table
 
@@ -303,7 +304,7 @@ def run_stage(inputs: Iterable[Path], outdir: str | Path, process: Callable[[Pat
                         manifest.put(rec)
                     outcomes.append(Outcome(key, "skipped", rec.id, str(out), rec.frames, rec.faces))
                     continue
-                result = process(Path(path))
+                result = process(Path(path), rec.id) if pass_id else process(Path(path))
                 partial = write_table(result.table, out.with_name(f".{out.stem}.partial{out.suffix}"))  # hidden until done
                 crash_point("write")
                 os.replace(partial, out)

@@ -73,3 +73,58 @@ def action_recovery(code_deformations: np.ndarray, actions: np.ndarray, threshol
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
     return (unit(actions) @ unit(code_deformations).T).max(axis=1)
+
+
+# ---------------------------------------------------------------------------- sequences over time
+
+def action_profile(rise: int, fall: int) -> np.ndarray:
+    """Intensity of one action over time: 0 -> 1 in ``rise`` frames, back to 0 in ``fall`` frames."""
+    up = np.arange(1, rise + 1) / rise
+    down = np.arange(fall - 1, -1, -1) / fall
+    return np.concatenate([up, down])
+
+
+@dataclass
+class EventSequences:
+    """Videos of timed actions with a known class (see :func:`event_sequences`)."""
+
+    videos: list  # per-video tables (pandas): video, frame, timestamp, face_id, success, psi_kind, psi_*
+    y: np.ndarray  # "fast onset" (class A) or "slow onset" (class B)
+    y_null: np.ndarray  # random labels: the null control
+    actions: np.ndarray  # (A, 1404)
+
+
+def event_sequences(n_videos: int = 80, n_frames: int = 240, fps: float = 30.0, n_actions: int = 6,
+                    events_per_video: int = 8, rise: int = 3, fall: int = 15, noise: float = 0.01,
+                    seed: int = 0) -> EventSequences:
+    """Class A videos: actions with a fast onset (``rise`` frames) and a slow offset (``fall``);
+    class B: the same kind of video reversed in time (slow onset, fast offset). Each video is drawn
+    independently and its class is a coin flip, so both classes have the same per-frame
+    distribution by construction; only the order of frames tells them apart. ``y_null`` is a
+    second coin flip per video, unrelated to the frames. Actions are the first ``n_actions`` of
+    :func:`make_actions` (seed 0), the ones :func:`action_corpus` uses."""
+    import pandas as pd
+
+    actions, _ = make_actions(20, seed=0)
+    actions = actions[:n_actions]
+    rng = np.random.default_rng(seed)
+    profile = action_profile(rise, fall)
+    videos, ys = [], []
+    for v in range(n_videos):
+        weights = np.zeros((n_frames, n_actions), dtype=np.float32)
+        for _ in range(events_per_video):
+            a = rng.integers(n_actions)
+            start = rng.integers(0, n_frames - len(profile))
+            seg = weights[start:start + len(profile), a]
+            weights[start:start + len(profile), a] = np.maximum(seg, rng.uniform(0.6, 1.0) * profile)
+        label = "fast onset" if rng.random() < 0.5 else "slow onset"
+        if label == "slow onset":
+            weights = weights[::-1]
+        psi = weights @ actions + rng.normal(scale=noise, size=(n_frames, actions.shape[1])).astype(np.float32)
+        meta = pd.DataFrame({"video": f"seq{v:03d}", "frame": np.arange(n_frames), "timestamp": np.arange(n_frames) / fps,
+                             "face_id": 0, "success": 1, "psi_kind": "geometry"})
+        block = pd.DataFrame(psi.astype(np.float32), columns=[f"psi_{i}" for i in range(psi.shape[1])])
+        videos.append(pd.concat([meta, block], axis=1))
+        ys.append(label)
+    y_null = np.where(rng.random(n_videos) < 0.5, "a", "b")
+    return EventSequences(videos, np.asarray(ys), y_null, actions)

@@ -408,6 +408,41 @@ class Tokenizer:
         """(N, D): every code's deformation in data units."""
         return self.decode_code(np.arange(self.codebook_size))
 
+    def code_peaks(self) -> np.ndarray:
+        """(N,) each code's peak: its largest vertex displacement (geometry) or largest value."""
+        d = self.code_deformations()
+        if self.config.psi_kind == "geometry":
+            return np.linalg.norm(d.reshape(len(d), -1, 3), axis=2).max(1)
+        return np.abs(d).max(1)
+
+    def strength_basis(self) -> np.ndarray:
+        """(N, D) rows b_c with strength = (psi - mean) . b_c: psi's least-squares multiple of the
+        code's deformation d_c, times d_c's peak (the largest vertex displacement for geometry,
+        the largest value for other kinds). So a frame that shows exactly the code's deformation
+        has strength = its peak, in data units (cm for geometry)."""
+        d = self.code_deformations()
+        peak = self.code_peaks()
+        return (d * (peak / np.maximum((d**2).sum(1), 1e-12))[:, None]).astype(np.float32)
+
+    def strength(self, psi: np.ndarray, tokens: np.ndarray, chunk: int = 8192) -> np.ndarray:
+        """(n, K): how strongly each frame shows each of its tokens (see :meth:`strength_basis`).
+        Chunked: memory beyond the inputs is ``chunk x K x D`` floats."""
+        basis = self.strength_basis()
+        tokens = np.asarray(tokens, dtype=np.int64)
+        out = np.empty(tokens.shape, dtype=np.float32)
+        for i in range(0, len(tokens), chunk):
+            p = np.asarray(psi[i:i + chunk], dtype=np.float32) - self.standardiser.mean
+            out[i:i + chunk] = np.einsum("nd,nkd->nk", p, basis[tokens[i:i + chunk]])
+        return out
+
+    def code_strength(self, psi: np.ndarray, codes: np.ndarray, chunk: int = 8192) -> np.ndarray:
+        """(n, len(codes)): every frame's strength for each of ``codes``, whether or not it is a token."""
+        basis = self.strength_basis()[np.asarray(codes, dtype=np.int64)]
+        out = np.empty((len(psi), len(basis)), dtype=np.float32)
+        for i in range(0, len(psi), chunk):
+            out[i:i + chunk] = (np.asarray(psi[i:i + chunk], dtype=np.float32) - self.standardiser.mean) @ basis.T
+        return out
+
     def reconstruction_error(self, psi: np.ndarray, tokens: np.ndarray | None = None) -> np.ndarray:
         """Per-frame RMSE between psi and its reconstruction (data units)."""
         psi = self.check_psi(psi)
@@ -549,17 +584,21 @@ def fit_rig(blendshapes: np.ndarray, geometry: np.ndarray, alpha: float = 1.0) -
 
 
 def encode_table(df, tok: Tokenizer):
-    """The table with ``tok_1..tok_K`` and ``recon_error`` set (NaN/-1 where success == 0)."""
+    """The table with ``tok_1..tok_K``, ``recon_error`` and ``strength_1..strength_K`` set (-1 and NaN
+    where success == 0). ``strength_k`` is :meth:`Tokenizer.strength` of the level-k token."""
     import pandas as pd
 
     ok = (df["success"] == 1).to_numpy()
     psi = table_psi(df, tok.config.psi_kind)
     tokens = tok.encode(psi)
-    out = df.drop(columns=[c for c in df.columns if c.startswith("tok_") or c == "recon_error"])
+    out = df.drop(columns=[c for c in df.columns if c.startswith(("tok_", "strength_")) or c == "recon_error"])
     block = np.full((len(df), tok.levels), -1, dtype=np.int64)
     block[ok] = tokens
     err = np.full(len(df), np.nan, dtype=np.float32)
     err[ok] = tok.reconstruction_error(psi, tokens)
     cols = {f"tok_{k + 1}": block[:, k] for k in range(tok.levels)}
     cols["recon_error"] = err
+    strength = np.full((len(df), tok.levels), np.nan, dtype=np.float32)
+    strength[ok] = tok.strength(psi, tokens)
+    cols.update({f"strength_{k + 1}": strength[:, k] for k in range(tok.levels)})
     return pd.concat([out, pd.DataFrame(cols, index=df.index)], axis=1)

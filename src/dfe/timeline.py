@@ -1,0 +1,93 @@
+"""A timeline figure per video: which codes are on when (coarse levels on top), with a few frames
+as thumbnails, and optional reference intervals (e.g. a researcher's own coding) shaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+LEVEL_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+
+
+def timeline_rows(events: pd.DataFrame, max_rows: int = 24) -> list[str]:
+    """Labels to draw, one row each: coarse levels first (a code's coarsest level), within a level
+    the codes with the most time in events; drawn in that level order, then by first onset."""
+    if events.empty:
+        return []
+    per = events.groupby("label").agg(total=("duration", "sum"), level=("level", "min"), first=("onset", "min"))
+    keep = per.sort_values(["level", "total"], ascending=[True, False]).head(max_rows)
+    return list(keep.sort_values(["level", "first"]).index)
+
+
+def thumbnail_times(table: pd.DataFrame, n: int = 6) -> list[pd.Series]:
+    """``n`` frames with a face, evenly spread over the video."""
+    ok = table[table["success"] == 1].sort_values("timestamp")
+    if ok.empty:
+        return []
+    picks = np.unique(np.linspace(0, len(ok) - 1, n).round().astype(int))
+    return [ok.iloc[i] for i in picks]
+
+
+def timeline_figure(events: pd.DataFrame, table: pd.DataFrame, path: str | Path, title: str = "",
+                    max_rows: int = 24, thumbnails: int = 6, marks: pd.DataFrame | None = None) -> Path:
+    """Draw events (one row per code) over the video's time, thumbnails above. ``marks``:
+    reference intervals with columns ``label, start, end`` (seconds), shaded behind the bars."""
+    from dfe.viz import _plt, _row_crop
+
+    plt = _plt()
+    rows = timeline_rows(events, max_rows)
+    shots = [(r, _row_crop(r)) for r in thumbnail_times(table, thumbnails)] if thumbnails else []
+    shots = [(r, img) for r, img in shots if img is not None]
+    t = table["timestamp"].to_numpy(float)
+    t0, t1 = (float(t.min()), float(t.max()) + 1 / 30) if len(t) else (0.0, 1.0)
+    height = 1.2 + 0.28 * max(len(rows), 3) + (1.6 if shots else 0)
+    fig = plt.figure(figsize=(12, height))
+    grid = fig.add_gridspec(2 if shots else 1, max(len(shots), 1),
+                            height_ratios=[1.8, 0.28 * max(len(rows), 3) + 0.6] if shots else None, hspace=0.12)
+    for i, (row, img) in enumerate(shots):
+        ax = fig.add_subplot(grid[0, i])
+        ax.imshow(img)
+        ax.set_title(f"{row['timestamp']:.1f} s", fontsize=9)
+        ax.axis("off")
+    ax = fig.add_subplot(grid[-1, :])
+    y_of = {lab: i for i, lab in enumerate(rows)}
+    if marks is not None:
+        for k, (lab, a, b) in enumerate(zip(marks["label"], marks["start"], marks["end"])):
+            ax.axvspan(a, b, color="0.85", zorder=0)
+            ax.text((a + b) / 2, -0.75, str(lab), ha="center", va="center", fontsize=9, color="0.25")
+    peak = events["peak_strength"].abs().max() if len(events) else np.nan
+    for _, ev in events[events["label"].isin(y_of)].iterrows():
+        colour = "0.6" if ev["resting"] else LEVEL_COLOURS[(int(ev["level"]) - 1) % len(LEVEL_COLOURS)]
+        alpha = 0.35 + 0.65 * (min(abs(ev["peak_strength"]) / peak, 1.0) if np.isfinite(peak) and peak > 0
+                               and np.isfinite(ev["peak_strength"]) else 1.0)
+        y = y_of[ev["label"]]
+        ax.barh(y, ev["duration"], left=ev["onset"], height=0.7, color=colour, alpha=alpha, zorder=2)
+        if np.isfinite(ev["apex"]):
+            ax.plot([ev["apex"]] * 2, [y - 0.35, y + 0.35], color="k", lw=0.8, zorder=3)
+    for row, _ in shots:
+        ax.axvline(row["timestamp"], color="0.5", ls=":", lw=0.8, zorder=1)
+    levels = events.groupby("label")["level"].min() if len(events) else pd.Series(dtype=int)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f"L{int(levels[lab])}  {lab}" if levels.get(lab, 0) > 0 else str(lab) for lab in rows], fontsize=8)
+    ax.set_ylim(len(rows) - 0.5 if rows else 0.5, -1.0 if marks is not None else -0.5)
+    ax.set_xlim(t0, t1)
+    ax.set_xlabel("time (s)")
+    ax.grid(axis="x", alpha=0.3)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=LEVEL_COLOURS[k]) for k in range(int(events["level"].max()) if len(events) else 0)]
+    names = [f"level {k + 1}" for k in range(len(handles))]
+    if len(events) and events["resting"].any():
+        handles.append(plt.Rectangle((0, 0), 1, 1, color="0.6"))
+        names.append("resting")
+    if handles:
+        ax.legend(handles, names, loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, ncol=len(handles), frameon=False)
+    ax.set_title("events: bar from onset to offset, tick at the apex, darker = stronger; "
+                 "row label = the code's coarsest level", fontsize=9, loc="left")
+    if title:
+        fig.suptitle(title, fontsize=11, x=0.02, y=0.99 if not shots else 0.93, ha="left")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
