@@ -81,7 +81,7 @@ def timeline_figure(events: pd.DataFrame, table: pd.DataFrame, path: str | Path,
         handles.append(plt.Rectangle((0, 0), 1, 1, color="0.6"))
         names.append("resting")
     if handles:
-        ax.legend(handles, names, loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, ncol=len(handles), frameon=False)
+        ax.legend(handles, names, loc="upper right", bbox_to_anchor=(1.0, -0.045), fontsize=8, ncol=len(handles), frameon=False)
     ax.set_title("events: bar from onset to offset, tick at the apex, darker = stronger; "
                  "row label = the code's coarsest level", fontsize=9, loc="left")
     if title:

@@ -1,0 +1,278 @@
+"""Names for codes, read off their deformation like a FACS manual entry.
+
+A code's displacement on the canonical face (468 x 3, cm) gets:
+- **words**: the regions that move most (lip corners, cheeks, brows, ...), each with its side
+  (the person's left or right, or both) and direction in plain words ("lip corners pulled up and
+  out, cheeks raised");
+- **action units**: the closest FACS units, from a non-negative fit of the displacement on the
+  reference shapes of each unit, with each unit's share and one similarity score (cosine between
+  the displacement and the fit);
+- ``unnamed`` when the fit explains too little (similarity below 0.5) or nothing moves.
+
+The reference shapes ship in ``dfe/data/naming.npz``: ICT FaceKit's 53 ARKit-named expression
+shapes, registered onto MediaPipe's canonical face by ``scripts/build_naming.py`` (MIT, see
+``naming.npz.LICENSE``); the ARKit-shape -> FACS table is ICT FaceKit's. Nothing here is fitted on
+the user's tables, so one model always gets the same names. "Left" is the person's own left (the
++x side of the canonical face, MediaPipe's left eye).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+DATA_FILE = Path(__file__).parent / "data" / "naming.npz"
+MIN_SIMILARITY = 0.5
+MIN_PEAK_CM = 0.02
+
+# FACS unit -> (name, shapes); ICT FaceKit's table. Pairs are fitted per side.
+ACTION_UNITS: dict[str, tuple[str, list[str]]] = {
+    "AU1": ("inner brow raiser", ["browInnerUpLeft", "browInnerUpRight"]),
+    "AU2": ("outer brow raiser", ["browOuterUpLeft", "browOuterUpRight"]),
+    "AU4": ("brow lowerer", ["browDownLeft", "browDownRight"]),
+    "AU5": ("upper lid raiser", ["eyeWideLeft", "eyeWideRight"]),
+    "AU6": ("cheek raiser", ["cheekSquintLeft", "cheekSquintRight"]),
+    "AU7": ("lid tightener", ["eyeSquintLeft", "eyeSquintRight"]),
+    "AU9": ("nose wrinkler", ["noseSneerLeft", "noseSneerRight"]),
+    "AU10": ("upper lip raiser", ["mouthShrugUpper"]),
+    "AU11": ("nasolabial deepener", ["mouthUpperUpLeft", "mouthUpperUpRight"]),
+    "AU12": ("lip corner puller", ["mouthSmileLeft", "mouthSmileRight"]),
+    "AU14": ("dimpler", ["mouthDimpleLeft", "mouthDimpleRight"]),
+    "AU15": ("lip corner depressor", ["mouthFrownLeft", "mouthFrownRight"]),
+    "AU16": ("lower lip depressor", ["mouthLowerDownLeft", "mouthLowerDownRight"]),
+    "AU17": ("chin raiser", ["mouthShrugLower"]),
+    "AU18": ("lip pucker", ["mouthPucker"]),
+    "AU20": ("lip stretcher", ["mouthStretchLeft", "mouthStretchRight"]),
+    "AU22": ("lip funneler", ["mouthFunnel"]),
+    "AU24": ("lip pressor", ["mouthPressLeft", "mouthPressRight"]),
+    "AU26/27": ("jaw drop / mouth stretch", ["jawOpen"]),
+    "AU28": ("lip suck", ["mouthRollLower", "mouthRollUpper"]),
+    "AU29": ("jaw thrust", ["jawForward"]),
+    "AU30": ("jaw sideways", ["jawLeft", "jawRight"]),
+    "AU33": ("cheek blow", ["cheekPuffLeft", "cheekPuffRight"]),
+    "AU45": ("blink / eyes closed", ["eyeBlinkLeft", "eyeBlinkRight"]),
+}
+
+ONE_SIDED = {"AU30"}
+
+# Regions: centre vertices of MediaPipe's mesh (right side, left side) and a radius in cm; words
+# for moving up / down.
+REGIONS: dict[str, tuple[list[int], list[int], float, str, str]] = {
+    "brows": ([70, 63, 105, 66, 107, 55], [300, 293, 334, 296, 336, 285], 0.6, "raised", "lowered"),
+    "upper eyelids": ([159, 158, 160], [386, 385, 387], 0.35, "raised", "lowered"),
+    "lower eyelids": ([145, 144, 153], [374, 373, 380], 0.35, "raised", "lowered"),
+    "cheeks": ([50, 117, 118], [280, 346, 347], 1.0, "raised", "lowered"),
+    "nose": ([48, 64, 102], [278, 294, 331], 0.6, "wrinkled up", "pulled down"),
+    "lip corners": ([61], [291], 0.55, "pulled up", "pulled down"),
+    "upper lip": ([37, 39, 40], [267, 269, 270], 0.45, "raised", "lowered"),
+    "lower lip": ([84, 181, 91], [314, 405, 321], 0.45, "raised", "lowered"),
+    "jaw": ([148, 176, 149], [377, 400, 378], 1.2, "raised", "dropped"),
+}
+MIDLINE = {"upper lip": [0, 13], "lower lip": [17, 14], "jaw": [152, 175, 199], "nose": [1, 4, 5]}
+
+
+@dataclass
+class CodeName:
+    """What a code does, in words and action units."""
+
+    name: str  # plain words, or "unnamed"
+    action_units: list[dict] = field(default_factory=list)  # {"au", "title", "side", "share"}
+    similarity: float = 0.0  # cosine between the displacement and its action-unit fit
+    regions: list[dict] = field(default_factory=list)  # {"region", "side", "cm", "words"}
+    peak_cm: float = 0.0
+
+    @property
+    def au_text(self) -> str:
+        return " + ".join(f"{a['au']}{'' if not a['side'] else ' ' + a['side'][0].upper()}" for a in self.action_units)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class NamingModel:
+    shapes: np.ndarray  # (S, 468, 3) reference shapes, canonical cm
+    names: tuple[str, ...]
+    vertices: np.ndarray  # (468, 3) canonical face
+
+    @classmethod
+    def load(cls, path: str | Path = DATA_FILE) -> "NamingModel":
+        from dfe.mesh import canonical_mesh
+
+        with np.load(path) as z:
+            shapes = z["shapes"].reshape(len(z["names"]), -1, 3)
+            return cls(shapes, tuple(str(n) for n in z["names"]), canonical_mesh().vertices)
+
+    @property
+    def meta(self) -> dict:
+        with np.load(DATA_FILE) as z:
+            return json.loads(str(z["meta"]))
+
+
+@lru_cache(maxsize=1)
+def default_model() -> NamingModel:
+    return NamingModel.load()
+
+
+def _candidates(model: NamingModel) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """One column per (unit, side): the unit's shape on that side alone (or its single shape)."""
+    cols, keys = [], []
+    index = {n: i for i, n in enumerate(model.names)}
+    for au, (_, shapes) in ACTION_UNITS.items():
+        sides = [("left", s) for s in shapes if s.endswith("Left")] + [("right", s) for s in shapes if s.endswith("Right")]
+        if sides:
+            for side, s in sides:
+                cols.append(model.shapes[index[s]].ravel())
+                keys.append((au, side))
+        else:
+            cols.append(sum(model.shapes[index[s]] for s in shapes).ravel())
+            keys.append((au, ""))
+    return np.stack(cols, 1), keys
+
+
+def fit_action_units(displacement: np.ndarray, model: NamingModel | None = None) -> tuple[list[dict], float]:
+    """Non-negative fit of a (468, 3) displacement on the units' reference shapes: units with at
+    least 15% of the fit (left and right of one unit merged into both sides when the weaker side
+    has at least half the stronger's share) and the fit's cosine to the displacement."""
+    from scipy.optimize import nnls
+
+    model = model or default_model()
+    A, keys = _candidates(model)
+    d = np.asarray(displacement, dtype=float).ravel()
+    w, _ = nnls(A, d)
+    fit = A @ w
+    denom = np.linalg.norm(fit) * np.linalg.norm(d)
+    similarity = float(fit @ d / denom) if denom > 0 else 0.0
+    part = w * np.linalg.norm(A, axis=0)
+    by_unit: dict[str, dict[str, float]] = {}
+    for (au, side), p in zip(keys, part):
+        by_unit.setdefault(au, {})[side] = p
+    total = part.sum()
+    units = []
+    for au, sides in by_unit.items():
+        share = sum(sides.values()) / total if total > 0 else 0.0
+        if share < 0.15:
+            continue
+        side = ""
+        if set(sides) == {"left", "right"}:
+            lo, hi = sorted(sides.values())
+            if lo < 0.5 * hi:
+                side = max(sides, key=sides.get)
+            elif au in ONE_SIDED:  # the jaw cannot go left and right at once: the fit used it as filler
+                continue
+        units.append({"au": au, "title": ACTION_UNITS[au][0], "side": side, "share": round(float(share), 3)})
+    units.sort(key=lambda u: -u["share"])
+    return units, similarity
+
+
+def _region_vertices(model: NamingModel, centres: list[int], radius: float) -> np.ndarray:
+    v = model.vertices
+    d = np.linalg.norm(v[:, None, :] - v[centres][None], axis=2).min(1)
+    return np.flatnonzero(d <= radius)
+
+
+def describe_regions(displacement: np.ndarray, model: NamingModel | None = None) -> list[dict]:
+    """The regions that move, strongest first: side, mean displacement (cm) and plain words."""
+    model = model or default_model()
+    disp = np.asarray(displacement, dtype=float).reshape(-1, 3)
+    found = []
+    for region, (right, left, radius, up, down) in REGIONS.items():
+        sides = {"right": _region_vertices(model, right, radius), "left": _region_vertices(model, left, radius)}
+        if region in MIDLINE:
+            mid = _region_vertices(model, MIDLINE[region], radius)
+            sides = {k: np.union1d(v, mid) for k, v in sides.items()}
+        mags = {k: float(np.linalg.norm(disp[v], axis=1).mean()) for k, v in sides.items()}
+        strong = max(mags.values())
+        if strong < MIN_PEAK_CM:
+            continue
+        moving = [k for k, m in mags.items() if m >= 0.5 * strong]
+        side = "both" if len(moving) == 2 else moving[0]
+        vec = np.mean([disp[sides[k]].mean(0) * np.array([1.0 if k == "left" else -1.0, 1, 1]) for k in moving], axis=0)
+        words = _direction_words(vec, up, down)
+        if not words:
+            continue
+        found.append({"region": region, "side": side, "cm": round(strong, 3), "words": words})
+    found.sort(key=lambda r: -r["cm"])
+    return found
+
+
+def _direction_words(vec: np.ndarray, up: str, down: str) -> str:
+    """Plain words for a mean displacement (x already mirrored so +x = away from the midline)."""
+    norm = np.linalg.norm(vec)
+    if norm == 0:
+        return ""
+    x, y, z = vec / norm
+    parts = []
+    if abs(y) >= 0.45:
+        parts.append(up if y > 0 else down)
+    if abs(x) >= 0.45:
+        parts.append("out" if x > 0 else "in")
+    if abs(z) >= 0.45:
+        parts.append("forward" if z > 0 else "back")
+    if not parts:
+        return ""
+    if parts[0] in ("out", "in", "forward", "back"):
+        parts[0] = {"out": "pulled out", "in": "pulled in", "forward": "pushed forward", "back": "pulled back"}[parts[0]]
+    return " and ".join(parts)
+
+
+def _phrase(region: dict) -> str:
+    name = region["region"]
+    if region["side"] != "both":
+        singular = {"brows": "brow", "upper eyelids": "upper eyelid", "lower eyelids": "lower eyelid",
+                    "cheeks": "cheek", "lip corners": "lip corner"}.get(name, name + " side")
+        name = f"{region['side']} {singular}"
+    return f"{name} {region['words']}"
+
+
+def name_displacement(displacement: np.ndarray, model: NamingModel | None = None, max_regions: int = 2) -> CodeName:
+    """Name one (468, 3) displacement (cm on the canonical face)."""
+    model = model or default_model()
+    disp = np.asarray(displacement, dtype=float).reshape(-1, 3)
+    peak = float(np.linalg.norm(disp, axis=1).max()) if disp.size else 0.0
+    if peak < MIN_PEAK_CM:
+        return CodeName("unnamed", peak_cm=peak)
+    units, similarity = fit_action_units(disp, model)
+    regions = describe_regions(disp, model)
+    if similarity < MIN_SIMILARITY or not units or not regions:
+        return CodeName("unnamed", units, round(similarity, 3), regions, round(peak, 3))
+    top = [r for r in regions if r["cm"] >= 0.5 * regions[0]["cm"]][:max_regions]
+    return CodeName(", ".join(_phrase(r) for r in top), units, round(similarity, 3), regions, round(peak, 3))
+
+
+def blendshape_geometry(scores: np.ndarray, model: NamingModel | None = None) -> np.ndarray:
+    """(..., 52) MediaPipe blendshape scores (or a change in them) -> (..., 468, 3) displacement
+    from the reference shapes of the same ARKit names (``_neutral`` has none)."""
+    from dfe.face import BLENDSHAPE_NAMES
+
+    model = model or default_model()
+    index = {n: i for i, n in enumerate(model.names)}
+    basis = np.stack([model.shapes[index[n]] if n in index else np.zeros_like(model.shapes[0]) for n in BLENDSHAPE_NAMES])
+    scores = np.asarray(scores, dtype=float)
+    return np.tensordot(scores, basis, axes=([-1], [0]))
+
+
+def code_geometry(tok, code: int, model: NamingModel | None = None) -> np.ndarray | None:
+    """A code's displacement on the canonical face (468, 3), or None for FLAME codes."""
+    kind = tok.config.psi_kind
+    if kind == "geometry":
+        return tok.decode_code(int(code)).reshape(-1, 3)
+    if kind == "blendshapes":
+        return blendshape_geometry(tok.decode_code(int(code)), model)
+    return None
+
+
+def name_codes(tok, codes=None, model: NamingModel | None = None) -> dict[int, CodeName]:
+    """Names of a tokenizer's codes (all, or ``codes``). Geometry codes are named from their
+    displacement; blendshape-kind codes from the reference shapes their blendshapes stand for
+    (not from a rig fitted on the user's tables); FLAME codes are left unnamed."""
+    codes = range(tok.codebook_size) if codes is None else codes
+    out = {}
+    for c in codes:
+        geometry = code_geometry(tok, int(c), model)
+        out[int(c)] = CodeName("unnamed") if geometry is None else name_displacement(geometry, model)
+    return out
