@@ -199,13 +199,13 @@ def atlas(
 ):
     """Write a static HTML codebook atlas (opens offline in a browser)."""
     from dfe.flame import FlameInputError, FlameModel
-    from dfe.viz import build_atlas
+    from dfe.atlas import build_atlas
 
     tok = _load_model(model)
     try:
         flame = FlameModel.load(flame_model) if flame_model else None
         result = build_atlas(tok, output, tables=tables, labels=labels, label_column=label_column, max_codes=max_codes,
-                             flame=flame)
+                             flame=flame, model_path=str(model))
     except (ValueError, FileNotFoundError, FlameInputError) as e:
         _fail(str(e))
     typer.echo(f"atlas of {len(result.codes)} codes: {result.index}")

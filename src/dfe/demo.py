@@ -46,7 +46,8 @@ def run_demo(outdir: str | Path, media: str | Path | None = None, model: str | P
     from dfe.extraction import ExtractOptions, extract
     from dfe.table import read_table, token_columns, write_table
     from dfe.tokenizer import Tokenizer, encode_table
-    from dfe.viz import build_atlas, decomposition_figure
+    from dfe.atlas import build_atlas
+    from dfe.viz import decomposition_figure
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -63,5 +64,6 @@ def run_demo(outdir: str | Path, media: str | Path | None = None, model: str | P
         raise ValueError(f"no face found in {media}")
     row = ok.iloc[len(ok) // 2]
     dec = decomposition_figure(tok, row, outdir / "decomposition.png")
-    atlas = build_atlas(tok, outdir / "atlas", tables=[table_path], max_codes=24, n_decompositions=1, progress=False)
+    atlas = build_atlas(tok, outdir / "atlas", tables=[table_path], max_codes=24, progress=False,
+                        model_path=str(model) if model else "starter.dfe")
     return DemoResult(media, table_path, dec, atlas.index, len(ok), [int(row[c]) for c in token_columns(df)])

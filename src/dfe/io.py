@@ -181,6 +181,21 @@ def iter_frames(path: str | Path, max_side: int = MAX_SIDE) -> Iterator[Frame]:
         raise MediaError(f"not a supported image or video type ({Path(path).suffix})")
 
 
+def read_frames(path: str | Path, indices) -> dict[int, Frame]:
+    """Several frames of one file in one pass (images: frame 0 for any index)."""
+    wanted = sorted({int(i) for i in indices})
+    if not wanted:
+        return {}
+    if media_kind(path) == "image":
+        image = read_image(path)
+        return {i: image for i in wanted}
+    out = {}
+    for frame in iter_video(path, start=wanted[0], stop=wanted[-1] + 1):
+        if frame.index in wanted and frame.rgb is not None:
+            out[frame.index] = frame
+    return out
+
+
 def read_frame(path: str | Path, index: int = 0) -> Frame:
     """One frame of a file (index ignored for images): for crops in figures."""
     if media_kind(path) == "image":

@@ -217,7 +217,7 @@ def _direction_words(vec: np.ndarray, up: str, down: str) -> str:
         return ""
     if parts[0] in ("out", "in", "forward", "back"):
         parts[0] = {"out": "pulled out", "in": "pulled in", "forward": "pushed forward", "back": "pulled back"}[parts[0]]
-    return " and ".join(parts)
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def _phrase(region: dict) -> str:

@@ -6,7 +6,6 @@ Every token of a linear-decoder model is one fixed displacement field on the 468
 
 from __future__ import annotations
 
-import html
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfe.face import BLENDSHAPE_NAMES
 from dfe.mesh import canonical_mesh
 from dfe.tokenizer import Tokenizer
 
@@ -78,26 +76,6 @@ def geometry_of(tok: Tokenizer, psi_like: np.ndarray, flame=None) -> np.ndarray:
 def code_displacement(tok: Tokenizer, code: int) -> np.ndarray:
     """Per-vertex displacement magnitude (468,) in cm of one code decoded alone."""
     return np.linalg.norm(geometry_of(tok, tok.decode_code(int(code))), axis=-1)
-
-
-def code_names(tok: Tokenizer, rig: np.ndarray | None = None, top: int = 2) -> dict[int, str]:
-    """Name each code by the blendshapes its deformation most resembles ("jawOpen + mouthFunnel").
-
-    ``rig``: (53, 1404) blendshape -> geometry map (a blendshape model carries its own).
-    """
-    rig = rig if rig is not None else tok.extras.get("rig")
-    if rig is None:
-        return {}
-    basis = rig[2:]  # (51, 1404): each blendshape's displacement, _neutral left out
-    defs = geometry_of(tok, tok.code_deformations()).reshape(tok.codebook_size, -1)
-    unit_b = basis / np.maximum(np.linalg.norm(basis, axis=1, keepdims=True), 1e-9)
-    unit_d = defs / np.maximum(np.linalg.norm(defs, axis=1, keepdims=True), 1e-9)
-    sim = unit_d @ unit_b.T  # (N, 51) cosine between a code and each blendshape's deformation
-    names = {}
-    for c in range(tok.codebook_size):
-        order = np.argsort(-np.abs(sim[c]))[:top]
-        names[c] = " + ".join(("" if sim[c, i] > 0 else "-") + BLENDSHAPE_NAMES[i + 1] for i in order)
-    return names
 
 
 def frequent_combinations(tokens: np.ndarray, levels: int, top: int = 8) -> list[tuple[tuple[int, ...], int]]:
@@ -238,6 +216,17 @@ def token_heatmap(tok: Tokenizer, code: int, path: str | Path, name: str = "", e
     return draw_deformation(tok, delta, title, path, flame, exaggerate)
 
 
+def crop_face(fr, bbox: tuple[float, float, float, float], margin: float = 0.25) -> np.ndarray | None:
+    """The face region (RGB) of a decoded :class:`dfe.io.Frame`, from a table's bbox (original pixels)."""
+    x, y, w, h = (v * fr.scale for v in bbox)
+    if not np.isfinite([x, y, w, h]).all():
+        return None
+    H, W = fr.rgb.shape[:2]
+    x0, y0 = int(max(0, x - margin * w)), int(max(0, y - margin * h))
+    x1, y1 = int(min(W, x + (1 + margin) * w)), int(min(H, y + (1 + margin) * h))
+    return fr.rgb[y0:y1, x0:x1] if x1 > x0 and y1 > y0 else None
+
+
 def face_crop(file: str, frame: int, bbox: tuple[float, float, float, float], margin: float = 0.25) -> np.ndarray | None:
     """The face region of a frame of the source media (RGB), or None if the media is gone."""
     from dfe.io import MediaError, read_frame
@@ -246,13 +235,7 @@ def face_crop(file: str, frame: int, bbox: tuple[float, float, float, float], ma
         fr = read_frame(file, int(frame))
     except (MediaError, OSError):
         return None
-    x, y, w, h = (v * fr.scale for v in bbox)
-    if not np.isfinite([x, y, w, h]).all():
-        return None
-    H, W = fr.rgb.shape[:2]
-    x0, y0 = int(max(0, x - margin * w)), int(max(0, y - margin * h))
-    x1, y1 = int(min(W, x + (1 + margin) * w)), int(min(H, y + (1 + margin) * h))
-    return fr.rgb[y0:y1, x0:x1] if x1 > x0 and y1 > y0 else None
+    return crop_face(fr, bbox, margin)
 
 
 def _row_crop(row: pd.Series) -> np.ndarray | None:
@@ -336,138 +319,3 @@ def retrieval_figure(frames: pd.DataFrame, tokens: np.ndarray, blend: np.ndarray
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
-
-
-# ---------------------------------------------------------------------------- the atlas
-
-@dataclass
-class AtlasResult:
-    index: Path
-    codes: list[int]
-    images: list[Path]
-
-
-def _encoded_frames(tok: Tokenizer, tables: list) -> pd.DataFrame | None:
-    from dfe.table import load_tables
-    from dfe.tokenizer import encode_table
-
-    if not tables:
-        return None
-    df = load_tables(tables)
-    df = encode_table(df, tok)
-    return df[df["success"] == 1].reset_index(drop=True)
-
-
-def build_atlas(tok: Tokenizer, outdir: str | Path, tables: list | None = None, labels: str | Path | None = None,
-                label_column: str | None = None, max_codes: int | None = None, n_decompositions: int = 3,
-                progress: bool = True, flame=None) -> AtlasResult:
-    """A static HTML page: every used code's heatmap, usage and level distribution, nearest real
-    faces, frequent templates, label templates and a few decompositions. FLAME models are drawn on
-    the FLAME face with ``flame`` (:class:`dfe.flame.FlameModel`), else as parameter profiles."""
-    from tqdm.auto import tqdm
-
-    from dfe.table import blendshapes_array, tokens_array
-    from dfe.tokenizer import fit_rig, table_psi
-
-    outdir = Path(outdir)
-    img = outdir / "img"
-    img.mkdir(parents=True, exist_ok=True)
-    frames = _encoded_frames(tok, tables or [])
-    K, N = tok.levels, tok.codebook_size
-    if frames is not None and len(frames):
-        tokens = tokens_array(frames)
-        usage = np.stack([np.bincount(tokens[:, k], minlength=N) for k in range(K)], 1)  # (N, K)
-        # coarse to fine: codes used mostly at level 1 first, then level 2, ...; by usage within a level
-        used = [c for c in range(N) if usage[c].sum() > 0]
-        codes = sorted(used, key=lambda c: (int(np.argmax(usage[c])), -int(usage[c].sum())))
-        rig = tok.extras.get("rig")
-        if rig is None and tok.config.psi_kind == "geometry":
-            rig = fit_rig(blendshapes_array(frames), table_psi(frames, "geometry"))
-    else:
-        tokens, usage, rig = None, np.zeros((N, K), int), tok.extras.get("rig")
-        codes = list(range(N))
-    if max_codes:
-        codes = codes[:max_codes]
-    names = code_names(tok, rig)
-    images: list[Path] = []
-    cards = []
-    for c in tqdm(codes, desc="atlas", unit="code", disable=not progress):
-        p = token_heatmap(tok, c, img / f"code_{c}.png", names.get(c, ""), flame=flame)
-        images.append(p)
-        crops_html = ""
-        if tokens is not None:
-            hits = np.flatnonzero((tokens == c).any(1))[:4]
-            for j, i in enumerate(hits):
-                crop = _row_crop(frames.iloc[i])
-                if crop is not None:
-                    cp = img / f"code_{c}_face{j}.png"
-                    _plt().imsave(cp, crop)
-                    images.append(cp)
-                    crops_html += f'<img class="face" src="img/{cp.name}" alt="face">'
-        levels = " ".join(f"L{k + 1}: {usage[c, k]}" for k in range(K))
-        cards.append(f'<div class="card"><h3>code {c}</h3><p class="name">{html.escape(names.get(c, ""))}</p>'
-                     f'<img src="img/{p.name}" alt="code {c} heatmap"><p>used {int(usage[c].sum())} times '
-                     f'({levels})</p>{crops_html}</div>')
-    sections = [f"<h2>Codes ({len(codes)} shown)</h2><div class='grid'>{''.join(cards)}</div>"]
-    if tokens is not None:
-        bias = tok.decode(np.zeros((1, 0), np.int64))[0]
-        tmpl = []
-        for depth in sorted({min(2, K), K}):
-            for rank, (combo, count) in enumerate(frequent_combinations(tokens, depth, top=6)):
-                p = draw_deformation(tok, tok.decode(np.array([combo]))[0] - bias,
-                                     f"{' '.join(map(str, combo))}  ({count / len(tokens):.1%} of frames)",
-                                     img / f"template_L{depth}_{rank}.png", flame)
-                images.append(p)
-                tmpl.append(f'<div class="card wide"><img src="img/{p.name}" alt="template"></div>')
-        sections.append(f"<h2>Expression templates (most frequent token sets)</h2><div class='grid'>{''.join(tmpl)}</div>")
-        if labels:
-            lab_df = pd.read_csv(labels)
-            col = label_column or [c for c in lab_df.columns if c != lab_df.columns[0]][0]
-            key = lab_df.columns[0]
-            lab_map = dict(zip(lab_df[key].astype(str), lab_df[col]))
-            frame_labels = frames["video"].astype(str).map(lab_map)
-            known = frame_labels.notna().to_numpy()
-            lo = label_log_odds(tokens[known], frame_labels[known].to_numpy(), N)
-            rows_html = []
-            for lab, grp in lo.groupby("label"):
-                best = grp[grp["count"] > 0].nlargest(3, "log_odds")
-                if best.empty:
-                    continue
-                delta = sum(tok.decode_code(int(c)) for c in best["code"])
-                p = draw_deformation(tok, delta, f"{col} = {lab}: codes {' '.join(map(str, best['code']))}",
-                                     img / f"label_{html.escape(str(lab))}.png".replace(" ", "_"), flame)
-                images.append(p)
-                rows_html.append(f'<div class="card wide"><img src="img/{p.name}" alt="label template"><p>'
-                                 + ", ".join(f"code {int(r.code)} (log-odds {r.log_odds:.2f})" for r in best.itertuples())
-                                 + "</p></div>")
-            sections.append(f"<h2>Label templates ({html.escape(col)})</h2><div class='grid'>{''.join(rows_html)}</div>")
-        dec = []
-        picks = np.linspace(0, len(frames) - 1, n_decompositions).astype(int) if n_decompositions else []
-        for j, i in enumerate(picks):
-            p = decomposition_figure(tok, frames.iloc[i], img / f"decomposition_{j}.png", flame=flame)
-            images.append(p)
-            dec.append(f'<div class="card wide"><img src="img/{p.name}" alt="decomposition"></div>')
-        sections.append(f"<h2>Decompositions</h2><div class='grid'>{''.join(dec)}</div>")
-        if len(frames) > 6 and set(BLENDSHAPE_NAMES) <= set(frames.columns):
-            p = retrieval_figure(frames, tokens, blendshapes_array(frames), int(picks[0]) if len(picks) else 0,
-                                 img / "retrieval_0.png")
-            images.append(p)
-            sections.append("<h2>Retrieval</h2><p>Top row: nearest frames by token overlap; bottom row: by "
-                            "blendshape distance (the AU-like baseline).</p>" + f'<img src="img/{p.name}" alt="retrieval">')
-    s = tok.summary
-    surface = surface_for(tok, flame)
-    head = (f"<h1>dfe codebook atlas</h1><p>{html.escape(repr(tok))}. Trained on {s.n_train} frames "
-            f"(held-out cosine {s.val_cosine:.3f}, perplexity {s.perplexity:.1f}, dead codes {s.dead_code_share:.0%}). "
-            + (f"Each code is one displacement field on {surface.name}; colour = displacement "
-               f"({'cm' if surface.name != 'FLAME' else 'FLAME units'}).</p>"
-               if surface is not None else
-               "Each code is one change of the FLAME parameters (50 expression + 3 jaw values), drawn as a "
-               "profile: give dfe atlas --flame-model to draw it on the FLAME face.</p>"))
-    style = ("body{font-family:sans-serif;margin:20px;background:#fafafa}.grid{display:flex;flex-wrap:wrap;gap:12px}"
-             ".card{background:#fff;border:1px solid #ddd;padding:8px;width:420px}.card.wide{width:auto}"
-             ".card img{max-width:100%}.face{width:80px;height:80px;object-fit:cover;margin:2px}.name{color:#555}")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>dfe atlas</title><style>{style}</style>"
-            f"</head><body>{head}{''.join(sections)}</body></html>")
-    index = outdir / "index.html"
-    index.write_text(page)
-    return AtlasResult(index, codes, images)
