@@ -39,6 +39,14 @@ def test_evaluate_report_on_real_tables(extracted, real_model, tmp_path):
                           "-o", str(out)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     report = json.loads((out / "report.json").read_text())
+    # real_model was fitted on every table, so it saw the held-out videos: a tokenizer of its
+    # configuration was fitted on the training split and scored instead, and the report says so
+    assert report["overlap_groups"] == report["split"]["test_videos"] and report["overlap_groups"]
+    assert report["refit"]["train_frames"] == report["split"]["train_frames"]
+    assert "was not scored" in (out / "report.md").read_text()
+    refused = subprocess.run([sys.executable, "-m", "dfe.cli", "evaluate", str(extracted), "--model", str(real_model),
+                              "-o", str(tmp_path / "refused"), "--no-refit"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "trained on" in refused.stderr and "held-out videos" in refused.stderr
     names = [r["encoding"] for r in report["fidelity"]]
     assert any("blendshapes" in n for n in names) and any("PCA" in n for n in names) and any("k-means" in n for n in names)
     assert report["diversity"]["distinct_token_combinations_per_1000"] > 0
@@ -52,7 +60,8 @@ def test_evaluate_report_on_real_tables(extracted, real_model, tmp_path):
     from dfe.table import load_tables, psi_array
     from dfe.tokenizer import Tokenizer
 
-    tok = Tokenizer.load(real_model)
+    tok = Tokenizer.load(out / "refit_model.dfe")
+    assert not set(report["split"]["test_videos"]) & tok.seen_groups  # the scored model never saw them
     df = load_tables([extracted])
     df = df[df["success"] == 1].reset_index(drop=True)
     held = df["video"].astype(str).isin(report["split"]["test_groups"]).to_numpy()

@@ -283,15 +283,20 @@ def evaluate(
     label_column: Optional[str] = typer.Option(None, help="Label column for precision@k."),
     group: Optional[str] = typer.Option(None, help="Person column in the labels: hold out by person."),
     seed: int = typer.Option(0, help="Random seed."),
+    refit: bool = typer.Option(True, "--refit/--no-refit", help="If the model saw any held-out video: fit one of its configuration on the training split (default), or refuse (--no-refit)."),
 ):
     """Fidelity, diversity and retrieval of the tokens vs blendshapes (AU-like) on held-out videos."""
     from dfe.eval import evaluate as run
 
     tok = _load_model(model)
     try:
-        report = run(tables, tok, output, labels=labels, label_column=label_column, group_column=group, seed=seed)
+        report = run(tables, tok, output, labels=labels, label_column=label_column, group_column=group, seed=seed,
+                     refit=refit, progress=True)
     except (ValueError, FileNotFoundError, KeyError) as e:
         _fail(str(e))
+    if report["refit"]:
+        typer.echo(f"note: {report['refit']['reason']}; scored a tokenizer of the same configuration fitted on the "
+                   "training split instead (report.json: overlap_groups, refit)")
     fid = report["fidelity"][0]
     d = report["diversity"]
     typer.echo(f"held-out cosine {fid['cosine_mean']:.3f}; level curve "

@@ -157,8 +157,13 @@ def retrieval(tokens: np.ndarray, blend: np.ndarray, psi: np.ndarray, k: int = 5
 
 def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, labels: str | Path | None = None,
              label_column: str | None = None, group_column: str | None = None, test_fraction: float = 0.3,
-             seed: int = 0, k: int = 5) -> dict:
-    """Fidelity, diversity and retrieval on held-out videos -> report.md, report.json, plots."""
+             seed: int = 0, k: int = 5, refit: bool = True, progress: bool = False) -> dict:
+    """Fidelity, diversity and retrieval on held-out videos -> report.md, report.json, plots.
+
+    If the model was trained (or validated) on any held-out video, or does not say what it saw,
+    a tokenizer of the same configuration is fitted on the training split and evaluated instead
+    (``refit``, the default); ``refit=False`` refuses with a ValueError. report.json lists the
+    ``overlap_groups`` and what was refit."""
     from dfe.face import BLENDSHAPE_NAMES
     from dfe.table import blendshapes_array, load_tables
     from dfe.tokenizer import split_groups, table_psi
@@ -183,6 +188,18 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
         frame_labels = df["video"].astype(str).map(lab[col]).to_numpy()
     train, test = split_groups(len(df), groups, test_fraction, seed)
     psi = table_psi(df, tok.config.psi_kind)
+    test_videos = sorted(set(df["video"].astype(str).to_numpy()[test]))
+    overlap, refit_info = check_overlap(tok, test_videos), None
+    if overlap is None or overlap:
+        why = ("the model does not record the videos it was trained on (dfe 0.2 or older)" if overlap is None else
+               f"the model was trained on {len(overlap)} of the {len(test_videos)} held-out videos")
+        if not refit:
+            raise ValueError(f"{why}, so its held-out scores would not be held out: evaluate without --no-refit "
+                             "(a tokenizer of the same configuration is then fitted on the training split) or hold out other videos")
+        config = {k: v for k, v in tok.config.__dict__.items() if k != "dim"}
+        tok = Tokenizer.fit(psi[train], groups=df["video"].astype(str).to_numpy()[train], progress=progress, **config)
+        refit_info = {"reason": why, "config": config, "train_frames": int(len(train)), "model_file": "refit_model.dfe",
+                      "note": "the model file was not scored: a tokenizer of its configuration fitted on the training split was"}
     geo = table_psi(df, "geometry") if "psi_0" in df.columns else psi
     has_blend = set(BLENDSHAPE_NAMES) <= set(df.columns)
     blend = blendshapes_array(df) if has_blend else None
@@ -197,14 +214,25 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
            if has_blend else pd.DataFrame(columns=["retrieval", "k", "queries", "psi_cosine_mean"]))
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
+    test_groups = sorted(map(str, np.unique(groups[test])))
     report = {"model": repr(tok), "split": {"by": split_by, "train_frames": int(len(train)), "test_frames": int(len(test)),
-                                             "test_groups": sorted(map(str, np.unique(groups[test]))), "seed": seed},
+                                             "test_groups": test_groups, "n_test_groups": len(test_groups),
+                                             "test_videos": test_videos, "seed": seed},
+              "overlap_groups": overlap, "refit": refit_info,
               "fidelity": fid.to_dict("records"), "level_curve_cosine": curve, "diversity": div,
               "retrieval": ret.to_dict("records"), "notes": notes}
+    if refit_info:
+        tok.save(outdir / "refit_model.dfe")
     (outdir / "report.json").write_text(json.dumps(report, indent=2, default=float))
     _plots(curve, tokens_test, tok.codebook_size, outdir)
     (outdir / "report.md").write_text(_markdown(report, fid, ret))
     return report
+
+
+def check_overlap(tok: Tokenizer, test_videos: list[str]) -> list[str] | None:
+    """Held-out videos the model was trained or validated on; None when the model does not say."""
+    seen = tok.seen_groups
+    return None if seen is None else sorted(set(test_videos) & seen)
 
 
 def _table(df: pd.DataFrame) -> str:
@@ -224,8 +252,13 @@ def _markdown(report: dict, fid: pd.DataFrame, ret: pd.DataFrame) -> str:
     if "distinct_binarised_blendshape_sets_per_1000" in d:
         div_lines.append(f"- distinct binarised blendshape sets (score > {d['blendshape_threshold']}) per 1,000 frames: "
                          f"{d['distinct_binarised_blendshape_sets_per_1000']:.1f}")
-    return (f"# dfe evaluate\n\n{report['model']}\n\nHeld-out split by {s['by']}: {s['train_frames']} training frames, "
-            f"{s['test_frames']} held-out frames (seed {s['seed']}).\n\n## Fidelity (held-out geometry psi)\n\n"
+    refit = report.get("refit")
+    honesty = (f"**The model file was not scored**: {refit['reason']}, so a tokenizer of its configuration was fitted "
+               f"on the {refit['train_frames']} training frames and scored instead.\n\n" if refit else
+               "The model never saw any held-out video.\n\n")
+    return (f"# dfe evaluate\n\n{report['model']}\n\nHeld out by {s['by']}: {s['n_test_groups']} groups, "
+            f"{s['test_frames']} frames; {s['train_frames']} training frames (seed {s['seed']}). Held-out groups: "
+            f"{', '.join(s['test_groups'])}.\n\n{honesty}## Fidelity (held-out geometry psi)\n\n"
             "Cosine leaves out frames whose psi is exactly zero (a neutral reference photo itself); MSE keeps them.\n\n"
             f"{_table(fid)}\n\nLevel curve (cosine with levels 1..k): "
             f"{', '.join(f'{c:.3f}' for c in report['level_curve_cosine'])}\n\n![levels](fidelity_levels.png)\n\n"
@@ -240,11 +273,16 @@ def _plots(curve: list[float], tokens: np.ndarray, N: int, outdir: Path) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4, 3), dpi=90)
+    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=100)
     ax.plot(range(1, len(curve) + 1), curve, "o-")
-    ax.set_xlabel("levels used")
+    for x, c in zip(range(1, len(curve) + 1), curve):
+        ax.annotate(f"{c:.3f}", (x, c), textcoords="offset points", xytext=(0, -14), ha="center", fontsize=8)
+    ax.set_xticks(range(1, len(curve) + 1))
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("levels used (1..k)")
     ax.set_ylabel("held-out cosine")
     ax.set_title("fidelity per level")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(outdir / "fidelity_levels.png")
     plt.close(fig)

@@ -330,9 +330,13 @@ class Tokenizer:
         if best_state is not None:
             model.load_state_dict(best_state)
         tok = cls(cfg, model, std)
+        data = dict(data_summary or {})
+        if groups is not None:  # what the model saw, so evaluations can tell whether their test groups are new to it
+            groups = np.asarray(groups).astype(str)
+            data["train_groups"] = sorted(set(groups[train_idx]))
+            data["val_groups"] = sorted(set(groups[val_idx]))
         summary = TrainingSummary(n_train=len(train_idx), n_val=len(val_idx), epochs_run=epoch + 1,
-                                  best_epoch=best_epoch + 1, torch_threads=torch.get_num_threads(),
-                                  data=data_summary or {})
+                                  best_epoch=best_epoch + 1, torch_threads=torch.get_num_threads(), data=data)
         all_tokens = tok.encode(psi)
         held_idx = val_idx if len(val_idx) else train_idx
         held = psi[held_idx]
@@ -357,6 +361,15 @@ class Tokenizer:
         return total / x.numel()
 
     # ------------------------------------------------------------------ use
+    @property
+    def seen_groups(self) -> set[str] | None:
+        """The groups (videos, or what ``fit`` was given) the model was trained or validated on;
+        None for models that do not record them (dfe 0.2 and older)."""
+        data = self.summary.data or {}
+        if "train_groups" not in data:
+            return None
+        return set(map(str, data["train_groups"])) | set(map(str, data.get("val_groups", [])))
+
     @property
     def levels(self) -> int:
         return self.config.levels
