@@ -86,7 +86,7 @@ def encoded(extracted, real_model, tmp_path_factory):
     return out
 
 
-def test_london_smile_task_end_to_end(encoded, tmp_path):
+def test_london_smile_task_end_to_end(encoded, real_model, tmp_path):
     from conftest import FACES
 
     lab = pd.read_csv(FACES / "london.csv")
@@ -96,9 +96,14 @@ def test_london_smile_task_end_to_end(encoded, tmp_path):
     # blendshape baselines, and dfe sees "neutral = no deformation" tokens
     out = tmp_path / "report"
     run = subprocess.run([sys.executable, "-m", "dfe.cli", "evaluate-task", str(encoded), "--labels",
-                          str(tmp_path / "labels.csv"), "--target", "expression", "--group", "person", "-o", str(out)],
-                         capture_output=True, text=True)
+                          str(tmp_path / "labels.csv"), "--target", "expression", "--group", "person", "-o", str(out),
+                          "--model", str(real_model)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+    assert "by a tokenizer trained on" in (out / "comparison.md").read_text()  # real_model saw every photo
+    preds = pd.read_csv(out / "predictions.csv")
+    probs = preds[[c for c in preds.columns if c.startswith("p_")]]
+    assert probs.shape[1] == 2 and np.allclose(probs.sum(1), 1.0)
+    assert (preds["pred"] == np.where(probs.iloc[:, 0] > probs.iloc[:, 1], probs.columns[0][2:], probs.columns[1][2:])).all()
     comp = pd.read_csv(out / "comparison.csv")
     print(comp[["features", "macro_f1_mean", "accuracy_mean", "auroc_mean"]].to_string())
     assert set(comp["features"]) >= {"dfe tokens (BoW)", "blendshape functionals (AU-like)",
@@ -108,6 +113,15 @@ def test_london_smile_task_end_to_end(encoded, tmp_path):
     assert comp.set_index("features").loc["dfe tokens (BoW)", "macro_f1_mean"] >= 0.9
     assert (out / "comparison.md").read_text().count("|") > 20 and (out / "comparison.png").stat().st_size > 0
     assert "tables have no label" in (out / "comparison.md").read_text()  # the videos are not in london.csv
+
+
+def test_ids_stay_text(encoded, tmp_path):
+    src = sorted(encoded.glob("*.parquet"))[0]
+    for name in ("001", "010"):
+        (tmp_path / f"{name}.parquet").symlink_to(src)
+    (tmp_path / "labels.csv").write_text("video,y,person\n001,a,007\n010,b,070\n")
+    data = load_task([tmp_path], tmp_path / "labels.csv", "y", group="person")
+    assert data.ids == ["001", "010"] and list(data.groups) == ["007", "070"] and list(data.y) == ["a", "b"]
 
 
 @pytest.mark.slow

@@ -328,8 +328,12 @@ def load_task(tables: list, labels: str | Path, target: str, group: str | None =
     if is_eaf_labels(labels):  # ELAN files: the tier named by ``target`` gives each window's label
         durations = {video_id(p): _seconds(p) for p in find_tables(tables)}
         lab = eaf_labels(labels, target, window, durations)
-    else:
-        lab = pd.read_csv(labels)
+    else:  # ids and groups stay text ("001" is not 1); a target that is all numbers becomes numeric
+        lab = pd.read_csv(labels, dtype=str, keep_default_na=False, na_values=[""])
+        if target in lab.columns:
+            numbers = pd.to_numeric(lab[target], errors="coerce")
+            if numbers.notna().sum() == lab[target].notna().sum():
+                lab[target] = numbers
     id_col = id_column or lab.columns[0]
     for col in [id_col, target] + ([group] if group else []):
         if col not in lab.columns:
@@ -528,8 +532,11 @@ def cross_validate(data: TaskData, codebook_size: int, n_folds: int = 5, seed: i
             proba = model.predict_proba(X_te) if data.task == "classification" else None
             rows.append({"features": name, "fold": f, **scores(data.task, data.y[te], pred, proba, model.classes_ if proba is not None else None)})
             for j, i in enumerate(te):
-                preds.append({"features": name, "fold": f, "video": data.ids[i], "group": data.groups[i],
-                              "y": data.y[i], "pred": pred[j]})
+                row = {"features": name, "fold": f, "video": data.ids[i], "group": data.groups[i],
+                       "y": data.y[i], "pred": pred[j]}
+                if proba is not None:
+                    row.update({f"p_{c}": float(p) for c, p in zip(model.classes_, proba[j])})
+                preds.append(row)
             bar.update(1)
     bar.close()
     return pd.DataFrame(rows), pd.DataFrame(preds)
@@ -554,10 +561,12 @@ def paired_bootstrap(preds: pd.DataFrame, task: str, a: str, b: str, n: int = 10
 def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | Path, group: str | None = None,
                   codebook_size: int | None = None, n_folds: int = 5, seed: int = 0, window: float | None = None,
                   user_features: str | Path | None = None, progress: bool = True,
-                  refit_tokenizer: dict | None = None, dynamic: bool = False) -> pd.DataFrame:
+                  refit_tokenizer: dict | None = None, dynamic: bool = False, model=None) -> pd.DataFrame:
     """The whole experiment: CV of dfe vs baselines -> comparison.csv/.md, predictions.csv, bar plot.
     ``dynamic``: add event features (dfe's and the blendshapes'); ``labels`` may be ELAN files
-    (:func:`dfe.elan.eaf_labels`, ``target`` = the tier).
+    (:func:`dfe.elan.eaf_labels`, ``target`` = the tier). ``model``: the tokenizer that encoded
+    the tables (a :class:`~dfe.tokenizer.Tokenizer`), so the report can say whether it saw the
+    videos it is tested on.
 
     ``refit_tokenizer``: fit a tokenizer with these settings per fold on the training groups
     (see :func:`cross_validate`) instead of using the tables' tokens."""
@@ -591,15 +600,34 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
     n_groups = len(np.unique(data.groups))
     header = (f"# dfe evaluate-task: {target} ({data.task})\n\n{len(data.videos)} videos, {n_groups} groups "
               f"({'by ' + group if group else 'each video its own group'}), {fold_scores['fold'].nunique()}-fold grouped CV, "
-              f"seed {seed}. Tokens: "
-              + ("a tokenizer fitted per fold on the training groups only (test groups unseen)"
-                 if refit_tokenizer else "as written in the tables (the tokenizer may have seen the test groups)")
+              f"seed {seed}; every video is tested once, by a model that never saw its group. Tokens: "
+              + tokenizer_statement(data, refit_tokenizer, model)
               + f". Mean (std) over folds; the last columns give dfe minus each baseline on {key} "
               f"with a paired bootstrap 95% CI over videos.\n\n")
     warn = "".join(f"- warning: {w}\n" for w in data.warnings)
     (outdir / "comparison.md").write_text(header + (warn + "\n" if warn else "") + _markdown(summary) + "\n")
-    _bar_plot(summary, key, outdir / "comparison.png", target)
+    chance = 1 / len(np.unique(data.y)) if data.task == "classification" else 0.0
+    _bar_plot(summary, key, outdir / "comparison.png", target, chance)
     return summary
+
+
+def tokenizer_statement(data: TaskData, refit_tokenizer: dict | None, model) -> str:
+    """Whether the tokens of the test videos come from a tokenizer that saw them."""
+    if refit_tokenizer:
+        return "a tokenizer fitted per fold on the training groups only (the test groups were unseen)"
+    if model is None:
+        return ("as written in the tables; this report cannot tell whether their tokenizer saw the test videos "
+                "(pass --model to check, or --refit-tokenizer to fit one per fold)")
+    seen = model.seen_groups
+    videos = {i.rsplit("@", 1)[0] for i in data.ids}
+    if seen is None:
+        return "as written in the tables, by a model that does not record what it was trained on (dfe 0.2 or older)"
+    overlap = sorted(videos & seen)
+    if not overlap:
+        return f"as written in the tables, by a tokenizer that saw none of the {len(videos)} videos"
+    return (f"as written in the tables, by a tokenizer trained on {len(overlap)} of the {len(videos)} videos tested "
+            f"here ({', '.join(overlap[:10])}{' ...' if len(overlap) > 10 else ''}): the dfe rows are not held out "
+            "at the tokenizer level; use --refit-tokenizer for that")
 
 
 def _markdown(df: pd.DataFrame) -> str:
@@ -610,15 +638,20 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _bar_plot(summary: pd.DataFrame, key: str, path: Path, target: str) -> None:
+def _bar_plot(summary: pd.DataFrame, key: str, path: Path, target: str, chance: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=90)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(summary)), dpi=100)
     ax.barh(summary["features"], summary[f"{key}_mean"], xerr=summary[f"{key}_std"].fillna(0), color="#4c72b0")
+    ax.axvline(chance, color="#c0392b", ls="--", lw=1.2,
+               label=f"chance ({chance:.2f}{': 1 / classes' if key == 'macro_f1' else ''})")
+    ax.set_xlim(min(0.0, float(summary[f"{key}_mean"].min()) - 0.05), 1.0)
     ax.invert_yaxis()
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
     ax.set_xlabel(f"{key} (mean ± std over folds)")
     ax.set_title(f"predicting {target}")
     fig.tight_layout()

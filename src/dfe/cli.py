@@ -321,6 +321,7 @@ def evaluate_task(
     codebook_size: int = typer.Option(64, help="With --refit-tokenizer: codes in the per-fold tokenizer."),
     epochs: int = typer.Option(20, help="With --refit-tokenizer: training epochs per fold."),
     dynamic: bool = typer.Option(False, help="Add dynamic features: events of dfe's codes (alone and beside the bag) and of the blendshapes."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="The model that encoded the tables: the report then says whether it saw the test videos."),
 ):
     """Predict a per-video label: dfe bag of tokens vs action-unit-like baselines, grouped CV."""
     from dfe.bow import evaluate_task as run
@@ -328,7 +329,8 @@ def evaluate_task(
     refit = {"codebook_size": codebook_size, "epochs": epochs} if refit_tokenizer else None
     try:
         summary = run(tables, labels, target, output, group=group, n_folds=folds, seed=seed, window=window,
-                      user_features=features, refit_tokenizer=refit, dynamic=dynamic)
+                      user_features=features, refit_tokenizer=refit, dynamic=dynamic,
+                      model=_load_model(model) if model else None)
     except (ValueError, FileNotFoundError, KeyError) as e:
         _fail(str(e))
     cols = [c for c in summary.columns if c.endswith("_mean")][:3]
