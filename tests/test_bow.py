@@ -102,7 +102,7 @@ def test_london_smile_task_end_to_end(encoded, real_model, tmp_path):
     assert "by a tokenizer trained on" in (out / "comparison.md").read_text()  # real_model saw every photo
     preds = pd.read_csv(out / "predictions.csv")
     probs = preds[[c for c in preds.columns if c.startswith("p_")]]
-    assert probs.shape[1] == 2 and np.allclose(probs.sum(1), 1.0)
+    assert probs.shape[1] == 2 and np.allclose(probs.sum(axis=1), 1.0)
     assert (preds["pred"] == np.where(probs.iloc[:, 0] > probs.iloc[:, 1], probs.columns[0][2:], probs.columns[1][2:])).all()
     comp = pd.read_csv(out / "comparison.csv")
     print(comp[["features", "macro_f1_mean", "accuracy_mean", "auroc_mean"]].to_string())
