@@ -231,12 +231,12 @@ def test_flame_fit_encode_atlas_evaluate_end_to_end(tmp_path):
     dfe("encode", tables, "--model", model, "--in-place")
     assert read_table(tables / "video0.parquet")[[f"tok_{k}" for k in range(1, 5)]].ge(0).all().all()
     dfe("atlas", model, "--tables", tables, "-o", tmp_path / "atlas", "--max-codes", "3")
-    assert "profile" in (tmp_path / "atlas" / "index.html").read_text()
+    assert len(list((tmp_path / "atlas" / "codes").glob("code_*_profile.png"))) == 3
     fake = tmp_path / "generic_model.pkl"
     v, _, _ = fake_flame_pickle(fake, V=30, E=50)
     dfe("atlas", model, "--tables", tables, "-o", tmp_path / "atlas3d", "--max-codes", "2", "--flame-model", fake)
     assert "FLAME" in (tmp_path / "atlas3d" / "index.html").read_text()
-    assert len(list((tmp_path / "atlas3d" / "img").glob("code_*.png"))) == 2
+    assert len(list((tmp_path / "atlas3d" / "codes").glob("code_*_front.webp"))) == 2
     dfe("evaluate", tables, "--model", model, "-o", tmp_path / "report")
     report = (tmp_path / "report" / "report.md").read_text()
     assert "no blendshape columns" in report and "dfe tokens" in report

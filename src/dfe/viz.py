@@ -261,25 +261,40 @@ def decomposition_figure(tok: Tokenizer, row: pd.Series, path: str | Path, exagg
         return profile_figure([*prefixes, psi[0]], f"{Path(str(row['file'])).name} frame {int(row['frame'])}: tokens "
                               + " ".join(map(str, tokens)), path, tok.config.psi_kind,
                               [f"levels 1..{k}" for k in range(1, tok.levels + 1)] + ["measured psi"])
-    shapes = [geometry_of(tok, p, flame) for p in prefixes] + [geometry_of(tok, psi[0], flame)]
-    if tok.config.psi_kind == "geometry":
-        shapes[-1] = psi[0].reshape(468, 3)
-    mags = [np.linalg.norm(s, axis=1) for s in shapes]
-    vmax = max(m.max() for m in mags)
-    n = len(shapes) + 1
-    fig, axes = plt.subplots(1, n, figsize=(2.3 * n, 3.0), dpi=72)
+    import textwrap
+
+    from dfe.naming import name_codes
+    from dfe.render import Camera, colour_table, heatmap
+
+    measured = psi[0].reshape(-1, 3) if tok.config.psi_kind == "geometry" else geometry_of(tok, psi[0], flame)
+    cumulative = [geometry_of(tok, p, flame) for p in prefixes] + [measured]
+    alone = [geometry_of(tok, tok.decode_code(int(t)), flame) for t in tokens] + [measured - cumulative[-2]]
+    vmax = max(float(np.linalg.norm(g, axis=1).max()) for g in cumulative + alone)
+    camera = Camera.fit(surface.vertices, 0.0, 320, 360)
+    names = name_codes(tok, tokens) if surface.name != "FLAME" else {}
+    n = len(cumulative) + 1
+    fig, axes = plt.subplots(2, n, figsize=(2.6 * n, 7.2), dpi=120)
     crop = _row_crop(row)
     if crop is not None:
-        axes[0].imshow(crop)
-    axes[0].set_title(f"{Path(str(row['file'])).name}\nframe {int(row['frame'])}", fontsize=8)
-    axes[0].axis("off")
-    coll = None
-    for k, (ax, m) in enumerate(zip(axes[1:], mags)):
-        coll = draw_mesh(ax, surface.vertices, m, 0.0, vmax, triangles=surface.triangles)
-        label = f"levels 1..{k + 1}\n+ code {tokens[k]}" if k < tok.levels else "measured psi"
-        ax.set_title(label, fontsize=8)
-    fig.colorbar(coll, ax=axes[1:], fraction=0.02, pad=0.01).set_label("cm", fontsize=8)
-    fig.suptitle("tokens " + " ".join(map(str, tokens)), fontsize=10)
+        axes[0, 0].imshow(crop)
+    axes[0, 0].set_title(f"{Path(str(row['file'])).name}\nframe {int(row['frame'])}", fontsize=9)
+    axes[1, 0].text(0.5, 0.5, "top: the face rebuilt\nfrom levels 1..k\n\nbottom: what each\nlevel's code adds\n\n"
+                    f"arrows: direction\n(x{exaggerate:g})", ha="center", va="center", fontsize=9)
+    for row_axes, fields, titles in (
+            (axes[0, 1:], cumulative, [f"levels 1..{k + 1}" for k in range(tok.levels)] + ["measured psi"]),
+            (axes[1, 1:], alone, [f"level {k + 1}: code {t}\n" + textwrap.fill(names[int(t)].name if int(t) in names else "", 26)
+                                  for k, t in enumerate(tokens)] + ["left over\n(psi - levels 1..K)"])):
+        for ax, field, title in zip(row_axes, fields, titles):
+            ax.imshow(heatmap(camera, surface.vertices, surface.triangles, field, vmax, arrows=20,
+                              exaggerate=exaggerate)[:, :, ::-1])
+            ax.set_title(title, fontsize=8.5)
+    for ax in axes.ravel():
+        ax.axis("off")
+    from matplotlib.colors import ListedColormap, Normalize
+
+    mappable = plt.cm.ScalarMappable(Normalize(0, vmax), ListedColormap(colour_table()[:, ::-1] / 255))
+    fig.colorbar(mappable, ax=axes[:, 1:], fraction=0.015, pad=0.01).set_label("displacement (cm)", fontsize=9)
+    fig.suptitle(f"tokens {' '.join(map(str, tokens))} (coarse to fine)", fontsize=11)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight")
