@@ -106,7 +106,7 @@ def test_crash_and_resume_equals_uninterrupted_run(tmp_path, crash):
     clean = tmp_path / "clean"
     dfe("extract", *PHOTOS[:4], "-o", clean)
     out = tmp_path / "out"
-    run = dfe("extract", *PHOTOS[:4], "-o", out, env={"DFE_CRASH_AT": crash}, check=False)
+    run = dfe("extract", *PHOTOS[:4], "-o", out, "--workers", "1", env={"DFE_CRASH_AT": crash}, check=False)
     assert run.returncode == 99
     finished = {k for k, v in records(out).items() if v["status"] == "ok"}
     assert len(finished) == (2 if crash == "after:2" else 0)

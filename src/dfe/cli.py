@@ -34,6 +34,14 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _workers(n: int | None) -> int:
+    from dfe.runner import default_workers
+
+    if n is not None and n < 1:
+        _fail("--workers must be at least 1")
+    return n or default_workers()
+
+
 def _finish(outcomes, done: str, tail: str = "") -> None:
     """One line per failed input, a summary line, and exit 1 if anything failed."""
     failed = [o for o in outcomes if o.status == "failed"]
@@ -59,6 +67,12 @@ def extract(
                                  "track (dfe 0.1: a track's calm frames; photos: the canonical face), canonical."),
     persons: Optional[Path] = typer.Option(None, help="CSV with columns image,person: photos of one person share one identity fit."),
     face_model: Optional[Path] = typer.Option(None, help="Your own face model file (default: the bundled one; see scripts/build_face_model.py)."),
+    fps: Optional[float] = typer.Option(None, help="Videos: read at most this many frames per second."),
+    start: Optional[float] = typer.Option(None, help="Videos: start at this second."),
+    end: Optional[float] = typer.Option(None, help="Videos: stop at this second."),
+    workers: Optional[int] = typer.Option(None, help="Processes, one landmarker each (default: all cores)."),
+    engine: str = typer.Option("local", help="local (a process pool) or ray (one task per input; pip install 'dfe[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, help="With --engine ray: join this cluster (default: start a local one)."),
 ):
     """Faces in images and videos -> one per-frame table per input (+ report.json)."""
     from dfe.extraction import ExtractOptions, extract as run
@@ -70,9 +84,12 @@ def extract(
         _fail("give images, videos or folders to extract (or --retry-failed)")
     opts = ExtractOptions(max_faces=max_faces, landmarker_model=str(landmarker_model) if landmarker_model else None,
                           neutral=neutral, format=format, overwrite=overwrite, identity=identity,
-                          persons=str(persons) if persons else None, face_model=str(face_model) if face_model else None)
+                          persons=str(persons) if persons else None, face_model=str(face_model) if face_model else None,
+                          fps=fps, start=start, end=end)
     try:
-        report = run(inputs or [], output, opts, retry_failed=retry_failed)
+        opts.sampling  # bad --fps/--start/--end: one sentence before any work
+        report = run(inputs or [], output, opts, retry_failed=retry_failed, workers=_workers(workers),
+                     engine=engine, ray_address=ray_address)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         _fail(str(e))
     _finish(report.results, "ok", f" -> {Path(output) / 'report.json'}")
@@ -146,6 +163,8 @@ def fit(
     sparsity: float = typer.Option(0.1, help="Weight of the L1 sparsity on code deformations (0 = off)."),
     orthogonal: float = typer.Option(0.0, help="Weight of the codebook orthogonality loss (0 = off)."),
     seed: int = typer.Option(0, help="Random seed (on CPU, a fit is bit-identical for the same seed and torch thread count, e.g. OMP_NUM_THREADS)."),
+    max_frames: Optional[int] = typer.Option(None, help="Hold at most this many frames in memory: a random sample, stratified by video."),
+    device: str = typer.Option("auto", help="auto (a CUDA GPU when there is one), cpu or cuda."),
 ):
     """Train a tokenizer (residual-VQ VAE) on extracted tables; held-out split by video."""
     from dfe.runner import RunError, check_output_file
@@ -157,7 +176,8 @@ def fit(
         _fail(str(e))
     try:
         tok = fit_tables(tables, psi_kind=psi_kind, codebook_size=codebook_size, levels=levels, epochs=epochs,
-                         decoder=decoder, sparsity_weight=sparsity, orthogonal_weight=orthogonal, seed=seed)
+                         decoder=decoder, sparsity_weight=sparsity, orthogonal_weight=orthogonal, seed=seed,
+                         max_frames=max_frames, device=device)
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
     tok.save(output)
@@ -173,6 +193,10 @@ def encode(
     model: Path = typer.Option(..., "--model", "-m", help="Model file from `dfe fit`."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Folder for the encoded tables."),
     in_place: bool = typer.Option(False, "--in-place", help="Rewrite the input tables instead."),
+    workers: Optional[int] = typer.Option(None, help="Processes (default: all cores)."),
+    engine: str = typer.Option("local", help="local (a process pool) or ray (one task per table)."),
+    ray_address: Optional[str] = typer.Option(None, help="With --engine ray: join this cluster."),
+    device: str = typer.Option("cpu", help="auto, cpu or cuda (encoding runs on this device)."),
 ):
     """Add tok_1..tok_K (and recon_error) columns to per-frame tables."""
     from dfe.runner import RunError, encode_corpus
@@ -181,8 +205,10 @@ def encode(
         _fail("give -o OUTDIR or --in-place")
     tok = _load_model(model)
     try:
-        outcomes = encode_corpus(tables, tok, output, in_place)
-    except (FileNotFoundError, RunError) as e:
+        tok.to(device)
+        outcomes = encode_corpus(tables, tok, output, in_place, workers=_workers(workers) if device == "cpu" else 1,
+                                 engine=engine, ray_address=ray_address)
+    except (FileNotFoundError, RunError, ValueError) as e:
         _fail(str(e))
     _finish(outcomes, "encoded")
 

@@ -315,8 +315,6 @@ def events_corpus(tables: list, model, outdir, options: EventOptions = EventOpti
     table; a bad table never stops the others)."""
     from pathlib import Path
 
-    from tqdm.auto import tqdm
-
     from dfe.elan import write_eaf
     from dfe.runner import StageResult, run_stage
     from dfe.table import find_tables, read_table, token_columns
@@ -341,9 +339,6 @@ def events_corpus(tables: list, model, outdir, options: EventOptions = EventOpti
             timeline_figure(ev, df, outdir / f"{video}.timeline.png", title=f"{video}: {len(ev)} events")
         return StageResult(ev, int(df["frame"].nunique()) if "frame" in df else len(df), int((df["success"] == 1).sum()))
 
-    def bar(items):
-        return tqdm(items, desc="events", unit="table", disable=not progress or len(items) < 2)
-
     opts = {"model": model.fingerprint(), **options.__dict__, "tiers": tiers, "timeline": timeline}
-    return run_stage(find_tables(tables), outdir, process, opts, f".events.{fmt}", overwrite, progress=bar,
-                     stem=lambda p: p.stem, pass_id=True)
+    return run_stage(find_tables(tables), outdir, process, opts, f".events.{fmt}", overwrite, show_progress=progress,
+                     stem=lambda p: p.stem, pass_id=True, desc="events")

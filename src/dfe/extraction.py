@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from tqdm.auto import tqdm
 from dfe import expression
 from dfe.face import BLENDSHAPE_NAMES, FaceLandmarker, FaceObservation, FaceTracker
 from dfe.identity import FaceModel, IdentityFit, load_face_model, track_neutral
-from dfe.io import Frame, MediaError, find_media, iter_frames, media_kind, video_info
+from dfe.io import Frame, MediaError, Sampling, find_media, iter_frames, media_kind, video_info
+from dfe.progress import frames_done
 from dfe.runner import Outcome, StageResult
 from dfe.mesh import N_VERTICES, canonical_mesh
 from dfe.table import BLENDSHAPE_COLUMNS, LANDMARK_COLUMNS, META_COLUMNS, identity_columns
@@ -40,6 +42,13 @@ class ExtractOptions:
     identity: str = "auto"  # auto | model | track | canonical: see dfe.identity.track_neutral
     face_model: str | None = None  # a face model file (default: the bundled one)
     persons: str | None = None  # CSV image,person: photos of one person share one identity fit
+    fps: float | None = None  # videos: at most this many frames per second
+    start: float | None = None  # videos: from this second
+    end: float | None = None  # videos: up to this second
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(self.fps, self.start, self.end)
 
 
 @dataclass
@@ -203,7 +212,7 @@ def observe_file(path: str | Path, options: ExtractOptions | None = None,
     lm = FaceLandmarker(kind, options.max_faces, options.landmarker_model) if own else landmarker
     tracker = FaceTracker()
     meta, aligned, blend, lms = [], [], [], []
-    total = video_info(path).frames if kind == "video" else 1
+    total = options.sampling.expected(video_info(path)) if kind == "video" else 1
 
     def add_faceless_row(base: dict, reason: str) -> None:
         meta.append({**base, **_empty_row(reason)})
@@ -213,11 +222,12 @@ def observe_file(path: str | Path, options: ExtractOptions | None = None,
 
     try:
         bar = tqdm(total=total or None, desc=path.name, unit="frame", leave=False, disable=not progress)
-        for frame in iter_frames(path):
+        for frame in iter_frames(path, sampling=options.sampling):
             base = {"file": str(path), "frame": frame.index, "timestamp": frame.timestamp}
             if frame.rgb is None:  # undecodable frame in the middle of a video: a row, no face
                 add_faceless_row(base, "undecodable frame")
                 bar.update(1)
+                frames_done(1)
                 continue
             h, w = frame.rgb.shape[:2]
             found = lm.detect(frame.rgb, int(round(frame.timestamp * 1000)))
@@ -233,6 +243,7 @@ def observe_file(path: str | Path, options: ExtractOptions | None = None,
                 blend.append(obs.blendshapes)
                 lms.append(obs.landmarks.reshape(-1))
             bar.update(1)
+            frames_done(1)
         bar.close()
     finally:
         if own:
@@ -301,20 +312,71 @@ def output_options(options: ExtractOptions) -> dict:
     model = options.face_model or DATA_FILE
     return {"max_faces": options.max_faces, "landmarker_model": options.landmarker_model, "neutral": options.neutral,
             "identity": options.identity, "face_model": file_sha256(model), "persons": options.persons,
-            "max_align_rmse": options.max_align_rmse, "format": options.format}
+            "max_align_rmse": options.max_align_rmse, "format": options.format,
+            **({"fps": options.fps, "start": options.start, "end": options.end} if options.sampling != Sampling() else {})}
 
 
 def _error_message(e: Exception) -> str:
     return str(e) if isinstance(e, MediaError) else f"{type(e).__name__}: {e}"
 
 
+def media_frames(path: Path, sampling: Sampling | None = None) -> int:
+    """Frames an input will yield (for progress totals): 1 for an image."""
+    if media_kind(path) != "video":
+        return 1
+    try:
+        return max((sampling or Sampling()).expected(video_info(path)), 1)
+    except Exception:  # noqa: BLE001 - an unreadable file fails later, with its own record
+        return 1
+
+
+class Extractor:
+    """The extract stage for one input, as a picklable object: each process that runs it builds
+    its own landmarker (IMAGE mode, shared by that process's photos) on first use."""
+
+    def __init__(self, options: ExtractOptions, neutrals: dict, persons: dict):
+        self.options, self.neutrals, self.persons = options, neutrals, persons
+        self._landmarker = None
+        self._refs = None
+
+    def __getstate__(self):
+        return {"options": self.options, "neutrals": self.neutrals, "persons": self.persons,
+                "_landmarker": None, "_refs": None}
+
+    def __call__(self, path: Path) -> StageResult:
+        from dfe.runner import StageResult
+
+        options = self.options
+        if media_kind(path) == "image" and self._landmarker is None:
+            from multiprocessing import util
+
+            self._landmarker = FaceLandmarker("image", options.max_faces, options.landmarker_model)
+            self._refs = _References(self._landmarker, options, self.persons)
+            util.Finalize(self, self._landmarker.close, exitpriority=10)  # pool workers end without closing it
+        refs: _References | None = self._refs
+        ref = self.neutrals.get(path)
+        df = extract_file(path, options, self._landmarker, refs.neutral(ref) if ref and refs else None,
+                          ref.name if ref else None, progress=False, person=refs.person(path) if refs else None)
+        frames, expected = int(df["frame"].nunique()), df.attrs.get("expected_frames", 1)
+        error = (f"truncated video: the container ends after {frames} of {expected} frames (partial table kept)"
+                 if frames < 0.9 * expected else None)
+        return StageResult(df, frames, int(df["success"].sum()), error)
+
+    def close(self) -> None:
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+
+
 def extract(inputs: list[str | Path], outdir: str | Path, options: ExtractOptions | None = None,
-            retry_failed: bool = False) -> RunReport:
+            retry_failed: bool = False, workers: int = 1, engine: str = "local",
+            ray_address: str | None = None) -> RunReport:
     """Extract every image and video in ``inputs`` into ``outdir``; returns what this run did.
 
     The manifest of ``outdir`` (:mod:`dfe.runner`) names each table, skips finished inputs whose
     content and options are unchanged (unless ``options.overwrite``) and keeps every record;
-    ``retry_failed`` adds the inputs whose last run failed.
+    ``retry_failed`` adds the inputs whose last run failed. ``workers`` processes (one landmarker
+    each) or ``engine="ray"`` (one task per input) share the work; see :func:`dfe.runner.run_stage`.
     """
     from dfe.runner import Manifest, Outcome, run_stage
 
@@ -335,33 +397,15 @@ def extract(inputs: list[str | Path], outdir: str | Path, options: ExtractOption
         manifest.write_report()
     finally:
         manifest.close()
-    neutrals = neutral_lookup(options.neutral, files)
-    persons = person_lookup(options.persons)
     load_face_model(options.face_model)  # a missing or damaged face model stops the run before any work
-    state: dict = {"landmarker": None, "refs": None}
-
-    def process(path: Path) -> StageResult:
-        if media_kind(path) == "image" and state["landmarker"] is None:
-            state["landmarker"] = FaceLandmarker("image", options.max_faces, options.landmarker_model)
-            state["refs"] = _References(state["landmarker"], options, persons)
-        refs: _References | None = state["refs"]
-        ref = neutrals.get(path)
-        df = extract_file(path, options, state["landmarker"], refs.neutral(ref) if ref and refs else None,
-                          ref.name if ref else None, progress=options.progress and media_kind(path) == "video",
-                          person=refs.person(path) if refs else None)
-        frames, expected = int(df["frame"].nunique()), df.attrs.get("expected_frames", 1)
-        error = (f"truncated video: the container ends after {frames} of {expected} frames (partial table kept)"
-                 if frames < 0.9 * expected else None)
-        return StageResult(df, frames, int(df["success"].sum()), error)
-
-    def bar(items):
-        return tqdm(items, desc="extract", unit="file", disable=not options.progress or len(items) < 2)
-
+    extractor = Extractor(options, neutral_lookup(options.neutral, files), person_lookup(options.persons))
     try:
-        outcomes = run_stage(files, outdir, process, output_options(options), f".{options.format}",
-                             options.overwrite, _error_message, bar)
+        outcomes = run_stage(files, outdir, extractor, output_options(options), f".{options.format}",
+                             options.overwrite, _error_message, show_progress=options.progress,
+                             workers=workers, engine=engine, ray_address=ray_address,
+                             frames_of=partial(media_frames, sampling=options.sampling),
+                             desc="extract")
     finally:
-        if state["landmarker"] is not None:
-            state["landmarker"].close()
+        extractor.close()
     report = RunReport(str(outdir), [Outcome(p.path, "failed", error=p.error) for p in problems] + outcomes)
     return report

@@ -170,13 +170,51 @@ def iter_video(path: str | Path, max_side: int = MAX_SIDE, start: int = 0,
         cap.release()
 
 
-def iter_frames(path: str | Path, max_side: int = MAX_SIDE) -> Iterator[Frame]:
-    """Frames of an image (one) or a video (streamed)."""
+@dataclass(frozen=True)
+class Sampling:
+    """Which frames of a video to read: from ``start`` to ``end`` seconds, at most ``fps`` per second."""
+
+    fps: float | None = None
+    start: float | None = None
+    end: float | None = None
+
+    def __post_init__(self):
+        if self.fps is not None and self.fps <= 0:
+            raise ValueError("--fps must be positive")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError("--end must be after --start")
+
+    def window(self, info: VideoInfo) -> tuple[int, int | None]:
+        """First frame index and the index to stop before."""
+        rate = info.fps or 30.0
+        first = int(round((self.start or 0.0) * rate))
+        return first, (int(round(self.end * rate)) if self.end is not None else None)
+
+    def expected(self, info: VideoInfo) -> int:
+        first, stop = self.window(info)
+        n = max((info.frames if stop is None else min(stop, info.frames)) - first, 0)
+        return int(np.ceil(n * min(1.0, self.fps / info.fps))) if self.fps and info.fps else n
+
+
+def iter_frames(path: str | Path, max_side: int = MAX_SIDE, sampling: Sampling | None = None) -> Iterator[Frame]:
+    """Frames of an image (one) or a video (streamed; ``sampling`` picks a time window and rate)."""
     kind = media_kind(path)
     if kind == "image":
         yield read_image(path, max_side)
     elif kind == "video":
-        yield from iter_video(path, max_side)
+        if sampling is None or sampling == Sampling():
+            yield from iter_video(path, max_side)
+            return
+        first, stop = sampling.window(video_info(path))
+        next_time = None
+        for frame in iter_video(path, max_side, start=first, stop=stop):
+            if sampling.fps is not None:
+                if next_time is not None and frame.timestamp < next_time - 1e-6:
+                    continue
+                next_time = (next_time if next_time is not None else frame.timestamp) + 1.0 / sampling.fps
+                while next_time <= frame.timestamp:
+                    next_time += 1.0 / sampling.fps
+            yield frame
     else:
         raise MediaError(f"not a supported image or video type ({Path(path).suffix})")
 

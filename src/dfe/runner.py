@@ -273,84 +273,284 @@ class StageResult:
     error: str | None = None  # set: the table is kept but the input counts as failed (e.g. truncated)
 
 
+@dataclass
+class _Job:
+    """One input to (re)do: where its table goes and what to record."""
+
+    path: Path
+    rec: Record
+    out: Path
+    size: int
+    mtime: int
+    sha: str
+
+    @property
+    def partial(self) -> Path:
+        return self.out.with_name(f".{self.out.stem}.partial{self.out.suffix}")  # hidden until done
+
+
+def _work(process: Callable, path: Path, partial: Path, job_id: str, pass_id: bool,
+          on_error: Callable[[Exception], str] | None = None, sink=None):
+    """Run one input (in any process) and write its table to ``partial``: (frames, faces, error,
+    seconds, failed). A worker never touches the manifest; the driver commits."""
+    from dfe import progress
+    from dfe.table import write_table
+
+    if sink is not None:
+        progress.set_sink(sink.put)
+    start = time.perf_counter()
+    try:
+        result = process(path, job_id) if pass_id else process(path)
+        write_table(result.table, partial)
+        crash_point("write")
+        return result.frames, result.faces, result.error, time.perf_counter() - start, False
+    except Exception as e:  # noqa: BLE001 - one bad input must never stop the batch
+        return 0, 0, on_error(e) if on_error else f"{type(e).__name__}: {e}", time.perf_counter() - start, True
+    finally:
+        progress.flush()
+
+
+def _plan(manifest: Manifest, inputs: list[Path], outdir: Path, opts: str, suffix, overwrite: bool,
+          stem) -> tuple[list[_Job], list[Outcome]]:
+    """Assign ids, skip finished inputs; the rest become jobs, largest first."""
+    jobs, skipped = [], []
+    for path in inputs:
+        key = str(Path(path).resolve())
+        rec = manifest.assign_id(key, stem(Path(path)) if stem else Path(path).stem)
+        out = Path(outdir) / f"{rec.id}{suffix(Path(path)) if callable(suffix) else suffix}"
+        try:
+            size, mtime, sha = manifest.fingerprint(Path(path), rec)
+        except OSError as e:
+            rec.status, rec.error, rec.runs = "failed", f"cannot read the file ({e.strerror or e})", rec.runs + 1
+            manifest.put(rec)
+            skipped.append(Outcome(key, "failed", rec.id, error=rec.error))
+            continue
+        unchanged = rec.sha256 == sha and rec.options in (opts, "legacy")
+        if rec.status == "ok" and unchanged and out.is_file() and not overwrite:
+            if (rec.size, rec.mtime_ns) != (size, mtime):  # touched, same content
+                rec.size, rec.mtime_ns = size, mtime
+                manifest.put(rec)
+            skipped.append(Outcome(key, "skipped", rec.id, str(out), rec.frames, rec.faces))
+            continue
+        jobs.append(_Job(Path(path), rec, out, size, mtime, sha))
+    jobs.sort(key=lambda j: -j.size)
+    return jobs, skipped
+
+
+def _commit(manifest: Manifest, job: _Job, opts: str, result) -> Outcome:
+    frames, faces, error, seconds, failed = result
+    rec = job.rec
+    if failed:
+        rec = Record(rec.input, rec.id, "failed", None, rec.size, rec.mtime_ns, rec.sha256, opts, "", 0, 0, 0.0,
+                     error, dfe_version(), rec.runs + 1, time.time())
+    else:
+        os.replace(job.partial, job.out)
+        rec = Record(rec.input, rec.id, "failed" if error else "ok", str(job.out), job.size, job.mtime, job.sha, opts,
+                     file_sha256(job.out), frames, faces, 0.0, error, dfe_version(), rec.runs + 1, time.time())
+    rec.seconds = round(seconds, 3)
+    manifest.put(rec)
+    manifest.write_report()
+    if rec.status == "failed":
+        log.error("%s: %s", job.path, rec.error)
+    return Outcome(rec.input, rec.status, rec.id, rec.output, rec.frames, rec.faces, rec.seconds, rec.error)
+
+
+def default_workers() -> int:
+    """All cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def run_stage(inputs: Iterable[Path], outdir: str | Path, process: Callable[[Path], StageResult],
-              options: dict, suffix: str | Callable[[Path], str], overwrite: bool = False, on_error: Callable[[Exception], str] | None = None,
-              progress: Callable[[Iterable], Iterable] | None = None,
-              stem: Callable[[Path], str] | None = None, pass_id: bool = False) -> list[Outcome]:
+              options: dict, suffix: str | Callable[[Path], str], overwrite: bool = False,
+              on_error: Callable[[Exception], str] | None = None, show_progress: bool = True,
+              stem: Callable[[Path], str] | None = None, pass_id: bool = False, workers: int = 1,
+              engine: str = "local", ray_address: str | None = None,
+              frames_of: Callable[[Path], int] | None = None, desc: str = "run") -> list[Outcome]:
     """Run ``process`` over ``inputs`` into ``outdir`` with the manifest's naming and resume rules.
 
     Tables are written atomically as ``<id><suffix>`` (``suffix`` may depend on the input; the id
     starts from ``stem(input)``, default the file stem); one bad input never stops the others.
     ``pass_id``: call ``process(path, id)``, for stages that write side files named by the id.
+    ``workers > 1``: a process pool (``process`` must pickle; each worker builds its own state,
+    e.g. one landmarker); ``engine="ray"``: one Ray task per input on a local or joined cluster
+    (``ray_address``), outputs written by the tasks to ``outdir`` (a path they all see). Either
+    way only this process writes the manifest, in the order inputs finish, largest inputs start
+    first, and one progress display counts frames (``frames_of(path)`` estimates the total).
     """
-    from dfe.table import write_table
+    from dfe.progress import CorpusProgress
 
+    if engine not in ("local", "ray"):
+        raise ValueError("engine must be 'local' or 'ray'")
     manifest = Manifest(outdir)
     opts = options_hash(options)
     outcomes: list[Outcome] = []
-    done = 0
+    display = None
     try:
-        for path in (progress or (lambda x: x))(list(inputs)):
-            key = str(Path(path).resolve())
-            rec = manifest.assign_id(key, stem(Path(path)) if stem else Path(path).stem)
-            out = Path(outdir) / f"{rec.id}{suffix(Path(path)) if callable(suffix) else suffix}"
-            start = time.perf_counter()
+        jobs, skipped = _plan(manifest, list(inputs), Path(outdir), opts, suffix, overwrite, stem)
+        outcomes += skipped
+        total = sum(frames_of(j.path) for j in jobs) if frames_of else len(jobs)
+        display = CorpusProgress(total, desc, enabled=show_progress and bool(jobs))
+        if engine == "ray":
+            outcomes += _run_ray(manifest, jobs, process, opts, pass_id, on_error, display, frames_of, ray_address)
+        elif workers > 1 and len(jobs) > 1:
+            outcomes += _run_pool(manifest, jobs, process, opts, pass_id, on_error, display, workers)
+        else:
+            from dfe import progress
+
+            progress.set_sink(display.update if frames_of else None)
             try:
-                size, mtime, sha = manifest.fingerprint(Path(path), rec)
-                unchanged = rec.sha256 == sha and rec.options in (opts, "legacy")
-                if rec.status == "ok" and unchanged and out.is_file() and not overwrite:
-                    if (rec.size, rec.mtime_ns) != (size, mtime):  # touched, same content
-                        rec.size, rec.mtime_ns = size, mtime
-                        manifest.put(rec)
-                    outcomes.append(Outcome(key, "skipped", rec.id, str(out), rec.frames, rec.faces))
-                    continue
-                result = process(Path(path), rec.id) if pass_id else process(Path(path))
-                partial = write_table(result.table, out.with_name(f".{out.stem}.partial{out.suffix}"))  # hidden until done
-                crash_point("write")
-                os.replace(partial, out)
-                rec = Record(key, rec.id, "failed" if result.error else "ok", str(out), size, mtime, sha, opts,
-                             file_sha256(out), result.frames, result.faces, 0.0, result.error, dfe_version(),
-                             rec.runs + 1, time.time())
-            except Exception as e:  # noqa: BLE001 - one bad input must never stop the batch
-                message = on_error(e) if on_error else f"{type(e).__name__}: {e}"
-                rec = Record(key, rec.id, "failed", None, rec.size, rec.mtime_ns, rec.sha256, opts, "", 0, 0, 0.0,
-                             message, dfe_version(), rec.runs + 1, time.time())
-            rec.seconds = round(time.perf_counter() - start, 3)
-            manifest.put(rec)
-            manifest.write_report()
-            if rec.status == "failed":
-                log.error("%s: %s", path, rec.error)
-            outcomes.append(Outcome(key, rec.status, rec.id, rec.output, rec.frames, rec.faces, rec.seconds, rec.error))
-            done += 1
-            crash_point("after", done)
+                for done, job in enumerate(jobs, 1):
+                    outcomes.append(_commit(manifest, job, opts, _work(process, job.path, job.partial, job.rec.id,
+                                                                       pass_id, on_error)))
+                    if not frames_of:
+                        display.update(1)
+                    crash_point("after", done)
+            finally:
+                progress.set_sink(None)
         manifest.write_report()
     finally:
+        if display is not None:
+            display.close()
         manifest.close()
     return outcomes
 
 
-def encode_corpus(tables: list[str | Path], model, outdir: str | Path | None = None, in_place: bool = False,
-                  overwrite: bool = False, progress: bool = True) -> list[Outcome]:
-    """``dfe encode``: add tok_1..tok_K to every table, into ``outdir`` (manifest, unique names,
-    resume) or in place (each table rewritten atomically)."""
-    from tqdm.auto import tqdm
+WORKER_DIED = "the worker process died while working on this input (a crash in a native library?)"
 
-    from dfe.table import find_tables, read_table, write_table
-    from dfe.tokenizer import encode_table
 
-    paths = find_tables(tables)
+def _run_pool(manifest: Manifest, jobs: list[_Job], process, opts: str, pass_id: bool, on_error, display,
+              workers: int) -> list[Outcome]:
+    """A spawn process pool. If a worker dies (a native crash), the inputs it may have held are
+    retried one at a time in fresh pools, so only the input that kills its worker is failed."""
+    import multiprocessing as mp
+    import queue
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
-    def process(path: Path) -> StageResult:
-        df = encode_table(read_table(path), model)
+    ctx = mp.get_context("spawn")  # no inherited threads or landmarker state
+    sink = ctx.Queue()  # frame counts from the workers, handed over when each worker starts
+    outcomes: list[Outcome] = []
+    done = 0
+
+    def drain():
+        try:
+            while True:
+                display.update(sink.get_nowait())
+        except queue.Empty:
+            pass
+
+    batches, suspects = [(jobs, workers)], []
+    while batches:
+        todo, n = batches.pop(0)
+        with ProcessPoolExecutor(max_workers=max(1, min(n, len(todo))), mp_context=ctx,
+                                 initializer=_worker_init, initargs=(sink,)) as pool:
+            pending = {pool.submit(_work, process, j.path, j.partial, j.rec.id, pass_id, on_error): j for j in todo}
+            while pending:
+                finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                drain()
+                for fut in finished:
+                    job = pending.pop(fut)
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool:
+                        if len(todo) > 1:
+                            suspects.append(job)  # retried alone below
+                            continue
+                        result = (0, 0, WORKER_DIED, 0.0, True)
+                    outcomes.append(_commit(manifest, job, opts, result))
+                    done += 1
+                    crash_point("after", done)
+        if not batches and suspects:
+            batches, suspects = [([j], 1) for j in suspects], []
+    drain()
+    return outcomes
+
+
+def _worker_init(sink) -> None:
+    """In each pool worker: send frame counts to the driver, and die with it (Linux), so a killed
+    run leaves no workers behind."""
+    import signal
+
+    from dfe import progress
+
+    progress.set_sink(sink.put)
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _run_ray(manifest: Manifest, jobs: list[_Job], process, opts: str, pass_id: bool, on_error, display,
+             frames_of, address: str | None) -> list[Outcome]:
+    try:
+        import ray
+    except ImportError:
+        raise RunError("--engine ray needs Ray: pip install 'dfe[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
+    task = ray.remote(num_cpus=1)(_work)
+    refs = {task.remote(process, j.path, j.partial, j.rec.id, pass_id, on_error): j for j in jobs}
+    outcomes, done = [], 0
+    while refs:
+        ready, _ = ray.wait(list(refs), num_returns=1)
+        for ref in ready:
+            job = refs.pop(ref)
+            outcomes.append(_commit(manifest, job, opts, ray.get(ref)))
+            display.update(frames_of(job.path) if frames_of else 1)
+            done += 1
+            crash_point("after", done)
+    return outcomes
+
+
+def table_rows(path: Path) -> int:
+    """Rows of a table, from Parquet's footer when possible (for progress totals)."""
+    if Path(path).suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    with open(path, "rb") as f:
+        return max(sum(1 for _ in f) - 1, 0)
+
+
+class EncodeTable:
+    """The encode stage for one table; picklable, so workers can run it."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, path: Path) -> StageResult:
+        from dfe import progress
+        from dfe.table import read_table
+        from dfe.tokenizer import encode_table
+
+        df = encode_table(read_table(path), self.model)
+        progress.frames_done(len(df))
         return StageResult(df, int(df["frame"].nunique()) if "frame" in df else len(df), int((df["success"] == 1).sum()))
 
-    def bar(items):
-        return tqdm(items, desc="encode", unit="table", disable=not progress or len(items) < 2)
 
+def encode_corpus(tables: list[str | Path], model, outdir: str | Path | None = None, in_place: bool = False,
+                  overwrite: bool = False, progress: bool = True, workers: int = 1, engine: str = "local",
+                  ray_address: str | None = None) -> list[Outcome]:
+    """``dfe encode``: add tok_1..tok_K to every table, into ``outdir`` (manifest, unique names,
+    resume; ``workers``/``engine`` as in :func:`run_stage`) or in place (each table rewritten
+    atomically, one process)."""
+    from tqdm.auto import tqdm
+
+    from dfe.table import find_tables, write_table
+
+    paths = find_tables(tables)
+    process = EncodeTable(model)
     if not in_place:
-        return run_stage(paths, outdir, process, {"model": model.fingerprint()}, lambda p: p.suffix, overwrite, progress=bar)
+        return run_stage(paths, outdir, process, {"model": model.fingerprint()}, lambda p: p.suffix, overwrite,
+                         show_progress=progress, workers=workers, engine=engine, ray_address=ray_address,
+                         frames_of=table_rows, desc="encode")
     outcomes = []
-    for path in bar(paths):
+    for path in tqdm(paths, desc="encode", unit="table", disable=not progress or len(paths) < 2):
         try:
             result = process(path)
             write_table(result.table, path)

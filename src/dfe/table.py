@@ -13,6 +13,7 @@ Wide columns keep the CSV and Parquet files alike; :func:`psi_array` returns psi
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -86,8 +87,118 @@ def with_array(df: pd.DataFrame, prefix: str, values: np.ndarray) -> pd.DataFram
     return pd.concat([df.drop(columns=old), block], axis=1)
 
 
+# Parquet layout (dfe 0.3): the wide blocks psi_*, lm_* and id_* are stored as one fixed-size list
+# column each (psi, lm, id: float32), other measurements as float32, timestamps as float64, zstd.
+# psi is rounded to PSI_STEP cm and landmarks to LM_STEP (normalised units), far below the landmark
+# noise, because rounded floats compress 2-3x better. CSV stays wide (one column per value).
+LIST_BLOCKS = {"psi": "psi_", "lm": "lm_", "id": "id_"}
+PSI_STEP = 1e-3  # cm (10 micrometres)
+LM_STEP = 1e-4  # normalised image units (0.06 px on a 640 px frame)
+STEPS = {"psi": PSI_STEP, "lm": LM_STEP}
+KEEP_FLOAT64 = {"timestamp", "onset", "apex", "offset", "duration"}
+
+
+def _wide_names(columns, prefix: str) -> list[str]:
+    names = [c for c in columns if c.startswith(prefix) and c[len(prefix):].isdigit()]
+    return sorted(names, key=lambda c: int(c[len(prefix):]))
+
+
+def to_arrow(df: pd.DataFrame):
+    """The compact Arrow table of a per-frame DataFrame (see the layout above)."""
+    import pyarrow as pa
+
+    blocks = {name: _wide_names(df.columns, prefix) for name, prefix in LIST_BLOCKS.items()}
+    in_blocks = {c for names in blocks.values() for c in names}
+    arrays, names = [], []
+    for col in df.columns:
+        if col in in_blocks:
+            continue
+        values = df[col]
+        if pd.api.types.is_float_dtype(values) and col not in KEEP_FLOAT64:
+            values = values.astype(np.float32)
+        arrays.append(pa.array(values, from_pandas=True))
+        names.append(col)
+    for name, cols in blocks.items():
+        if not cols:
+            continue
+        block = df[cols].to_numpy(np.float32)
+        if name in STEPS:
+            block = (np.round(block / STEPS[name]) * STEPS[name]).astype(np.float32)
+        arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(block.ravel(), pa.float32()), len(cols)))
+        names.append(name)
+    order, placed = [], set()  # the DataFrame's column order, each block by its name, to restore it on read
+    for col in df.columns:
+        block = next((b for b, cols in blocks.items() if col in cols), None)
+        if block is None:
+            order.append(col)
+        elif block not in placed:
+            order.append("@" + block)
+            placed.add(block)
+    meta = {b"dfe.layout": b"lists-v1", b"dfe.psi_step_cm": str(PSI_STEP).encode(), b"dfe.lm_step": str(LM_STEP).encode(),
+            b"dfe.order": json.dumps(order).encode()}
+    return pa.Table.from_arrays(arrays, names=names).replace_schema_metadata(meta)
+
+
+def _expand(table) -> pd.DataFrame:
+    """Arrow table (compact or dfe 0.2 wide) -> DataFrame with wide psi_*/lm_*/id_* columns."""
+    import pyarrow as pa
+
+    lists = [f.name for f in table.schema if pa.types.is_fixed_size_list(f.type) and f.name in LIST_BLOCKS]
+    df = table.drop(lists).to_pandas()
+    if not lists:
+        return df
+    parts = {name: pd.DataFrame(list_array(table, name), index=df.index,
+                                columns=[f"{LIST_BLOCKS[name]}{i}" for i in range(table.column(name).type.list_size)])
+             for name in lists}
+    order = json.loads((table.schema.metadata or {}).get(b"dfe.order", b"[]")) or list(df.columns) + ["@" + n for n in lists]
+    pieces = [parts[c[1:]] if c.startswith("@") and c[1:] in parts else df[[c]] for c in order
+              if (c.startswith("@") and c[1:] in parts) or c in df.columns]
+    return pd.concat(pieces, axis=1)
+
+
+def list_array(table, name: str) -> np.ndarray:
+    """(n, D) float32 of one list column of an Arrow table, without pandas."""
+    col = table.column(name).combine_chunks()
+    width = col.type.list_size
+    return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), width).astype(np.float32, copy=False)
+
+
+def read_arrays(path: str | Path, names=("psi",), successful_only: bool = False) -> dict[str, np.ndarray]:
+    """The blocks ``names`` (psi, lm, id) of a table as (n, D) float32 arrays, read straight from
+    Parquet (compact or old wide tables; CSV through pandas)."""
+    path = Path(path)
+    if path.suffix != ".parquet":
+        df = read_table(path)
+        if successful_only:
+            df = df[df["success"] == 1]
+        return {n: df[_wide_names(df.columns, LIST_BLOCKS[n])].to_numpy(np.float32) for n in names}
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    out = {}
+    wanted = ["success"] if successful_only else []
+    compact = [n for n in names if n in schema.names]
+    table = pq.read_table(path, columns=wanted + compact)
+    mask = pc.equal(table.column("success"), 1) if successful_only else None
+    if mask is not None:
+        table = table.filter(mask)
+    for n in compact:
+        out[n] = list_array(table, n)
+    for n in names:
+        if n in out:
+            continue
+        cols = _wide_names(schema.names, LIST_BLOCKS[n])
+        wide = pq.read_table(path, columns=wanted + cols)
+        if mask is not None:
+            wide = wide.filter(pc.equal(wide.column("success"), 1))
+        out[n] = np.stack([wide.column(c).to_numpy() for c in cols], 1).astype(np.float32) if cols else np.zeros((len(wide), 0), np.float32)
+    return out
+
+
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write atomically (temp file + rename): a crash never leaves a half-written table."""
+    """Write atomically (temp file + rename): a crash never leaves a half-written table. Parquet
+    is written in the compact layout; CSV wide, as OpenFace users expect."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -96,7 +207,9 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
         if path.suffix == ".csv":
             df.to_csv(tmp, index=False)
         else:
-            df.to_parquet(tmp, index=False)
+            import pyarrow.parquet as pq
+
+            pq.write_table(to_arrow(df), tmp, compression="zstd")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -104,12 +217,17 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A per-frame table as a DataFrame with wide columns, whatever its layout (dfe 0.2 wide Parquet
+    tables and CSV are read as they are). ``columns``: read only these (Parquet: list blocks by name,
+    e.g. ``["success", "psi"]``)."""
     path = Path(path)
     if path.suffix == ".csv":
-        return pd.read_csv(path)
+        return pd.read_csv(path, usecols=columns)
     if path.suffix == ".parquet":
-        return pd.read_parquet(path)
+        import pyarrow.parquet as pq
+
+        return _expand(pq.read_table(path, columns=columns))
     raise ValueError(f"{path}: not a dfe table (.parquet or .csv)")
 
 

@@ -33,6 +33,18 @@ FORMAT = "dfe-tokenizer"
 FORMAT_VERSION = 1
 
 
+def resolve_device(name: str | torch.device = "cpu") -> torch.device:
+    """cpu, cuda (the first GPU) or auto (cuda when there is one); a sentence when cuda is missing."""
+    name = str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu or auto")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise ValueError(f"--device must be auto, cpu or cuda, not {name!r}")
+    return torch.device(name)
+
+
 class ModelError(RuntimeError):
     """A model file that cannot be used; the message is one sentence for the user."""
 
@@ -262,13 +274,15 @@ class Tokenizer:
         self.model = model.eval()
         self.standardiser = standardiser
         self.summary = summary or TrainingSummary()
+        self.device = torch.device("cpu")
         self.extras = extras or {}  # e.g. "rig": blendshape -> geometry map for visualisation
 
     # ------------------------------------------------------------------ training
     @classmethod
     def fit(cls, psi: np.ndarray, groups: np.ndarray | None = None, progress: bool = True,
-            data_summary: dict | None = None, **config) -> "Tokenizer":
-        """Train on an (n, D) psi array; ``groups`` (person/video ids) give the held-out split."""
+            data_summary: dict | None = None, device: str = "cpu", **config) -> "Tokenizer":
+        """Train on an (n, D) psi array; ``groups`` (person/video ids) give the held-out split.
+        ``device``: cpu, cuda or auto; the data stays in host memory and goes over batch by batch."""
         import time
 
         psi = np.asarray(psi, dtype=np.float32)
@@ -286,27 +300,28 @@ class Tokenizer:
         np.random.seed(cfg.seed)
         train_idx, val_idx = split_groups(len(psi), groups, cfg.val_fraction, cfg.seed)
         std = Standardiser.fit(psi[train_idx], cfg.psi_kind)
-        x_all = torch.from_numpy(std.forward(psi))
-        x_train, x_val = x_all[train_idx], x_all[val_idx]
-        model = RVQVAE(cfg, make_patches(cfg))
+        x_all = torch.from_numpy(std.forward(psi))  # one standardised copy; batches are gathered from it
+        train_t, val_t = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
+        dev = resolve_device(device)
+        model = RVQVAE(cfg, make_patches(cfg)).to(dev)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
         # small corpora: shrink the batch so an epoch is at least ~16 optimizer steps
-        batch_size = int(min(cfg.batch_size, max(32, len(x_train) // 16)))
-        steps_per_epoch = max(1, math.ceil(len(x_train) / batch_size))
+        batch_size = int(min(cfg.batch_size, max(32, len(train_t) // 16)))
+        steps_per_epoch = max(1, math.ceil(len(train_t) / batch_size))
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
         gen = torch.Generator().manual_seed(cfg.seed)
         with torch.no_grad():  # ResidualVQ's k-means init on a large sample, not just the first batch
             model.train()
-            sample = torch.randperm(len(x_train), generator=gen)[:4096]
-            model.rvq(model.encoder(x_train[sample]))
+            sample = torch.randperm(len(train_t), generator=gen)[:4096]
+            model.rvq(model.encoder(x_all[train_t[sample]].to(dev)))
         best, best_state, best_epoch, bad = float("inf"), None, 0, 0
         bar = tqdm(range(cfg.epochs), desc="fit", unit="epoch", disable=not progress)
         epoch = 0
         for epoch in bar:
             model.train()
-            order = torch.randperm(len(x_train), generator=gen)
+            order = train_t[torch.randperm(len(train_t), generator=gen)]
             for i in range(steps_per_epoch):
-                xb = x_train[order[i * batch_size : (i + 1) * batch_size]]
+                xb = x_all[order[i * batch_size : (i + 1) * batch_size]].to(dev, non_blocking=True)
                 if len(xb) < 2:
                     continue
                 recon, _, commit = model(xb)
@@ -317,7 +332,7 @@ class Tokenizer:
                 loss.backward()
                 opt.step()
                 sched.step()
-            val = cls._val_mse(model, x_val if len(x_val) else x_train)
+            val = cls._val_mse(model, x_all, val_t if len(val_t) else train_t, dev)
             bar.set_postfix(val_mse=f"{val:.4f}")
             if val < best - 1e-5:
                 best, best_epoch, bad = val, epoch, 0
@@ -330,6 +345,7 @@ class Tokenizer:
         if best_state is not None:
             model.load_state_dict(best_state)
         tok = cls(cfg, model, std)
+        tok.device = dev
         data = dict(data_summary or {})
         if groups is not None:  # what the model saw, so evaluations can tell whether their test groups are new to it
             groups = np.asarray(groups).astype(str)
@@ -352,15 +368,22 @@ class Tokenizer:
 
     @staticmethod
     @torch.no_grad()
-    def _val_mse(model: RVQVAE, x: torch.Tensor) -> float:
+    def _val_mse(model: RVQVAE, x: torch.Tensor, rows: torch.Tensor, device: torch.device | None = None) -> float:
         model.eval()
         total = 0.0
-        for i in range(0, len(x), 4096):
-            recon, _, _ = model(x[i : i + 4096])
-            total += float(((recon - x[i : i + 4096]) ** 2).sum())
-        return total / x.numel()
+        for i in range(0, len(rows), 4096):
+            xb = x[rows[i : i + 4096]].to(device or "cpu")
+            recon, _, _ = model(xb)
+            total += float(((recon - xb) ** 2).sum())
+        return total / (len(rows) * x.shape[1])
 
     # ------------------------------------------------------------------ use
+    def to(self, device: str) -> "Tokenizer":
+        """Encode (and decode) on ``device``: cpu, cuda or auto."""
+        self.device = resolve_device(device)
+        self.model.to(self.device)
+        return self
+
     @property
     def seen_groups(self) -> set[str] | None:
         """The groups (videos, or what ``fit`` was given) the model was trained or validated on;
@@ -395,15 +418,16 @@ class Tokenizer:
         x = torch.from_numpy(self.standardiser.forward(psi))
         out = []
         for i in range(0, len(x), batch_size):
-            out.append(self.model.indices(self.model.encoder(x[i : i + batch_size])))
+            xb = x[i : i + batch_size].to(self.device)
+            out.append(self.model.indices(self.model.encoder(xb)).cpu())
         return torch.cat(out).numpy().astype(np.int64) if out else np.zeros((0, self.levels), np.int64)
 
     @torch.no_grad()
     def decode(self, tokens: np.ndarray) -> np.ndarray:
         """(n, k) tokens (k <= K levels) -> (n, D) psi in the data's units (cm for geometry)."""
-        tokens = torch.as_tensor(np.atleast_2d(tokens), dtype=torch.long)
+        tokens = torch.as_tensor(np.atleast_2d(tokens), dtype=torch.long, device=self.device)
         codes = self.model.codebook[tokens].sum(1)  # (n, latent)
-        return self.standardiser.inverse(self.model.decoder(codes).numpy())
+        return self.standardiser.inverse(self.model.decoder(codes).cpu().numpy())
 
     def decode_prefix(self, tokens: np.ndarray, k: int) -> np.ndarray:
         """Reconstruction from the first k levels only (coarse-to-fine)."""
@@ -413,8 +437,8 @@ class Tokenizer:
     def decode_code(self, code: int | np.ndarray) -> np.ndarray:
         """The deformation one code adds, D(e_c) - D(0), in data units: (D,) or (n, D)."""
         codes = np.atleast_1d(code)
-        e = self.model.codebook[torch.as_tensor(codes, dtype=torch.long)]
-        d = (self.model.decoder(e) - self.model.decoder(torch.zeros_like(e[:1]))).numpy() * self.standardiser.scale
+        e = self.model.codebook[torch.as_tensor(codes, dtype=torch.long, device=self.device)]
+        d = (self.model.decoder(e) - self.model.decoder(torch.zeros_like(e[:1]))).cpu().numpy() * self.standardiser.scale
         return d[0] if np.ndim(code) == 0 else d
 
     def code_deformations(self) -> np.ndarray:
@@ -464,7 +488,7 @@ class Tokenizer:
 
     # ------------------------------------------------------------------ files
     def _tensors(self) -> dict:
-        tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in self.model.state_dict().items()
+        tensors = {f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in self.model.state_dict().items()
                    if not _is_codebook_alias(k)}
         tensors["std.mean"] = torch.from_numpy(np.ascontiguousarray(self.standardiser.mean))
         tensors["std.scale"] = torch.from_numpy(np.ascontiguousarray(self.standardiser.scale))
@@ -570,21 +594,66 @@ def table_psi(df, psi_kind: str = "geometry") -> np.ndarray:
     raise ValueError(f"unknown psi kind {psi_kind!r}; use one of {', '.join(PSI_KINDS)}")
 
 
-def fit_tables(paths, psi_kind: str = "geometry", progress: bool = True, **config) -> Tokenizer:
-    """Train a tokenizer on the successful rows of per-frame tables, held out by video."""
-    from dfe.table import load_tables
+def kind_array(path, psi_kind: str = "geometry") -> np.ndarray:
+    """psi of one table's successful rows for a psi kind, reading only the columns it needs."""
+    from dfe.table import BLENDSHAPE_COLUMNS, read_arrays, read_table
 
-    df = load_tables(paths)
-    ok = df[df["success"] == 1]
-    if len(ok) < 10:
-        raise ValueError(f"only {len(ok)} frames with a face in these tables; need at least 10")
-    psi = table_psi(ok, psi_kind)
-    groups = ok["video"].to_numpy()
-    data = {"tables": int(df["video"].nunique()), "frames": int(len(ok)),
-            "videos": sorted(map(str, df["video"].unique()))[:200]}
-    tok = Tokenizer.fit(psi, groups=groups, progress=progress, data_summary=data, psi_kind=psi_kind, **config)
-    if psi_kind == "blendshapes" and "psi_0" in ok.columns:
-        tok.extras["rig"] = fit_rig(table_psi(ok, "blendshapes"), table_psi(ok, "geometry"))
+    if psi_kind == "geometry":
+        return read_arrays(path, ["psi"], successful_only=True)["psi"]
+    cols = BLENDSHAPE_COLUMNS if psi_kind == "blendshapes" else [f"flame_{i}" for i in range(PSI_KINDS.get(psi_kind, 0))]
+    if psi_kind not in PSI_KINDS:
+        raise ValueError(f"unknown psi kind {psi_kind!r}; use one of {', '.join(PSI_KINDS)}")
+    try:
+        df = read_table(path, columns=["success", *cols])
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"{path} has no {cols[0]}..{cols[-1]} columns for psi kind {psi_kind} ({e})") from None
+    return df.loc[df["success"] == 1, cols].to_numpy(np.float32)
+
+
+def sample_sizes(counts: list[int], max_frames: int | None) -> list[int]:
+    """Frames to take from each table: all, or ``max_frames`` shared in proportion to each table's
+    frames (stratified by video; largest remainders get the leftover frames)."""
+    total = sum(counts)
+    if not max_frames or total <= max_frames:
+        return list(counts)
+    exact = np.asarray(counts, dtype=float) * max_frames / total
+    take = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - take))[: max_frames - int(take.sum())]:
+        take[i] += 1
+    return take.tolist()
+
+
+def fit_tables(paths, psi_kind: str = "geometry", progress: bool = True, max_frames: int | None = None,
+               device: str = "cpu", **config) -> Tokenizer:
+    """Train a tokenizer on the successful rows of per-frame tables, held out by video. Tables are
+    read one at a time and only their psi is kept; ``max_frames`` caps the frames held in memory
+    (a random sample, stratified by video), so corpora larger than memory can be fitted."""
+    from dfe.table import find_tables, read_table, video_id
+
+    tables = find_tables(paths)
+    counts = [int((read_table(p, columns=["success"])["success"] == 1).sum()) for p in tables]
+    if sum(counts) < 10:
+        raise ValueError(f"only {sum(counts)} frames with a face in these tables; need at least 10")
+    take = sample_sizes(counts, max_frames)
+    rng = np.random.default_rng(config.get("seed", 0))
+    parts, geo_parts, groups = [], [], []
+    for path, n, k in zip(tables, counts, take):
+        if k == 0:
+            continue
+        rows = np.sort(rng.choice(n, k, replace=False)) if k < n else slice(None)
+        parts.append(kind_array(path, psi_kind)[rows])
+        if psi_kind == "blendshapes":  # the rig that draws blendshape codes on the face needs geometry too
+            geo = kind_array(path, "geometry")
+            if geo.shape == (n, 1404):
+                geo_parts.append(geo[rows])
+        groups += [video_id(path)] * (k if k < n else n)
+    psi = np.concatenate(parts)
+    data = {"tables": len(tables), "frames": int(sum(counts)), "frames_used": int(len(psi)),
+            "videos": sorted(map(video_id, tables))[:200]}
+    tok = Tokenizer.fit(psi, groups=np.asarray(groups), progress=progress, data_summary=data, psi_kind=psi_kind,
+                        device=device, **config)
+    if psi_kind == "blendshapes" and geo_parts and sum(map(len, geo_parts)) == len(psi):
+        tok.extras["rig"] = fit_rig(psi, np.concatenate(geo_parts))
     return tok
 
 
