@@ -208,11 +208,11 @@ def observe_file(path: str | Path, options: ExtractOptions | None = None,
     if kind is None:
         raise MediaError(f"not a supported image or video type ({path.suffix})")
     mesh = canonical_mesh()
+    total = options.sampling.expected(video_info(path)) if kind == "video" else 1  # unreadable: fails here
     own = landmarker is None or kind == "video"  # VIDEO mode needs a fresh tracker per file
     lm = FaceLandmarker(kind, options.max_faces, options.landmarker_model) if own else landmarker
     tracker = FaceTracker()
     meta, aligned, blend, lms = [], [], [], []
-    total = options.sampling.expected(video_info(path)) if kind == "video" else 1
 
     def add_faceless_row(base: dict, reason: str) -> None:
         meta.append({**base, **_empty_row(reason)})
@@ -339,7 +339,7 @@ class Extractor:
         self._landmarker = None
         self._refs = None
 
-    def __getstate__(self):
+    def __getstate__(self):  # the landmarker stays in the process that made it
         return {"options": self.options, "neutrals": self.neutrals, "persons": self.persons,
                 "_landmarker": None, "_refs": None}
 
@@ -348,11 +348,7 @@ class Extractor:
 
         options = self.options
         if media_kind(path) == "image" and self._landmarker is None:
-            from multiprocessing import util
-
-            self._landmarker = FaceLandmarker("image", options.max_faces, options.landmarker_model)
-            self._refs = _References(self._landmarker, options, self.persons)
-            util.Finalize(self, self._landmarker.close, exitpriority=10)  # pool workers end without closing it
+            self._landmarker, self._refs = _image_state(options, self.persons)
         refs: _References | None = self._refs
         ref = self.neutrals.get(path)
         df = extract_file(path, options, self._landmarker, refs.neutral(ref) if ref and refs else None,
@@ -363,9 +359,32 @@ class Extractor:
         return StageResult(df, frames, int(df["success"].sum()), error)
 
     def close(self) -> None:
-        if self._landmarker is not None:
-            self._landmarker.close()
-            self._landmarker = None
+        _close_image_state()
+        self._landmarker = self._refs = None
+
+
+_IMAGE_STATE: dict = {}  # per process: one IMAGE-mode landmarker (and reference fits) for all its photos
+
+
+def _image_state(options: ExtractOptions, persons: dict):
+    """This process's IMAGE-mode landmarker and reference fits for these options, made once: a pool
+    worker receives a fresh copy of the stage with every input, but keeps one landmarker."""
+    key = (options.max_faces, options.landmarker_model, repr(options), repr(sorted(persons.items())))
+    if _IMAGE_STATE.get("key") != key:
+        _close_image_state()
+        from multiprocessing import util
+
+        landmarker = FaceLandmarker("image", options.max_faces, options.landmarker_model)
+        _IMAGE_STATE.update(key=key, landmarker=landmarker, refs=_References(landmarker, options, persons))
+        util.Finalize(None, _close_image_state, exitpriority=10)  # pool workers exit without closing it
+    return _IMAGE_STATE["landmarker"], _IMAGE_STATE["refs"]
+
+
+def _close_image_state() -> None:
+    landmarker = _IMAGE_STATE.pop("landmarker", None)
+    _IMAGE_STATE.clear()
+    if landmarker is not None:
+        landmarker.close()
 
 
 def extract(inputs: list[str | Path], outdir: str | Path, options: ExtractOptions | None = None,
