@@ -135,8 +135,12 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=14)
     ap.add_argument("--fit-vectors", type=int, default=1_000_000)
     ap.add_argument("--skip-fit", action="store_true")
+    ap.add_argument("--fit-only", action="store_true")
     args = ap.parse_args()
     print(f"{os.cpu_count()} cores")
+    if args.fit_only:
+        fit(args.fit_vectors)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = extraction(Path(tmp), args.copies)
         tables(folder)

@@ -187,13 +187,32 @@ class Standardiser:
     scale: np.ndarray
 
     @classmethod
-    def fit(cls, psi: np.ndarray, kind: str) -> "Standardiser":
+    def fit(cls, psi: np.ndarray, kind: str, rows: np.ndarray | None = None, chunk: int = 65536) -> "Standardiser":
+        """From ``psi[rows]`` (all rows by default). Large corpora are summed chunk by chunk in
+        float64 instead of copying the rows (the same statistics, no second copy of psi)."""
+        if rows is None or len(rows) * psi.shape[1] <= 2e8:
+            part = psi if rows is None else psi[rows]
+            if kind == "geometry":
+                return cls(np.zeros(psi.shape[1], np.float32), np.full(psi.shape[1], part.std() + 1e-8, np.float32))
+            return cls(part.mean(0).astype(np.float32), (part.std(0) + 1e-6).astype(np.float32))
+        total = np.zeros(psi.shape[1])
+        squares = np.zeros(psi.shape[1])
+        for i in range(0, len(rows), chunk):
+            block = psi[rows[i:i + chunk]].astype(np.float64)
+            total += block.sum(0)
+            squares += (block**2).sum(0)
+        n = len(rows)
+        mean, var = total / n, squares / n - (total / n) ** 2
         if kind == "geometry":
-            return cls(np.zeros(psi.shape[1], np.float32), np.full(psi.shape[1], psi.std() + 1e-8, np.float32))
-        return cls(psi.mean(0).astype(np.float32), (psi.std(0) + 1e-6).astype(np.float32))
+            spread = np.sqrt(squares.sum() / (n * psi.shape[1]) - (total.sum() / (n * psi.shape[1])) ** 2)
+            return cls(np.zeros(psi.shape[1], np.float32), np.full(psi.shape[1], spread + 1e-8, np.float32))
+        return cls(mean.astype(np.float32), (np.sqrt(np.maximum(var, 0)) + 1e-6).astype(np.float32))
 
-    def forward(self, psi: np.ndarray) -> np.ndarray:
-        return ((psi - self.mean) / self.scale).astype(np.float32)
+    def forward(self, psi: np.ndarray, chunk: int = 65536) -> np.ndarray:
+        out = np.empty(np.shape(psi), dtype=np.float32)  # chunked: no full-size temporaries for big corpora
+        for i in range(0, len(out), chunk):
+            out[i:i + chunk] = (np.asarray(psi[i:i + chunk], dtype=np.float32) - self.mean) / self.scale
+        return out
 
     def inverse(self, x: np.ndarray) -> np.ndarray:
         return (x * self.scale + self.mean).astype(np.float32)
@@ -288,7 +307,7 @@ class Tokenizer:
         psi = np.asarray(psi, dtype=np.float32)
         if psi.ndim != 2 or len(psi) < 10:
             raise ValueError(f"need an (n, D) psi array with n >= 10, got shape {psi.shape}")
-        if not np.isfinite(psi).all():
+        if not all(np.isfinite(psi[i:i + 65536]).all() for i in range(0, len(psi), 65536)):
             raise ValueError("psi contains NaN or inf: pass successful frames only (success == 1)")
         config.setdefault("dim", psi.shape[1])
         cfg = TokenizerConfig.from_dict(config)
@@ -299,7 +318,7 @@ class Tokenizer:
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         train_idx, val_idx = split_groups(len(psi), groups, cfg.val_fraction, cfg.seed)
-        std = Standardiser.fit(psi[train_idx], cfg.psi_kind)
+        std = Standardiser.fit(psi, cfg.psi_kind, train_idx)
         x_all = torch.from_numpy(std.forward(psi))  # one standardised copy; batches are gathered from it
         train_t, val_t = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
         dev = resolve_device(device)
@@ -353,6 +372,7 @@ class Tokenizer:
             data["val_groups"] = sorted(set(groups[val_idx]))
         summary = TrainingSummary(n_train=len(train_idx), n_val=len(val_idx), epochs_run=epoch + 1,
                                   best_epoch=best_epoch + 1, torch_threads=torch.get_num_threads(), data=data)
+        del x_all, best_state  # the standardised copy is not needed any more
         all_tokens = tok.encode(psi)
         held_idx = val_idx if len(val_idx) else train_idx
         held = psi[held_idx]
@@ -415,10 +435,9 @@ class Tokenizer:
     def encode(self, psi: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """(n, D) psi -> (n, K) token ids (int64)."""
         psi = self.check_psi(psi)
-        x = torch.from_numpy(self.standardiser.forward(psi))
         out = []
-        for i in range(0, len(x), batch_size):
-            xb = x[i : i + batch_size].to(self.device)
+        for i in range(0, len(psi), batch_size):  # standardised batch by batch: memory stays at one batch
+            xb = torch.from_numpy(self.standardiser.forward(psi[i : i + batch_size])).to(self.device)
             out.append(self.model.indices(self.model.encoder(xb)).cpu())
         return torch.cat(out).numpy().astype(np.int64) if out else np.zeros((0, self.levels), np.int64)
 
