@@ -99,6 +99,8 @@ def test_compact_tables_read_old_ones(serial, tmp_path):
     assert os.path.getsize(again) < 0.5 * os.path.getsize(old_path)
     fast = read_arrays(again, ["psi", "lm"], successful_only=True)
     ok = new["success"] == 1
+    assert fast["psi"].shape == (ok.sum(), 1404) and fast["lm"].shape == (ok.sum(), 478 * 3)
+    assert sum(c.startswith("lm_") for c in new.columns) == 478 * 3  # every table keeps its landmarks
     np.testing.assert_array_equal(fast["psi"], new.loc[ok, [f"psi_{i}" for i in range(1404)]].to_numpy(np.float32))
     np.testing.assert_array_equal(read_arrays(old_path, ["psi"], successful_only=True)["psi"], fast["psi"])
     # values are stored to 10 micrometres (psi) and 1e-4 image units (landmarks), no coarser
