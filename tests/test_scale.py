@@ -117,6 +117,10 @@ def test_fps_start_end(tmp_path):
     t = df["timestamp"].to_numpy()
     assert t.min() >= 2.0 - 0.05 and t.max() < 6.0 and 19 <= len(df) <= 21  # 4 s at 5 frames/s
     assert np.allclose(np.diff(t), 0.2, atol=0.05)
+    lean = extract_file(VIDEOS / "WolfgangLanger_Pexels.mp4", ExtractOptions(landmarks=False, progress=False, end=5.0))
+    assert not any(c.startswith("lm_") for c in lean.columns) and lean["psi_0"].notna().any()
+    write_table(lean, tmp_path / "lean.parquet")
+    assert os.path.getsize(tmp_path / "lean.parquet") / len(lean) < 4000  # bytes per frame without landmarks
     run = dfe("extract", VIDEOS / "single_face.mp4", "-o", tmp_path, "--fps", "0", check=False)
     assert run.returncode == 2 and "--fps must be positive" in run.stderr
 

@@ -67,6 +67,7 @@ def extract(
                                  "track (dfe 0.1: a track's calm frames; photos: the canonical face), canonical."),
     persons: Optional[Path] = typer.Option(None, help="CSV with columns image,person: photos of one person share one identity fit."),
     face_model: Optional[Path] = typer.Option(None, help="Your own face model file (default: the bundled one; see scripts/build_face_model.py)."),
+    landmarks: bool = typer.Option(True, "--landmarks/--no-landmarks", help="Keep MediaPipe's 478 raw landmarks in the tables (--no-landmarks: about half the bytes)."),
     fps: Optional[float] = typer.Option(None, help="Videos: read at most this many frames per second."),
     start: Optional[float] = typer.Option(None, help="Videos: start at this second."),
     end: Optional[float] = typer.Option(None, help="Videos: stop at this second."),
@@ -85,7 +86,7 @@ def extract(
     opts = ExtractOptions(max_faces=max_faces, landmarker_model=str(landmarker_model) if landmarker_model else None,
                           neutral=neutral, format=format, overwrite=overwrite, identity=identity,
                           persons=str(persons) if persons else None, face_model=str(face_model) if face_model else None,
-                          fps=fps, start=start, end=end)
+                          fps=fps, start=start, end=end, landmarks=landmarks)
     try:
         opts.sampling  # bad --fps/--start/--end: one sentence before any work
         report = run(inputs or [], output, opts, retry_failed=retry_failed, workers=_workers(workers),

@@ -45,6 +45,7 @@ class ExtractOptions:
     fps: float | None = None  # videos: at most this many frames per second
     start: float | None = None  # videos: from this second
     end: float | None = None  # videos: up to this second
+    landmarks: bool = True  # keep the 478 raw landmarks (lm_*) in the table (about half of its bytes)
 
     @property
     def sampling(self) -> Sampling:
@@ -299,7 +300,10 @@ def extract_file(path: str | Path, options: ExtractOptions | None = None,
     options = options or ExtractOptions()
     obs = observe_file(path, options, landmarker, progress)
     model = load_face_model(options.face_model)
-    return observations_table(obs, options.identity, model, neutral_mesh, neutral_name, person)
+    table = observations_table(obs, options.identity, model, neutral_mesh, neutral_name, person)
+    if not options.landmarks:
+        table = table.drop(columns=LANDMARK_COLUMNS)
+    return table
 
 
 # ---------------------------------------------------------------- a batch
@@ -313,7 +317,8 @@ def output_options(options: ExtractOptions) -> dict:
     return {"max_faces": options.max_faces, "landmarker_model": options.landmarker_model, "neutral": options.neutral,
             "identity": options.identity, "face_model": file_sha256(model), "persons": options.persons,
             "max_align_rmse": options.max_align_rmse, "format": options.format,
-            **({"fps": options.fps, "start": options.start, "end": options.end} if options.sampling != Sampling() else {})}
+            **({"fps": options.fps, "start": options.start, "end": options.end} if options.sampling != Sampling() else {}),
+            **({"landmarks": False} if not options.landmarks else {})}
 
 
 def _error_message(e: Exception) -> str:
