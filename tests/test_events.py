@@ -198,6 +198,10 @@ def test_events_cli_writes_tables_eaf_and_timeline_and_resumes(extracted, tmp_pa
     assert run.returncode == 1 and "broken.csv" in run.stderr and "not a dfe per-frame table" in run.stderr
     ev = pd.read_parquet(out / f"{WOLFGANG}.events.parquet")
     assert len(ev) > 20 and (ev["duration"] >= 0.1 - 1e-9).all() and (ev["video"] == WOLFGANG).all()
+    from dfe.elan import read_eaf
+
+    named = ev[ev["name"] != "unnamed"].iloc[0]  # annotations carry the code's name in words
+    assert f"{named['label']}: {named['name']}" in set(read_eaf(out / f"{WOLFGANG}.eaf")["value"])
     assert (out / f"{WOLFGANG}.eaf").is_file() and not list(out.glob("*.bak"))
     assert (out / f"{WOLFGANG}.timeline.png").stat().st_size > 20_000
     again = subprocess.run(cmd, capture_output=True, text=True)

@@ -9,7 +9,8 @@ Tier layouts written by :func:`write_eaf`:
   level its code took in it. ELAN tiers hold no overlapping annotations, so where two events of
   one level overlap, the earlier one is cut at the later one's onset.
 
-Each annotation's value is the event's label, e.g. ``code 17`` (the events table has the rest).
+Each annotation's value is the event's label and, when the code is named, its name, e.g.
+``code 17: lip corners pulled up and out`` (the events table has the rest).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def _mimetype(media: str) -> str:
 def _level_spans(events: pd.DataFrame) -> list[tuple[str, int, int, str]]:
     out = []
     for level, ev in events.groupby("level", sort=True):
-        rows = [(_ms(a), _ms(b), lab) for a, b, lab in zip(ev["onset"], ev["offset"], ev["label"])]
+        rows = [(_ms(a), _ms(b), _value(lab, name)) for a, b, lab, name in zip(ev["onset"], ev["offset"], ev["label"],
+                                                                             _names(ev))]
         rows.sort()
         for i, (a, b, lab) in enumerate(rows):
             end = min(b, rows[i + 1][0]) if i + 1 < len(rows) else b
@@ -51,11 +53,21 @@ def _level_spans(events: pd.DataFrame) -> list[tuple[str, int, int, str]]:
     return out
 
 
+def _value(label: str, name) -> str:
+    """An annotation's text: ``code 17``, or ``code 17: lip corners pulled up and out`` when named."""
+    return f"{label}: {name}" if isinstance(name, str) and name and name not in ("unnamed", label) else str(label)
+
+
+def _names(events: pd.DataFrame):
+    return events["name"] if "name" in events.columns else [None] * len(events)
+
+
 def _code_spans(events: pd.DataFrame) -> list[tuple[str, int, int, str]]:
     out = []
-    for a, b, lab, resting in zip(events["onset"], events["offset"], events["label"], events["resting"]):
+    for a, b, lab, name, resting in zip(events["onset"], events["offset"], events["label"], _names(events),
+                                        events["resting"]):
         if _ms(b) > _ms(a):
-            out.append((str(lab) + (" (resting)" if bool(resting) else ""), _ms(a), _ms(b), str(lab)))
+            out.append((str(lab) + (" (resting)" if bool(resting) else ""), _ms(a), _ms(b), _value(lab, name)))
     return out
 
 

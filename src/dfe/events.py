@@ -31,7 +31,7 @@ Frames without a face (``success == 0``) are left out; the time they take still 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
@@ -270,11 +270,13 @@ def blendshape_events(df: pd.DataFrame, options: EventOptions = EventOptions()) 
     return _tagged(parts, _video_of(df))
 
 
-def name_events(events: pd.DataFrame, names: dict[int, str]) -> pd.DataFrame:
-    """Replace token events' labels with code names where ``names`` has one."""
+def name_events(events: pd.DataFrame, names: dict) -> pd.DataFrame:
+    """Add a ``name`` column: each token event's code in words (:mod:`dfe.naming`; ``names`` maps
+    a code to a :class:`~dfe.naming.CodeName` or a string); blendshape events keep their label."""
     out = events.copy()
-    tok = out["source"] == "tokens"
-    out.loc[tok, "label"] = [names.get(int(c), lab) for c, lab in zip(out.loc[tok, "code"], out.loc[tok, "label"])]
+    words = {int(c): getattr(n, "name", n) for c, n in names.items()}
+    out["name"] = [words.get(int(c), "") if src == "tokens" else lab
+                   for c, src, lab in zip(out["code"], out["source"], out["label"])]
     return out
 
 
@@ -301,10 +303,6 @@ def interval_overlap(events: pd.DataFrame, start: float, end: float) -> pd.Serie
     return pd.Series(inter / max(end - start, 1e-9), index=events.index)
 
 
-def with_options(options: EventOptions, **changes) -> EventOptions:
-    return replace(options, **{k: v for k, v in changes.items() if v is not None})
-
-
 # ---------------------------------------------------------------------------- a corpus of tables
 
 def events_corpus(tables: list, model, outdir, options: EventOptions = EventOptions(), fmt: str = "parquet",
@@ -316,6 +314,7 @@ def events_corpus(tables: list, model, outdir, options: EventOptions = EventOpti
     from pathlib import Path
 
     from dfe.elan import write_eaf
+    from dfe.naming import name_codes
     from dfe.runner import StageResult, run_stage
     from dfe.table import find_tables, read_table, token_columns
     from dfe.timeline import timeline_figure
@@ -333,6 +332,7 @@ def events_corpus(tables: list, model, outdir, options: EventOptions = EventOpti
             df = encode_table(df, model)
         df["video"] = video
         ev = token_events(df, model, options)
+        ev = name_events(ev, name_codes(model, sorted(set(ev["code"].astype(int)))))
         media = str(df["file"].iloc[0]) if "file" in df.columns and len(df) else None
         write_eaf(ev, outdir / f"{video}.eaf", media if media and Path(media).is_file() else None, tiers)
         if timeline:
