@@ -62,9 +62,8 @@ class Usage:
         n, K = self.tokens.shape
         N = self.per_level.shape[0]
         m = sparse.csr_matrix((np.ones(n * K), (np.repeat(np.arange(n), K), self.tokens.ravel())), shape=(n, N))
-        m.data[:] = 1  # a code twice in one frame counts once
         m.sum_duplicates()
-        m.data = np.minimum(m.data, 1)
+        m.data = np.minimum(m.data, 1)  # a code twice in one frame counts once
         co = (m.T @ m).tocsr()
         co.setdiag(0)
         co.eliminate_zeros()

@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from dfe.table import BLENDSHAPE_COLUMNS, psi_columns, token_columns
+from dfe.table import BLENDSHAPE_COLUMNS, psi_columns, token_columns, window_id, window_video
 
 log = logging.getLogger(__name__)
 
@@ -216,14 +216,6 @@ def event_statistics(events: pd.DataFrame, n_units: int, minutes: float) -> spar
     return sparse.hstack([sparse.csr_matrix(stats.ravel()), sparse.csr_matrix(trans), sparse.csr_matrix(co)]).tocsr()
 
 
-def _minutes(df: pd.DataFrame) -> float:
-    """Length of a video's table in minutes (its timestamps' span plus one frame period)."""
-    from dfe.events import frame_period
-
-    t = df["timestamp"].to_numpy(float)
-    return float((t.max() - t.min() + frame_period(np.sort(t))) / 60) if len(t) else 0.0
-
-
 class EventFeatures(TransformerMixin, BaseEstimator):
     """Dynamic features per video (:func:`event_statistics`) from events of dfe's codes
     (``source="tokens"``, needs encoded tables) or of the 52 blendshapes (``source="blendshapes"``:
@@ -248,12 +240,21 @@ class EventFeatures(TransformerMixin, BaseEstimator):
             n_units, events_of = len(BLENDSHAPE_COLUMNS), lambda df: blendshape_events(df, options=options)
         else:
             raise ValueError("source must be 'tokens' or 'blendshapes'")
-        return sparse.vstack([event_statistics(events_of(df), n_units, _minutes(df)) for df in X]).tocsr()
+        from dfe.events import duration
+
+        return sparse.vstack([event_statistics(events_of(df), n_units, duration(df["timestamp"]) / 60)
+                              for df in X]).tocsr()
+
+    def fit_transform(self, X, y=None):
+        """Keep the features seen in any training video (most code pairs never occur); the events
+        of the training videos are computed once."""
+        features = self._features(X)
+        self.columns_ = np.flatnonzero(np.asarray((features != 0).sum(0)).ravel())
+        self.n_features_out_ = len(self.columns_)
+        return features[:, self.columns_]
 
     def fit(self, X, y=None):
-        """Keep the features seen in any training video (most code pairs never occur)."""
-        self.columns_ = np.flatnonzero(np.asarray((self._features(X) != 0).sum(0)).ravel())
-        self.n_features_out_ = len(self.columns_)
+        self.fit_transform(X)
         return self
 
     def transform(self, X):
@@ -291,19 +292,18 @@ def split_windows(df: pd.DataFrame, seconds: float) -> list[pd.DataFrame]:
     for w in np.unique(idx):
         part = df[idx == w].copy()
         part["window"] = int(w)
-        part["video"] = f"{df['video'].iloc[0]}@{int(w)}"
+        part["video"] = window_id(df["video"].iloc[0], w)
         out.append(part)
     return out
 
 
 def _seconds(path) -> float:
-    """A table's length in seconds (last timestamp plus one frame period)."""
-    from dfe.events import frame_period
+    """A table's length in seconds from 0 (where ELAN's time starts) to its last frame's end."""
+    from dfe.events import duration
     from dfe.table import read_table
 
-    df = pd.read_parquet(path, columns=["timestamp"]) if Path(path).suffix == ".parquet" else read_table(path)
-    t = np.sort(df["timestamp"].to_numpy(float))
-    return float(t[-1] + frame_period(t)) if len(t) else 0.0
+    t = read_table(path, columns=["timestamp"])["timestamp"].to_numpy(float)
+    return float(t.min() + duration(t)) if len(t) else 0.0
 
 
 @dataclass
@@ -351,7 +351,7 @@ def load_task(tables: list, labels: str | Path, target: str, group: str | None =
         raise ValueError(f"labels file {labels} has more than one row for {dup!r}: give each video (or window) one row")
     lab = lab.set_index(id_col)
     # ids "video@k" label window k of a video (see split_windows); plain ids label a whole video
-    labelled = {i.rsplit("@", 1)[0] if "@" in i and i.rsplit("@", 1)[1].isdigit() else i for i in lab.index}
+    labelled = {window_video(i) for i in lab.index}
     paths = {video_id(p): p for p in find_tables(tables)}
     warnings = []
     no_table = sorted(labelled - set(paths))
@@ -424,11 +424,14 @@ def feature_sets(codebook_size: int, user_table: pd.DataFrame | None = None,
     from sklearn.pipeline import make_union
 
     has_blendshapes = columns is None or set(BLENDSHAPE_COLUMNS) <= columns
-    sets = {"dfe tokens (BoW)": BagOfTokens(codebook_size, weighting="log", norm="l2")}
+
+    def bag():
+        return BagOfTokens(codebook_size, weighting="log", norm="l2")
+
+    sets = {"dfe tokens (BoW)": bag()}
     if dynamic:
         sets["dfe events (dynamic)"] = EventFeatures(codebook_size)
-        sets["dfe tokens + events"] = make_union(BagOfTokens(codebook_size, weighting="log", norm="l2"),
-                                                 EventFeatures(codebook_size))
+        sets["dfe tokens + events"] = make_union(bag(), EventFeatures(codebook_size))
     if has_blendshapes:
         sets["blendshape functionals (AU-like)"] = BlendshapeFunctionals()
         sets["blendshape BoW (k-means)"] = BlendshapeBoW(n_words=codebook_size)
@@ -619,7 +622,7 @@ def tokenizer_statement(data: TaskData, refit_tokenizer: dict | None, model) -> 
         return ("as written in the tables; this report cannot tell whether their tokenizer saw the test videos "
                 "(pass --model to check, or --refit-tokenizer to fit one per fold)")
     seen = model.seen_groups
-    videos = {i.rsplit("@", 1)[0] for i in data.ids}
+    videos = {window_video(i) for i in data.ids}
     if seen is None:
         return "as written in the tables, by a model that does not record what it was trained on (dfe 0.2 or older)"
     overlap = sorted(videos & seen)

@@ -15,6 +15,7 @@ Each annotation's value is the event's label and, when the code is named, its na
 
 from __future__ import annotations
 
+import mimetypes
 import os
 from pathlib import Path
 
@@ -30,14 +31,6 @@ class ElanError(ValueError):
 
 def _ms(seconds: float) -> int:
     return int(round(float(seconds) * 1000))
-
-
-def _mimetype(media: str) -> str:
-    suffix = Path(media).suffix.lower()
-    if suffix in (".wav", ".mp3"):
-        return "audio/x-wav" if suffix == ".wav" else "audio/mpeg"
-    return {".mp4": "video/mp4", ".mov": "video/quicktime", ".mpg": "video/mpeg", ".mpeg": "video/mpeg"}.get(
-        suffix, "video/*")
 
 
 def _level_spans(events: pd.DataFrame) -> list[tuple[str, int, int, str]]:
@@ -81,7 +74,8 @@ def write_eaf(events: pd.DataFrame, path: str | Path, media: str | None = None, 
     eaf = Eaf(author="dfe")
     eaf.remove_tier("default")
     if media:
-        eaf.add_linked_file(str(Path(media).resolve()), relpath=Path(media).name, mimetype=_mimetype(media))
+        eaf.add_linked_file(str(Path(media).resolve()), relpath=Path(media).name,
+                            mimetype=mimetypes.guess_type(str(media))[0] or "video/*")
     spans = _code_spans(events) if tiers == "code" else _level_spans(events)
     for tier in dict.fromkeys(s[0] for s in spans):
         eaf.add_tier(tier)
@@ -143,6 +137,8 @@ def eaf_labels(labels: str | Path, tier: str, window: float | None = None,
     ``window`` seconds (ids ``video@k``, as ``dfe evaluate-task --window`` cuts them), the value of
     ``tier`` covering most of it (``none`` where nothing is annotated). ``durations``: each video's
     length in seconds (default: up to its last annotation)."""
+    from dfe.table import window_id
+
     rows = []
     for path in find_eafs(labels):
         ann = read_eaf(path)
@@ -154,7 +150,7 @@ def eaf_labels(labels: str | Path, tier: str, window: float | None = None,
         length = (durations or {}).get(video, float(ann["end"].max()) if len(ann) else 0.0)
         if window:
             for k in range(int(np.ceil(length / window))):
-                rows.append({"video": f"{video}@{k}", tier: window_label(ann, k * window, min((k + 1) * window, length))})
+                rows.append({"video": window_id(video, k), tier: window_label(ann, k * window, min((k + 1) * window, length))})
         else:
             rows.append({"video": video, tier: window_label(ann, 0.0, length)})
     return pd.DataFrame(rows, columns=["video", tier])

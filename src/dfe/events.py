@@ -65,6 +65,12 @@ def frame_period(t: np.ndarray) -> float:
     return float(np.median(steps)) if len(steps) else 1 / 30
 
 
+def duration(t: np.ndarray) -> float:
+    """Seconds a run of frames covers: the span of its timestamps plus one frame period."""
+    t = np.sort(np.asarray(t, dtype=float))
+    return float(t[-1] - t[0] + frame_period(t)) if len(t) else 0.0
+
+
 def segments(active_frames: np.ndarray, t: np.ndarray, max_gap: float, min_duration: float,
              dt: float | None = None) -> list[tuple[int, int]]:
     """Events of one code as (first, last) positions into ``t``, from the sorted positions of the
@@ -150,10 +156,11 @@ def track_events(t: np.ndarray, tokens: np.ndarray, strength: np.ndarray | None 
     full, peaks = code_strength(codes) if code_strength is not None and len(codes) else (None, None)
     rows = []
     for j, (code, (frames, level)) in enumerate(found.items()):
-        token_st = np.full(len(t), np.nan)
-        token_st[frames] = strength[frames, level - 1]  # the same projection at whichever level the code sits
-        st, on = token_st, frames
-        if full is not None:
+        on = frames
+        if full is None:
+            st = np.full(len(t), np.nan)
+            st[frames] = strength[frames, level - 1]  # the same projection at whichever level the code sits
+        else:
             st = full[:, j].astype(float)
             typical = float(np.median(st[frames]))
             if options.hold is not None and typical >= 0.5 * peaks[j]:
@@ -196,14 +203,9 @@ def _frame_of(rows: list[dict]) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------- tables in, events out
 
-def strength_columns(df: pd.DataFrame) -> list[str]:
-    import re
-
-    return sorted((c for c in df.columns if re.fullmatch(r"strength_\d+", c)), key=lambda c: int(c[9:]))
-
-
 def _strength_and_peaks(model, psi: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return model.code_strength(psi, codes), model.code_peaks()[codes]
+    deformations = model.code_deformations()
+    return model.code_strength(psi, codes, deformations), model.code_peaks(deformations)[codes]
 
 
 def _tracks(df: pd.DataFrame):
@@ -233,7 +235,7 @@ def token_events(df: pd.DataFrame, model=None, options: EventOptions = EventOpti
     measured in every frame and events are held (``options.hold``). Without it, strength comes
     from the table's ``strength_k`` columns (written by ``dfe encode``; token frames only, no
     hold); tables from dfe 0.2 and older have none, so strength is NaN and the apex is the onset."""
-    from dfe.table import token_columns
+    from dfe.table import strength_columns, token_columns
 
     tok_cols = token_columns(df)
     if not tok_cols:
@@ -243,12 +245,10 @@ def token_events(df: pd.DataFrame, model=None, options: EventOptions = EventOpti
     for face, track in _tracks(df):
         tokens = track[tok_cols].to_numpy(np.int64)
         strength, code_strength = None, None
-        if model is not None:
+        if model is not None:  # strength of every used code in every frame (the tokens' own among them)
             from dfe.tokenizer import table_psi
 
-            psi = table_psi(track, model.config.psi_kind)
-            strength = model.strength(psi, tokens)
-            code_strength = partial(_strength_and_peaks, model, psi)
+            code_strength = partial(_strength_and_peaks, model, table_psi(track, model.config.psi_kind))
         elif len(str_cols) == len(tok_cols):
             strength = track[str_cols].to_numpy(float)
         ev = track_events(track["timestamp"].to_numpy(float), tokens, strength, options, code_strength)
@@ -337,7 +337,7 @@ def events_corpus(tables: list, model, outdir, options: EventOptions = EventOpti
         write_eaf(ev, outdir / f"{video}.eaf", media if media and Path(media).is_file() else None, tiers)
         if timeline:
             timeline_figure(ev, df, outdir / f"{video}.timeline.png", title=f"{video}: {len(ev)} events")
-        return StageResult(ev, int(df["frame"].nunique()) if "frame" in df else len(df), int((df["success"] == 1).sum()))
+        return StageResult.counted(ev, df)
 
     opts = {"model": model.fingerprint(), **options.__dict__, "tiers": tiers, "timeline": timeline}
     return run_stage(find_tables(tables), outdir, process, opts, f".events.{fmt}", overwrite, show_progress=progress,

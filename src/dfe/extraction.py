@@ -341,22 +341,14 @@ class Extractor:
 
     def __init__(self, options: ExtractOptions, neutrals: dict, persons: dict):
         self.options, self.neutrals, self.persons = options, neutrals, persons
-        self._landmarker = None
-        self._refs = None
-
-    def __getstate__(self):  # the landmarker stays in the process that made it
-        return {"options": self.options, "neutrals": self.neutrals, "persons": self.persons,
-                "_landmarker": None, "_refs": None}
 
     def __call__(self, path: Path) -> StageResult:
         from dfe.runner import StageResult
 
         options = self.options
-        if media_kind(path) == "image" and self._landmarker is None:
-            self._landmarker, self._refs = _image_state(options, self.persons)
-        refs: _References | None = self._refs
+        landmarker, refs = _image_state(options, self.persons) if media_kind(path) == "image" else (None, None)
         ref = self.neutrals.get(path)
-        df = extract_file(path, options, self._landmarker, refs.neutral(ref) if ref and refs else None,
+        df = extract_file(path, options, landmarker, refs.neutral(ref) if ref and refs else None,
                           ref.name if ref else None, progress=False, person=refs.person(path) if refs else None)
         frames, expected = int(df["frame"].nunique()), df.attrs.get("expected_frames", 1)
         error = (f"truncated video: the container ends after {frames} of {expected} frames (partial table kept)"
@@ -365,7 +357,6 @@ class Extractor:
 
     def close(self) -> None:
         _close_image_state()
-        self._landmarker = self._refs = None
 
 
 _IMAGE_STATE: dict = {}  # per process: one IMAGE-mode landmarker (and reference fits) for all its photos

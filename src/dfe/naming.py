@@ -18,9 +18,8 @@ the user's tables, so one model always gets the same names. "Left" is the person
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -107,31 +106,44 @@ class NamingModel:
             shapes = z["shapes"].reshape(len(z["names"]), -1, 3)
             return cls(shapes, tuple(str(n) for n in z["names"]), canonical_mesh().vertices)
 
-    @property
-    def meta(self) -> dict:
-        with np.load(DATA_FILE) as z:
-            return json.loads(str(z["meta"]))
+    @cached_property
+    def candidates(self) -> tuple[np.ndarray, list[tuple[str, str]]]:
+        """One column per (unit, side): the unit's shape on that side alone (or its single shape).
+        Built once per model."""
+        cols, keys = [], []
+        index = {n: i for i, n in enumerate(self.names)}
+        for au, (_, shapes) in ACTION_UNITS.items():
+            sides = [("left", s) for s in shapes if s.endswith("Left")] + [("right", s) for s in shapes if s.endswith("Right")]
+            if sides:
+                for side, s in sides:
+                    cols.append(self.shapes[index[s]].ravel())
+                    keys.append((au, side))
+            else:
+                cols.append(sum(self.shapes[index[s]] for s in shapes).ravel())
+                keys.append((au, ""))
+        return np.stack(cols, 1), keys
+
+    @cached_property
+    def region_sides(self) -> dict[str, dict[str, np.ndarray]]:
+        """Per region, the vertex ids of its right and left side (midline vertices in both).
+        Built once per model."""
+        out = {}
+        for region, (right, left, radius, _, _) in REGIONS.items():
+            sides = {"right": self._near(right, radius), "left": self._near(left, radius)}
+            if region in MIDLINE:
+                mid = self._near(MIDLINE[region], radius)
+                sides = {k: np.union1d(v, mid) for k, v in sides.items()}
+            out[region] = sides
+        return out
+
+    def _near(self, centres: list[int], radius: float) -> np.ndarray:
+        d = np.linalg.norm(self.vertices[:, None, :] - self.vertices[centres][None], axis=2).min(1)
+        return np.flatnonzero(d <= radius)
 
 
 @lru_cache(maxsize=1)
 def default_model() -> NamingModel:
     return NamingModel.load()
-
-
-def _candidates(model: NamingModel) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """One column per (unit, side): the unit's shape on that side alone (or its single shape)."""
-    cols, keys = [], []
-    index = {n: i for i, n in enumerate(model.names)}
-    for au, (_, shapes) in ACTION_UNITS.items():
-        sides = [("left", s) for s in shapes if s.endswith("Left")] + [("right", s) for s in shapes if s.endswith("Right")]
-        if sides:
-            for side, s in sides:
-                cols.append(model.shapes[index[s]].ravel())
-                keys.append((au, side))
-        else:
-            cols.append(sum(model.shapes[index[s]] for s in shapes).ravel())
-            keys.append((au, ""))
-    return np.stack(cols, 1), keys
 
 
 def fit_action_units(displacement: np.ndarray, model: NamingModel | None = None) -> tuple[list[dict], float]:
@@ -141,7 +153,7 @@ def fit_action_units(displacement: np.ndarray, model: NamingModel | None = None)
     from scipy.optimize import nnls
 
     model = model or default_model()
-    A, keys = _candidates(model)
+    A, keys = model.candidates
     d = np.asarray(displacement, dtype=float).ravel()
     w, _ = nnls(A, d)
     fit = A @ w
@@ -169,22 +181,13 @@ def fit_action_units(displacement: np.ndarray, model: NamingModel | None = None)
     return units, similarity
 
 
-def _region_vertices(model: NamingModel, centres: list[int], radius: float) -> np.ndarray:
-    v = model.vertices
-    d = np.linalg.norm(v[:, None, :] - v[centres][None], axis=2).min(1)
-    return np.flatnonzero(d <= radius)
-
-
 def describe_regions(displacement: np.ndarray, model: NamingModel | None = None) -> list[dict]:
     """The regions that move, strongest first: side, mean displacement (cm) and plain words."""
     model = model or default_model()
     disp = np.asarray(displacement, dtype=float).reshape(-1, 3)
     found = []
-    for region, (right, left, radius, up, down) in REGIONS.items():
-        sides = {"right": _region_vertices(model, right, radius), "left": _region_vertices(model, left, radius)}
-        if region in MIDLINE:
-            mid = _region_vertices(model, MIDLINE[region], radius)
-            sides = {k: np.union1d(v, mid) for k, v in sides.items()}
+    for region, (_, _, _, up, down) in REGIONS.items():
+        sides = model.region_sides[region]
         mags = {k: float(np.linalg.norm(disp[v], axis=1).mean()) for k, v in sides.items()}
         strong = max(mags.values())
         if strong < MIN_PEAK_CM:
@@ -256,23 +259,23 @@ def blendshape_geometry(scores: np.ndarray, model: NamingModel | None = None) ->
     return np.tensordot(scores, basis, axes=([-1], [0]))
 
 
-def code_geometry(tok, code: int, model: NamingModel | None = None) -> np.ndarray | None:
-    """A code's displacement on the canonical face (468, 3), or None for FLAME codes."""
+def code_geometry(tok, codes, model: NamingModel | None = None) -> np.ndarray | None:
+    """Codes' displacements on the canonical face (n, 468, 3), decoded together; None for FLAME."""
     kind = tok.config.psi_kind
+    if kind not in ("geometry", "blendshapes"):
+        return None
+    deformations = tok.decode_code(np.asarray(list(codes), dtype=np.int64))
     if kind == "geometry":
-        return tok.decode_code(int(code)).reshape(-1, 3)
-    if kind == "blendshapes":
-        return blendshape_geometry(tok.decode_code(int(code)), model)
-    return None
+        return deformations.reshape(len(deformations), -1, 3)
+    return blendshape_geometry(deformations, model)
 
 
 def name_codes(tok, codes=None, model: NamingModel | None = None) -> dict[int, CodeName]:
     """Names of a tokenizer's codes (all, or ``codes``). Geometry codes are named from their
     displacement; blendshape-kind codes from the reference shapes their blendshapes stand for
     (not from a rig fitted on the user's tables); FLAME codes are left unnamed."""
-    codes = range(tok.codebook_size) if codes is None else codes
-    out = {}
-    for c in codes:
-        geometry = code_geometry(tok, int(c), model)
-        out[int(c)] = CodeName("unnamed") if geometry is None else name_displacement(geometry, model)
-    return out
+    codes = [int(c) for c in (range(tok.codebook_size) if codes is None else codes)]
+    geometry = code_geometry(tok, codes, model) if codes else None
+    if geometry is None:
+        return {c: CodeName("unnamed") for c in codes}
+    return {c: name_displacement(g, model) for c, g in zip(codes, geometry)}

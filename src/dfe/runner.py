@@ -272,6 +272,12 @@ class StageResult:
     faces: int
     error: str | None = None  # set: the table is kept but the input counts as failed (e.g. truncated)
 
+    @classmethod
+    def counted(cls, table, frames_table=None) -> "StageResult":
+        """``table`` with the frames and faces of ``frames_table`` (default: ``table`` itself)."""
+        df = table if frames_table is None else frames_table
+        return cls(table, int(df["frame"].nunique()) if "frame" in df else len(df), int((df["success"] == 1).sum()))
+
 
 @dataclass
 class _Job:
@@ -290,14 +296,12 @@ class _Job:
 
 
 def _work(process: Callable, path: Path, partial: Path, job_id: str, pass_id: bool,
-          on_error: Callable[[Exception], str] | None = None, sink=None):
+          on_error: Callable[[Exception], str] | None = None):
     """Run one input (in any process) and write its table to ``partial``: (frames, faces, error,
     seconds, failed). A worker never touches the manifest; the driver commits."""
     from dfe import progress
     from dfe.table import write_table
 
-    if sink is not None:
-        progress.set_sink(sink.put)
     start = time.perf_counter()
     try:
         result = process(path, job_id) if pass_id else process(path)
@@ -530,7 +534,7 @@ class EncodeTable:
 
         df = encode_table(read_table(path), self.model)
         progress.frames_done(len(df))
-        return StageResult(df, int(df["frame"].nunique()) if "frame" in df else len(df), int((df["success"] == 1).sum()))
+        return StageResult.counted(df)
 
 
 def encode_corpus(tables: list[str | Path], model, outdir: str | Path | None = None, in_place: bool = False,

@@ -48,6 +48,12 @@ def token_columns(df: pd.DataFrame) -> list[str]:
     return sorted(cols, key=lambda c: int(c[4:]))
 
 
+def strength_columns(df: pd.DataFrame) -> list[str]:
+    """``strength_1 .. strength_K`` (written by ``dfe encode``), in level order."""
+    cols = [c for c in df.columns if re.fullmatch(r"strength_\d+", c)]
+    return sorted(cols, key=lambda c: int(c[9:]))
+
+
 def _block(df: pd.DataFrame, cols: list[str], dtype, successful_only: bool, missing: str) -> np.ndarray:
     if not cols:
         raise ValueError(missing)
@@ -252,6 +258,17 @@ def find_tables(inputs: list[str | Path]) -> list[Path]:
 def video_id(path: str | Path) -> str:
     """The id a table is known by in label files: its file stem."""
     return Path(path).stem
+
+
+def window_id(video: str, k: int) -> str:
+    """The id of window ``k`` of a video (``dfe evaluate-task --window``): ``video@k``."""
+    return f"{video}@{int(k)}"
+
+
+def window_video(item_id: str) -> str:
+    """The video a window id belongs to (a plain video id is returned as it is)."""
+    head, _, tail = str(item_id).rpartition("@")
+    return head if head and tail.isdigit() else str(item_id)
 
 
 def load_tables(paths: list[str | Path]) -> pd.DataFrame:

@@ -464,20 +464,21 @@ class Tokenizer:
         """(N, D): every code's deformation in data units."""
         return self.decode_code(np.arange(self.codebook_size))
 
-    def code_peaks(self) -> np.ndarray:
-        """(N,) each code's peak: its largest vertex displacement (geometry) or largest value."""
-        d = self.code_deformations()
+    def code_peaks(self, deformations: np.ndarray | None = None) -> np.ndarray:
+        """(N,) each code's peak: its largest vertex displacement (geometry) or largest value.
+        ``deformations``: :meth:`code_deformations`, when the caller has them already."""
+        d = self.code_deformations() if deformations is None else deformations
         if self.config.psi_kind == "geometry":
             return np.linalg.norm(d.reshape(len(d), -1, 3), axis=2).max(1)
         return np.abs(d).max(1)
 
-    def strength_basis(self) -> np.ndarray:
+    def strength_basis(self, deformations: np.ndarray | None = None) -> np.ndarray:
         """(N, D) rows b_c with strength = (psi - mean) . b_c: psi's least-squares multiple of the
         code's deformation d_c, times d_c's peak (the largest vertex displacement for geometry,
         the largest value for other kinds). So a frame that shows exactly the code's deformation
         has strength = its peak, in data units (cm for geometry)."""
-        d = self.code_deformations()
-        peak = self.code_peaks()
+        d = self.code_deformations() if deformations is None else deformations
+        peak = self.code_peaks(d)
         return (d * (peak / np.maximum((d**2).sum(1), 1e-12))[:, None]).astype(np.float32)
 
     def strength(self, psi: np.ndarray, tokens: np.ndarray, chunk: int = 8192) -> np.ndarray:
@@ -491,9 +492,10 @@ class Tokenizer:
             out[i:i + chunk] = np.einsum("nd,nkd->nk", p, basis[tokens[i:i + chunk]])
         return out
 
-    def code_strength(self, psi: np.ndarray, codes: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    def code_strength(self, psi: np.ndarray, codes: np.ndarray, deformations: np.ndarray | None = None,
+                      chunk: int = 8192) -> np.ndarray:
         """(n, len(codes)): every frame's strength for each of ``codes``, whether or not it is a token."""
-        basis = self.strength_basis()[np.asarray(codes, dtype=np.int64)]
+        basis = self.strength_basis(deformations)[np.asarray(codes, dtype=np.int64)]
         out = np.empty((len(psi), len(basis)), dtype=np.float32)
         for i in range(0, len(psi), chunk):
             out[i:i + chunk] = (np.asarray(psi[i:i + chunk], dtype=np.float32) - self.standardiser.mean) @ basis.T
@@ -596,6 +598,11 @@ def tensor_checksums(tensors: dict) -> dict[str, str]:
 
 # ---------------------------------------------------------------------- tables in, tables out
 
+def flame_columns(psi_kind: str) -> list[str]:
+    """``flame_0 ..`` columns of a FLAME psi kind."""
+    return [f"flame_{i}" for i in range(PSI_KINDS[psi_kind])]
+
+
 def table_psi(df, psi_kind: str = "geometry") -> np.ndarray:
     """psi of the successful rows of a per-frame table, for one psi kind."""
     from dfe.table import blendshapes_array, psi_array
@@ -605,7 +612,7 @@ def table_psi(df, psi_kind: str = "geometry") -> np.ndarray:
     if psi_kind == "blendshapes":
         return blendshapes_array(df)
     if psi_kind in ("flame", "flame+eyelids"):
-        cols = [f"flame_{i}" for i in range(PSI_KINDS[psi_kind])]
+        cols = flame_columns(psi_kind)
         if not set(cols) <= set(df.columns):
             raise ValueError(f"table has no {cols[0]}..{cols[-1]} columns (FLAME parameters of psi kind {psi_kind}): "
                              "import them with `dfe import-flame`")
@@ -614,19 +621,19 @@ def table_psi(df, psi_kind: str = "geometry") -> np.ndarray:
 
 
 def kind_array(path, psi_kind: str = "geometry") -> np.ndarray:
-    """psi of one table's successful rows for a psi kind, reading only the columns it needs."""
+    """:func:`table_psi` of one table file, reading only the columns that psi kind needs."""
     from dfe.table import BLENDSHAPE_COLUMNS, read_arrays, read_table
 
     if psi_kind == "geometry":
         return read_arrays(path, ["psi"], successful_only=True)["psi"]
-    cols = BLENDSHAPE_COLUMNS if psi_kind == "blendshapes" else [f"flame_{i}" for i in range(PSI_KINDS.get(psi_kind, 0))]
     if psi_kind not in PSI_KINDS:
         raise ValueError(f"unknown psi kind {psi_kind!r}; use one of {', '.join(PSI_KINDS)}")
+    cols = BLENDSHAPE_COLUMNS if psi_kind == "blendshapes" else flame_columns(psi_kind)
     try:
         df = read_table(path, columns=["success", *cols])
-    except (KeyError, ValueError) as e:
-        raise ValueError(f"{path} has no {cols[0]}..{cols[-1]} columns for psi kind {psi_kind} ({e})") from None
-    return df.loc[df["success"] == 1, cols].to_numpy(np.float32)
+    except (KeyError, ValueError):  # missing columns: table_psi says which, in one sentence
+        df = read_table(path, columns=["success"])
+    return table_psi(df, psi_kind)
 
 
 def sample_sizes(counts: list[int], max_frames: int | None) -> list[int]:
