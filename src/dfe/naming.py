@@ -24,39 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from dfe.units import ACTION_UNITS, ONE_SIDED  # the FACS table lives with the unit shapes
+
 DATA_FILE = Path(__file__).parent / "data" / "naming.npz"
 MIN_SIMILARITY = 0.5
 MIN_PEAK_CM = 0.02
 
-# FACS unit -> (name, shapes); ICT FaceKit's table. Pairs are fitted per side.
-ACTION_UNITS: dict[str, tuple[str, list[str]]] = {
-    "AU1": ("inner brow raiser", ["browInnerUpLeft", "browInnerUpRight"]),
-    "AU2": ("outer brow raiser", ["browOuterUpLeft", "browOuterUpRight"]),
-    "AU4": ("brow lowerer", ["browDownLeft", "browDownRight"]),
-    "AU5": ("upper lid raiser", ["eyeWideLeft", "eyeWideRight"]),
-    "AU6": ("cheek raiser", ["cheekSquintLeft", "cheekSquintRight"]),
-    "AU7": ("lid tightener", ["eyeSquintLeft", "eyeSquintRight"]),
-    "AU9": ("nose wrinkler", ["noseSneerLeft", "noseSneerRight"]),
-    "AU10": ("upper lip raiser", ["mouthShrugUpper"]),
-    "AU11": ("nasolabial deepener", ["mouthUpperUpLeft", "mouthUpperUpRight"]),
-    "AU12": ("lip corner puller", ["mouthSmileLeft", "mouthSmileRight"]),
-    "AU14": ("dimpler", ["mouthDimpleLeft", "mouthDimpleRight"]),
-    "AU15": ("lip corner depressor", ["mouthFrownLeft", "mouthFrownRight"]),
-    "AU16": ("lower lip depressor", ["mouthLowerDownLeft", "mouthLowerDownRight"]),
-    "AU17": ("chin raiser", ["mouthShrugLower"]),
-    "AU18": ("lip pucker", ["mouthPucker"]),
-    "AU20": ("lip stretcher", ["mouthStretchLeft", "mouthStretchRight"]),
-    "AU22": ("lip funneler", ["mouthFunnel"]),
-    "AU24": ("lip pressor", ["mouthPressLeft", "mouthPressRight"]),
-    "AU26/27": ("jaw drop / mouth stretch", ["jawOpen"]),
-    "AU28": ("lip suck", ["mouthRollLower", "mouthRollUpper"]),
-    "AU29": ("jaw thrust", ["jawForward"]),
-    "AU30": ("jaw sideways", ["jawLeft", "jawRight"]),
-    "AU33": ("cheek blow", ["cheekPuffLeft", "cheekPuffRight"]),
-    "AU45": ("blink / eyes closed", ["eyeBlinkLeft", "eyeBlinkRight"]),
-}
-
-ONE_SIDED = {"AU30"}
 
 # Regions: centre vertices of MediaPipe's mesh (right side, left side) and a radius in cm; words
 # for moving up / down.
