@@ -270,7 +270,7 @@ def synthesize_face(image: np.ndarray, face: SynthFace, units: list[tuple[Unit, 
     """Warp ``image`` (BGR) by the units' displacement on ``face``. Raises SynthError when the warp
     would fold the face mesh."""
     d = displacement(units)
-    src = face.pixels
+    src = target_pixels(face.alignment, np.zeros_like(d))  # the landmarks, through the same inverse
     dst = target_pixels(face.alignment, d)
     mesh = warp_mesh(src, dst, canonical_to_image(face.alignment.mesh, face.alignment), face.width, face.height)
     folded = mesh.folded(FOLD_CM2 * face.px_per_cm ** 2)
