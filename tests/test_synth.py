@@ -62,6 +62,7 @@ def test_round_trip_on_canonical_face_removes_only_the_similarity_part():
     landmarks = np.stack([img[:, 0] / w, -img[:, 1] / h, -img[:, 2] / w], 1)
     align = align_to_canonical(landmarks, w, h)
     np.testing.assert_allclose(align.mesh, mesh.vertices, atol=1e-9)
+    np.testing.assert_allclose(canonical_to_image(align.mesh, align), img, atol=1e-9)  # the inverse, exactly
     d = displacement(parse_units(["AU12=0.6", "AU4=0.6", "AU26/27=1.0"]))
     moved = canonical_to_image(align.mesh + d, align)
     np.testing.assert_allclose(image_to_pixels(moved), target_pixels(align, d), atol=1e-9)
