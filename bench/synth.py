@@ -27,7 +27,6 @@ import argparse
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 
@@ -94,7 +93,10 @@ def summary(df: pd.DataFrame, min_rise: float = 0.05) -> pd.DataFrame:
             item.update(pixel_error=ok["pixel_error"].mean(), psi_peak_cm=ok["psi_peak_cm"].mean())
         item["blendshapes that rise"] = ", ".join(top) or "-"
         out.append(item)
-    return pd.DataFrame(out)
+    cols = ["condition", "units", "people", "failed", "cos", "gain", "cos_align", "pixel_error", "psi_peak_cm",
+            "blendshapes that rise"]
+    table = pd.DataFrame(out)
+    return table[[c for c in cols if c in table]]
 
 
 def main(argv=None) -> int:
