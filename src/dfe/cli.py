@@ -116,6 +116,27 @@ def extract(
 
 
 @app.command()
+def synth(
+    inputs: list[str] = typer.Argument(..., help="Photos, folders (recursive) or globs."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for the warped photos, their cards (.json), ground truth (.truth.parquet) and manifest."),
+    unit: Optional[list[str]] = typer.Option(None, "--unit", "-u", help="A unit and its intensity in cm of peak movement, e.g. AU4=0.6 or AU12L=0.5 (repeat to combine)."),
+    control: bool = typer.Option(False, help="No unit: the d = 0 control (resampling and JPEG only)."),
+    overwrite: bool = typer.Option(False, help="Redo the photos given even if their output is up to date."),
+    workers: Optional[int] = typer.Option(None, help="Processes (default: 1)."),
+):
+    """Warp FACS action units onto real photos, with their ground-truth displacement."""
+    from dfe.synth import SynthError, synthesize
+
+    if not unit and not control:
+        _fail("give at least one --unit (e.g. --unit AU4=0.6), or --control for the d = 0 control")
+    try:
+        outcomes = synthesize(inputs, output, list(unit or []), overwrite=overwrite, workers=workers or 1)
+    except (SynthError, ValueError, RuntimeError) as e:
+        _fail(str(e))
+    _finish(outcomes, "synthesized", f" -> {output}")
+
+
+@app.command()
 def status(
     output: Path = typer.Argument(..., help="An output folder of `dfe extract` or `dfe encode`."),
 ):
