@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from dfe.labels import numeric_if_numbers, read_labels, read_video_features, require_columns
+from dfe.labels import group_codes, numeric_if_numbers, read_labels, read_video_features, require_columns
 
 from dfe.table import BLENDSHAPE_COLUMNS, psi_columns, token_columns, window_id, window_video
 
@@ -513,8 +513,9 @@ def cross_validate(data: TaskData, codebook_size: int, n_folds: int = 5, seed: i
     warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")  # API notices, not findings
     folds = check_folds(data, n_folds)
     splitter = (StratifiedGroupKFold(folds, shuffle=True, random_state=seed) if data.task == "classification"
-                else GroupKFold(folds))
-    splits = list(splitter.split(np.zeros(len(data.y)), data.y, data.groups))
+                else GroupKFold(folds, shuffle=True, random_state=seed))
+    # folds follow the videos a group holds, never the text of its id ('61' and '061' split alike)
+    splits = list(splitter.split(np.zeros(len(data.y)), data.y, group_codes(data.ids, data.groups)))
     rows, preds = [], []
     columns = set.intersection(*(set(v.columns) for v in data.videos))
     if sets is None:
@@ -543,10 +544,24 @@ def cross_validate(data: TaskData, codebook_size: int, n_folds: int = 5, seed: i
     return pd.DataFrame(rows), pd.DataFrame(preds)
 
 
+def summarise_folds(fold_scores: pd.DataFrame) -> pd.DataFrame:
+    """Per feature set: each metric's mean and std over the folds of every seed (``_mean``,
+    ``_std``), and the spread (std) of the per-seed means (``_seed_std``; 0 with one seed)."""
+    metrics_cols = [c for c in fold_scores.columns if c not in ("features", "fold", "seed")]
+    summary = fold_scores.groupby("features", sort=False)[metrics_cols].agg(["mean", "std"])
+    summary.columns = [f"{m}_{s}" for m, s in summary.columns]
+    if "seed" in fold_scores.columns:
+        per_seed = fold_scores.groupby(["features", "seed"], sort=False)[metrics_cols].mean()
+        spread = per_seed.groupby(level="features", sort=False).std(ddof=0)
+        summary = summary.join(spread.add_suffix("_seed_std"))
+    return summary.reset_index()
+
+
 def paired_bootstrap(preds: pd.DataFrame, task: str, a: str, b: str, n: int = 1000, seed: int = 0) -> tuple[float, float, float]:
     """95% CI of (primary metric of a - of b) over videos resampled with replacement."""
-    pa = preds[preds["features"] == a].set_index("video").sort_index()
-    pb = preds[preds["features"] == b].set_index("video").loc[pa.index]
+    key_cols = ["seed", "video"] if "seed" in preds.columns else ["video"]
+    pa = preds[preds["features"] == a].set_index(key_cols).sort_index()
+    pb = preds[preds["features"] == b].set_index(key_cols).loc[pa.index]
     key = "macro_f1" if task == "classification" else "ccc"
     rng = np.random.default_rng(seed)
     diffs = []
@@ -562,7 +577,7 @@ def paired_bootstrap(preds: pd.DataFrame, task: str, a: str, b: str, n: int = 10
 def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | Path, group: str | None = None,
                   codebook_size: int | None = None, n_folds: int = 5, seed: int = 0, window: float | None = None,
                   user_features: str | Path | None = None, progress: bool = True,
-                  refit_tokenizer: dict | None = None, dynamic: bool = False, model=None) -> pd.DataFrame:
+                  refit_tokenizer: dict | None = None, dynamic: bool = False, model=None, seeds: int = 5) -> pd.DataFrame:
     """The whole experiment: CV of dfe vs baselines -> comparison.csv/.md, predictions.csv, bar plot.
     ``dynamic``: add event features (dfe's and the blendshapes'); ``labels`` may be ELAN files
     (:func:`dfe.elan.eaf_labels`, ``target`` = the tier). ``model``: the tokenizer that encoded
@@ -570,7 +585,9 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
     videos it is tested on.
 
     ``refit_tokenizer``: fit a tokenizer with these settings per fold on the training groups
-    (see :func:`cross_validate`) instead of using the tables' tokens."""
+    (see :func:`cross_validate`) instead of using the tables' tokens. ``seeds``: the whole CV is
+    repeated with fold assignments from seeds ``seed .. seed + seeds - 1``; the summary gives the
+    mean over seeds, the spread of the seeds' means, and paired CIs over the pooled predictions."""
     data = load_task(tables, labels, target, group, window=window, need_tokens=not refit_tokenizer)
     if refit_tokenizer:
         from dfe.tokenizer import TokenizerConfig
@@ -580,11 +597,11 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
         codebook_size = int(max(int(df[token_columns(df)].max().max()) for df in data.videos) + 1)
         codebook_size = max(codebook_size, 2)
     user = read_video_features(user_features) if user_features else None
-    fold_scores, preds = cross_validate(data, codebook_size, n_folds, seed, user, progress, refit_tokenizer, dynamic)
-    metrics_cols = [c for c in fold_scores.columns if c not in ("features", "fold")]
-    summary = fold_scores.groupby("features", sort=False)[metrics_cols].agg(["mean", "std"])
-    summary.columns = [f"{m}_{s}" for m, s in summary.columns]
-    summary = summary.reset_index()
+    runs = [cross_validate(data, codebook_size, n_folds, seed + r, user, progress, refit_tokenizer, dynamic)
+            for r in range(seeds)]
+    fold_scores = pd.concat([f.assign(seed=seed + r) for r, (f, _) in enumerate(runs)], ignore_index=True)
+    preds = pd.concat([p.assign(seed=seed + r) for r, (_, p) in enumerate(runs)], ignore_index=True)
+    summary = summarise_folds(fold_scores)
     dfe_name = "dfe tokens (BoW)"
     ci = []
     for name in summary["features"]:
@@ -601,10 +618,12 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
     n_groups = len(np.unique(data.groups))
     header = (f"# dfe evaluate-task: {target} ({data.task})\n\n{len(data.videos)} videos, {n_groups} groups "
               f"({'by ' + group if group else 'each video its own group'}), {fold_scores['fold'].nunique()}-fold grouped CV, "
-              f"seed {seed}; every video is tested once, by a model that never saw its group. Tokens: "
+              f"repeated with {seeds} seed{'s' if seeds > 1 else ''} ({seed}..{seed + seeds - 1}) for the fold assignment; "
+              "in each, every video is tested once, by a model that never saw its group. Tokens: "
               + tokenizer_statement(data, refit_tokenizer, model)
-              + f". Mean (std) over folds; the last columns give dfe minus each baseline on {key} "
-              f"with a paired bootstrap 95% CI over videos.\n\n")
+              + f". Mean (std) over the folds of all seeds; `_seed_std` is the spread of the seeds' means (how much "
+              f"one fold assignment moves the result); the last columns give dfe minus each baseline on {key} "
+              f"with a paired bootstrap 95% CI over the pooled predictions of all seeds.\n\n")
     warn = "".join(f"- warning: {w}\n" for w in data.warnings)
     (outdir / "comparison.md").write_text(header + (warn + "\n" if warn else "") + _markdown(summary) + "\n")
     chance = 1 / len(np.unique(data.y)) if data.task == "classification" else 0.0

@@ -383,7 +383,8 @@ def evaluate_task(
     folds: int = typer.Option(5, help="Outer cross-validation folds."),
     window: Optional[float] = typer.Option(None, help="Cut videos into windows of this many seconds (pseudo-videos)."),
     features: Optional[Path] = typer.Option(None, help="Your own per-video feature CSV (first column = video id) as another baseline."),
-    seed: int = typer.Option(0, help="Random seed."),
+    seed: int = typer.Option(0, help="First seed of the fold assignment."),
+    seeds: int = typer.Option(5, min=1, help="Repeat the whole CV with this many fold assignments (seeds seed..seed+seeds-1); the report gives the spread."),
     refit_tokenizer: bool = typer.Option(False, help="Fit a tokenizer per fold on the training groups only (tables need no tokens): the test groups stay unseen."),
     codebook_size: int = typer.Option(64, help="With --refit-tokenizer: codes in the per-fold tokenizer."),
     epochs: int = typer.Option(20, help="With --refit-tokenizer: training epochs per fold."),
@@ -397,7 +398,7 @@ def evaluate_task(
     try:
         summary = run(tables, labels, target, output, group=group, n_folds=folds, seed=seed, window=window,
                       user_features=features, refit_tokenizer=refit, dynamic=dynamic,
-                      model=_load_model(model) if model else None)
+                      model=_load_model(model) if model else None, seeds=seeds)
     except (ValueError, FileNotFoundError, KeyError) as e:
         _fail(str(e))
     cols = [c for c in summary.columns if c.endswith("_mean")][:3]

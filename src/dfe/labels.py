@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -69,3 +70,11 @@ def read_video_features(path: str | Path) -> pd.DataFrame:
         raise ValueError(f"features file {path}: column {bad[0]!r} holds values that are not numbers")
     out[key] = lab[key].astype(str)
     return out
+
+
+def group_codes(videos, groups) -> np.ndarray:
+    """Groups renamed 0, 1, ... in the order of their first video id: a seeded shuffle of these
+    depends on which videos a group holds, not on how its id is written ('61' or '061')."""
+    first = pd.Series(np.asarray(videos, dtype=str)).groupby(np.asarray(groups, dtype=str)).min()
+    rank = {g: i for i, g in enumerate(first.sort_values(kind="stable").index)}
+    return np.array([rank[str(g)] for g in groups])
