@@ -18,13 +18,15 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from dfe import expression
+from dfe.action_units import action_unit_table
+from dfe.gaze import gaze_from_landmarks, image_size
 from dfe.face import BLENDSHAPE_NAMES, FaceLandmarker, FaceObservation, FaceTracker
 from dfe.identity import FaceModel, IdentityFit, load_face_model, track_neutral
 from dfe.io import Frame, MediaError, Sampling, find_media, iter_frames, media_kind, video_info
 from dfe.progress import frames_done
 from dfe.runner import Outcome, StageResult
 from dfe.mesh import N_VERTICES, canonical_mesh
-from dfe.table import BLENDSHAPE_COLUMNS, LANDMARK_COLUMNS, META_COLUMNS, identity_columns
+from dfe.table import BLENDSHAPE_COLUMNS, FRAME_AU_GAZE_COLUMNS, LANDMARK_COLUMNS, META_COLUMNS, identity_columns
 
 log = logging.getLogger(__name__)
 
@@ -279,12 +281,25 @@ def observations_table(obs: FileObservations, identity_mode: str = "auto", face_
     df["psi_kind"] = "geometry"
     df["neutral_source"] = source
     df["neutral_frames"] = n_neutral
-    blocks = [df, pd.DataFrame(obs.landmarks, columns=LANDMARK_COLUMNS),
+    blocks = [df, frame_action_units_and_gaze(psi, obs.blendshapes, obs.landmarks, df["bbox_w"], df["bbox_h"]),
+              pd.DataFrame(obs.landmarks, columns=LANDMARK_COLUMNS),
               pd.DataFrame(ident, columns=identity_columns(model.n_identity)),
               pd.DataFrame(psi, columns=[f"psi_{i}" for i in range(psi.shape[1])])]
     out = pd.concat(blocks, axis=1)
     out.attrs["expected_frames"] = obs.expected_frames
     return out
+
+
+def frame_action_units_and_gaze(psi: np.ndarray, blendshapes: np.ndarray, landmarks: np.ndarray,
+                                bbox_w, bbox_h) -> pd.DataFrame:
+    """The per-frame action units (:mod:`dfe.action_units`) and gaze (:mod:`dfe.gaze`) columns of
+    n frames: geometry psi (n, 1404), blendshapes (n, 52), normalised landmarks (n, 1434) and the
+    face boxes (pixels) they span."""
+    lm = np.asarray(landmarks, dtype=np.float64).reshape(len(psi), -1, 3)
+    width, height = image_size(np.asarray(bbox_w, float), np.asarray(bbox_h, float), lm)
+    aus = action_unit_table(psi, blendshapes)
+    gaze = pd.DataFrame(gaze_from_landmarks(lm, width / height).columns())
+    return pd.concat([aus, gaze], axis=1)[FRAME_AU_GAZE_COLUMNS]
 
 
 def extract_file(path: str | Path, options: ExtractOptions | None = None,
