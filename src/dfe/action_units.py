@@ -27,16 +27,22 @@ import pandas as pd
 from scipy.optimize import nnls
 
 from dfe.face import BLENDSHAPE_NAMES
-from dfe.table import (AU_BLENDSHAPE_COLUMNS, AU_INTENSITY_COLUMNS, AU_PRESENCE_COLUMNS, OPENFACE_AU_INTENSITY,
-                       OPENFACE_AU_PRESENCE)
+from dfe.gaze import gaze_from_landmarks, image_size
+from dfe.table import (AU_BLENDSHAPE_COLUMNS, AU_INTENSITY_COLUMNS, AU_PRESENCE_COLUMNS, FRAME_AU_GAZE_COLUMNS,
+                       OPENFACE_AU_INTENSITY, OPENFACE_AU_PRESENCE)
 from dfe.units import ACTION_UNITS, arkit_peak, canonical_au, is_bilateral, unit_basis
 
 NOT_MEASURED = {"AU23"}  # no unit shape in ICT FaceKit: NaN, never a copy of another unit
+UNIT_NAMES = {au: ACTION_UNITS[canonical_au(au)][0] for au in OPENFACE_AU_PRESENCE if au not in ("AU23", "AU25")}
+UNIT_NAMES.update({"AU23": "lip tightener", "AU25": "lips part"})
 LIP_GAP = (13, 14)  # MediaPipe's inner upper / lower lip midpoints
 # Presence thresholds (cm), chosen on the 40 Canada neutral photos (psi from a face model built on
-# London people only): the 97.5th percentile of what a neutral face reads, at least 0.05 cm. See
-# bench/action_units.py (``--thresholds``), which prints these values.
-PRESENCE_THRESHOLDS: dict[str, float] = {}
+# London neutrals only): the 97.5th percentile of what a neutral face reads, at least 0.05 cm.
+# bench/action_units.py prints them.
+PRESENCE_THRESHOLDS: dict[str, float] = {
+    "AU01": 0.070, "AU02": 0.157, "AU04": 0.145, "AU05": 0.080, "AU06": 0.050, "AU07": 0.050, "AU09": 0.050,
+    "AU10": 0.092, "AU12": 0.050, "AU14": 0.050, "AU15": 0.267, "AU17": 0.203, "AU20": 0.098, "AU25": 0.057,
+    "AU26": 0.383, "AU45": 0.098, "AU28": 0.195}
 
 
 @lru_cache(maxsize=1)
@@ -144,6 +150,18 @@ def action_unit_table(psi: np.ndarray, blendshapes: np.ndarray, thresholds: dict
     bs = blendshape_intensities(blendshapes)
     data = np.concatenate([r, c, bs], 1)
     return pd.DataFrame(data, columns=AU_INTENSITY_COLUMNS + AU_PRESENCE_COLUMNS + AU_BLENDSHAPE_COLUMNS)
+
+
+def frame_action_units_and_gaze(psi: np.ndarray, blendshapes: np.ndarray, landmarks: np.ndarray,
+                                bbox_w, bbox_h) -> pd.DataFrame:
+    """The per-frame action units (:mod:`dfe.action_units`) and gaze (:mod:`dfe.gaze`) columns of
+    n frames: geometry psi (n, 1404), blendshapes (n, 52), normalised landmarks (n, 1434) and the
+    face boxes (pixels) they span."""
+    lm = np.asarray(landmarks, dtype=np.float64).reshape(len(psi), -1, 3)
+    width, height = image_size(np.asarray(bbox_w, float), np.asarray(bbox_h, float), lm)
+    aus = action_unit_table(psi, blendshapes)
+    gaze = pd.DataFrame(gaze_from_landmarks(lm, width / height).columns())
+    return pd.concat([aus, gaze], axis=1)[FRAME_AU_GAZE_COLUMNS]
 
 
 def bilateral_note() -> str:

@@ -33,7 +33,7 @@ EYEBALL_RADIUS = 1.2  # cm, iris centre to the eyeball's centre (adult eye, ~12 
 CLOSED_EYE_CM = 0.12  # lid gap (canonical cm) under which an eye counts as closed
 # Iris offset (x, y cm, head frame) from the corner midpoint when the eye looks straight ahead:
 # median of the 40 Canada photos (frontal, looking into the camera).
-REST_OFFSET = np.array([[0.0, 0.0], [0.0, 0.0]])
+REST_OFFSET = np.array([[-0.137, 0.239], [0.092, 0.237]])
 
 
 @dataclass
