@@ -97,6 +97,9 @@ def test_gaze_follows_eyes_and_head():
     assert np.degrees(g.angles[2, 0]) == pytest.approx(35, abs=0.5)
     assert np.degrees(g.eye_in_head[2, 0]) == pytest.approx(15, abs=0.5)
     assert np.degrees(g.angles[3, 1]) == pytest.approx(-10, abs=0.5)
+    cols = g.columns()
+    assert cols["gaze_angle_x"][1] > 0.2 and cols["gaze_0_x"][1] > 0.2 and cols["gaze_1_z"][1] < -0.9
+    assert cols["gaze_angle_y"][3] < -0.1 and cols["gaze_0_y"][3] < -0.1
     assert np.isnan(gaze_from_landmarks(np.full((1, 478, 3), np.nan)).angles).all()
 
 
@@ -105,7 +108,9 @@ def test_head_pose_in_openface_units():
                        "pose_tx": [1.0, 0.0], "pose_ty": [2.0, 0.0], "pose_tz": [-50.0, -40.0]})
     p = head_pose(df)
     np.testing.assert_allclose(p[0], [10, -20, 500, 0, 0, 0], atol=1e-9)  # cm -> mm, y down, z away
-    assert abs(p[1, 4]) == pytest.approx(np.radians(20)) and abs(p[1, 3]) < 1e-9 and abs(p[1, 5]) < 1e-9
+    # dfe's yaw +20 deg turns the face towards the image's right about the up axis; OpenFace's y axis
+    # points down, so the same turn is -20 deg about it
+    assert p[1, 4] == pytest.approx(-np.radians(20)) and abs(p[1, 3]) < 1e-9 and abs(p[1, 5]) < 1e-9
 
 
 def test_reader_accepts_openface_files(tmp_path):
