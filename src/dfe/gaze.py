@@ -22,8 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dfe.expression import similarity_procrustes
-from dfe.mesh import N_VERTICES, canonical_mesh
+from dfe.mesh import canonical_mesh
 
 # per eye (OpenFace's eye 0 = the person's right eye = MediaPipe's right iris 468)
 IRIS = (468, 473)
@@ -52,14 +51,24 @@ class Gaze:
                 "gaze_angle_x": self.angles[:, 0], "gaze_angle_y": self.angles[:, 1]}
 
 
-def _aligned(landmarks: np.ndarray, aspect: float) -> tuple[np.ndarray, np.ndarray]:
-    """All 478 landmarks of one frame in the head frame (canonical cm) and the rotation image -> head."""
+def _aligned(landmarks: np.ndarray, aspect: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All 478 landmarks of n frames in the head frame (canonical cm) and the rotations image ->
+    head: the similarity Procrustes of :func:`dfe.expression.similarity_procrustes` on the 33 basis
+    points, batched over frames."""
     mesh = canonical_mesh()
-    pts = np.stack([landmarks[:, 0] * aspect, -landmarks[:, 1], -landmarks[:, 2] * aspect], 1).astype(np.float64)
-    w = np.zeros(N_VERTICES)
-    w[mesh.basis_ids] = 1.0
-    s, rot, t = similarity_procrustes(pts[:N_VERTICES], mesh.vertices, w)
-    return s * pts @ rot.T + t, rot
+    a = aspect[:, None]
+    pts = np.stack([landmarks[..., 0] * a, -landmarks[..., 1], -landmarks[..., 2] * a], -1)
+    src, dst = pts[:, mesh.basis_ids], mesh.vertices[mesh.basis_ids]
+    mu_s, mu_d = src.mean(1), dst.mean(0)
+    sc, dc = src - mu_s[:, None], dst - mu_d
+    cov = np.einsum("pi,npj->nij", dc, sc) / len(dst)
+    u, sig, vt = np.linalg.svd(cov)
+    d = np.ones((len(pts), 3))
+    d[:, 2] = np.where(np.linalg.det(u @ vt) < 0, -1.0, 1.0)
+    rot = u @ (d[:, :, None] * vt)
+    scale = (sig * d).sum(1) / (sc**2).sum((1, 2)) * len(dst)
+    t = mu_d - scale[:, None] * np.einsum("nij,nj->ni", rot, mu_s)
+    return scale[:, None, None] * pts @ rot.transpose(0, 2, 1) + t[:, None], rot
 
 
 def gaze_from_landmarks(landmarks: np.ndarray, aspect: float | np.ndarray = 1.0,
@@ -72,29 +81,27 @@ def gaze_from_landmarks(landmarks: np.ndarray, aspect: float | np.ndarray = 1.0,
     rest = REST_OFFSET if rest is None else np.asarray(rest)
     vectors = np.full((n, 2, 3), np.nan)
     offsets = np.full((n, 2, 2), np.nan)
-    head = np.full((n, 2), np.nan)
-    for i in range(n):
-        if not np.isfinite(lms[i]).all():
-            continue
-        pts, rot = _aligned(lms[i], aspect[i])
-        angles = []
+    yaw_pitch = np.full((n, 2, 2), np.nan)
+    ok = np.isfinite(lms).all((1, 2)) & np.isfinite(aspect)
+    if ok.any():
+        pts, rot = _aligned(lms[ok], aspect[ok])
         for eye in range(2):
-            mid = pts[list(CORNERS[eye])].mean(0)
-            offsets[i, eye] = (pts[IRIS[eye]] - mid)[:2]
+            mid = pts[:, list(CORNERS[eye])].mean(1)
+            off = (pts[:, IRIS[eye]] - mid)[:, :2]
             upper, lower = LIDS[eye]
-            if pts[upper, 1] - pts[lower, 1] < CLOSED_EYE_CM:
-                continue
-            dx, dy = np.clip((offsets[i, eye] - rest[eye]) / EYEBALL_RADIUS, -0.95, 0.95)
+            is_open = pts[:, upper, 1] - pts[:, lower, 1] >= CLOSED_EYE_CM
+            dx, dy = np.clip((off - rest[eye]) / EYEBALL_RADIUS, -0.95, 0.95).T
             yaw, pitch = np.arcsin(dx), np.arcsin(dy)
-            g_head = np.array([np.sin(yaw) * np.cos(pitch), np.sin(pitch), np.cos(yaw) * np.cos(pitch)])
-            g_img = rot.T @ g_head  # image axes: x right, y up, z towards the camera
-            vectors[i, eye] = g_img * np.array([1.0, -1.0, -1.0])
-            angles.append((yaw, pitch))
-        if angles:
-            head[i] = np.mean(angles, 0)
+            g_head = np.stack([np.sin(yaw) * np.cos(pitch), np.sin(pitch), np.cos(yaw) * np.cos(pitch)], 1)
+            g_img = np.einsum("nji,nj->ni", rot, g_head)  # R^T g: image axes, x right, y up, z to the camera
+            g_img[~is_open] = np.nan
+            offsets[ok, eye] = off
+            vectors[ok, eye] = g_img * np.array([1.0, -1.0, -1.0])
+            yaw_pitch[ok, eye] = np.where(is_open[:, None], np.stack([yaw, pitch], 1), np.nan)
     with warnings.catch_warnings(), np.errstate(invalid="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # frames with no open eye: NaN
         mean = np.nanmean(vectors, 1) if n else np.zeros((0, 3))
+        head = np.nanmean(yaw_pitch, 1) if n else np.zeros((0, 2))
         ang = np.stack([np.arctan2(mean[:, 0], -mean[:, 2]), np.arctan2(mean[:, 1], -mean[:, 2])], 1)
     return Gaze(vectors, ang, head, offsets)
 
