@@ -95,6 +95,20 @@ BUGS = [
         "    exact = np.asarray(counts, dtype=float) * max_frames / total",
         "    exact = np.asarray(counts, dtype=float) * 0 + max_frames / len(counts)",
         ("tests/test_scale.py::test_fit_from_a_stratified_sample",)),
+    Bug("synth-rotation-transposed", "dfe synth maps canonical points back with R^T instead of R", "src/dfe/synth.py",
+        "/ alignment.scale) @ alignment.rotation", "/ alignment.scale) @ alignment.rotation.T",
+        ("tests/test_synth.py::test_round_trip_on_canonical_face_removes_only_the_similarity_part",)),
+    Bug("synth-no-y-flip", "dfe synth forgets that pixel rows run down", "src/dfe/synth.py",
+        "return np.stack([points[:, 0], -points[:, 1]], axis=1)", "return np.stack([points[:, 0], points[:, 1]], axis=1)",
+        ("tests/test_synth.py",)),
+    Bug("synth-weak-warp", "dfe synth warps by a third of the displacement it records", "src/dfe/synth.py",
+        "    dst = target_pixels(face.alignment, d)", "    dst = target_pixels(face.alignment, 0.3 * d)",
+        ("tests/test_synth.py::test_warp_moves_mediapipes_landmarks_by_the_intended_displacement",)),
+    Bug("synth-no-fold-check", "dfe synth writes photos whose mesh folds", "src/dfe/synth.py",
+        "    if len(folded):", "    if False:", ("tests/test_synth.py::test_no_face_and_fold_fail_their_photo_only",)),
+    Bug("synth-no-range", "intensities out of range are accepted", "src/dfe/units.py",
+        "    if not np.isfinite(x) or not 0.0 <= x <= MAX_INTENSITY_CM:", "    if not np.isfinite(x):",
+        ("tests/test_synth.py::test_bad_units_are_one_sentence_naming_the_photo",)),
 ]
 
 

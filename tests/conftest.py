@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,46 @@ def face_data():
     from build_face_model import collect_face_data
 
     return collect_face_data(SHARED)
+
+
+@dataclass
+class CliRun:
+    """What a finished ``dfe`` command left: like ``subprocess.CompletedProcess``."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_dfe(*args, env: dict | None = None) -> CliRun:
+    """Run ``dfe ARGS`` in this process (typer's CliRunner): no interpreter, torch or MediaPipe start
+    per call. An exception that escapes the CLI's own error handling shows up as a traceback in
+    ``stderr`` and return code 1, as it would for a user."""
+    import traceback
+
+    from typer.testing import CliRunner
+
+    from dfe.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], env=env)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return CliRun(result.exit_code, result.stdout, stderr)
+
+
+def dfe(*args, env: dict | None = None, check: bool = True):
+    """``dfe ARGS`` in this process, asserting success unless ``check=False``. A run asked to crash
+    (``DFE_CRASH_AT`` in ``env``: the runner ends its process) runs as a subprocess, since ending the
+    process is the point."""
+    import subprocess
+    import sys
+
+    if env and "DFE_CRASH_AT" in env:
+        run = subprocess.run([sys.executable, "-m", "dfe.cli", *map(str, args)], capture_output=True, text=True,
+                             env={**os.environ, **env}, timeout=600)
+    else:
+        run = run_dfe(*args, env=env)
+    if check:
+        assert run.returncode == 0, run.stderr[-2000:]
+    return run

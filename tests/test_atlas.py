@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,8 @@ import pytest
 import dfe
 from dfe.mesh import MOUTH_CORNERS, canonical_mesh
 from dfe.naming import name_displacement
+
+from conftest import run_dfe
 
 STARTER = Path(dfe.__file__).parent / "data" / "starter.dfe"
 V = canonical_mesh().vertices
@@ -118,8 +119,8 @@ def test_atlas_cli(real_model, extracted, tmp_path):
     rows = ["video,expression"] + [f"{p.stem},{p.stem.split('_')[1]}" for p in extracted.glob("0*_*.parquet")]
     labels.write_text("\n".join(rows) + "\n")
     out = tmp_path / "atlas"
-    run = subprocess.run([sys.executable, "-m", "dfe.cli", "atlas", str(real_model), "-o", str(out),
-                          "--tables", str(extracted), "--labels", str(labels)], capture_output=True, text=True)
+    run = run_dfe("atlas", str(real_model), "-o", str(out),
+                          "--tables", str(extracted), "--labels", str(labels))
     assert run.returncode == 0, run.stderr
     page = (out / "index.html").read_text()
     assert "Codes over-represented per expression" in page and "Expression templates" in page

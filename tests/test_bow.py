@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -14,6 +12,8 @@ from sklearn.metrics import f1_score
 from sklearn.pipeline import make_pipeline
 
 from dfe.bow import BagOfTokens, check_folds, load_task, TaskData
+
+from conftest import run_dfe
 
 
 def synthetic_sessions(n_per_class=30, n_frames=120, N=64, K=4, seed=0, shuffle=False):
@@ -80,8 +80,8 @@ def test_clear_errors_for_bad_designs():
 @pytest.fixture(scope="module")
 def encoded(extracted, real_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("encoded")
-    run = subprocess.run([sys.executable, "-m", "dfe.cli", "encode", str(extracted), "--model", str(real_model),
-                          "-o", str(out)], capture_output=True, text=True)
+    run = run_dfe("encode", str(extracted), "--model", str(real_model),
+                          "-o", str(out))
     assert run.returncode == 0, run.stderr
     return out
 
@@ -95,9 +95,9 @@ def test_london_smile_task_end_to_end(encoded, real_model, tmp_path):
     # note: with --neutral auto, neutral photos have psi = 0; the task is still well-posed for the
     # blendshape baselines, and dfe sees "neutral = no deformation" tokens
     out = tmp_path / "report"
-    run = subprocess.run([sys.executable, "-m", "dfe.cli", "evaluate-task", str(encoded), "--labels",
+    run = run_dfe("evaluate-task", str(encoded), "--labels",
                           str(tmp_path / "labels.csv"), "--target", "expression", "--group", "person", "-o", str(out),
-                          "--model", str(real_model)], capture_output=True, text=True)
+                          "--model", str(real_model))
     assert run.returncode == 0, run.stderr
     assert "by a tokenizer trained on" in (out / "comparison.md").read_text()  # real_model saw every photo
     preds = pd.read_csv(out / "predictions.csv")
@@ -132,16 +132,16 @@ def test_video_windows_task(encoded, tmp_path):
     data = load_task([encoded], tmp_path / "labels.csv", "speaker", window=2.0)
     assert len(data.videos) > 10 and all("@" in i for i in data.ids)
     out = tmp_path / "report"
-    run = subprocess.run([sys.executable, "-m", "dfe.cli", "evaluate-task", str(encoded), "--labels",
+    run = run_dfe("evaluate-task", str(encoded), "--labels",
                           str(tmp_path / "labels.csv"), "--target", "speaker", "--window", "2", "--folds", "2",
-                          "-o", str(out)], capture_output=True, text=True)
+                          "-o", str(out))
     # grouped by video: 'woman' has one video only -> a clear sentence, not a traceback
     assert run.returncode == 2 and "occurs in only 1 group" in run.stderr and "Traceback" not in run.stderr
     labels["speaker"] = ["a", "b", "a", "b"]
     labels.to_csv(tmp_path / "labels.csv", index=False)
-    run = subprocess.run([sys.executable, "-m", "dfe.cli", "evaluate-task", str(encoded), "--labels",
+    run = run_dfe("evaluate-task", str(encoded), "--labels",
                           str(tmp_path / "labels.csv"), "--target", "speaker", "--window", "2", "--folds", "2",
-                          "-o", str(out)], capture_output=True, text=True)
+                          "-o", str(out))
     assert run.returncode == 0, run.stderr
     assert len(pd.read_csv(out / "comparison.csv")) == 4
 

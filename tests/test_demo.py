@@ -11,6 +11,8 @@ import pytest
 
 from dfe.demo import load_starter
 
+from conftest import run_dfe
+
 
 def test_starter_model_loads_and_records_provenance():
     tok = load_starter()
@@ -19,7 +21,7 @@ def test_starter_model_loads_and_records_provenance():
 
 
 def test_demo_runs_on_the_astronaut(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "dfe.cli", "demo", "-o", str(tmp_path)], capture_output=True, text=True)
+    run = run_dfe("demo", "-o", str(tmp_path))
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "decomposition.png").stat().st_size > 10_000
     assert (tmp_path / "atlas" / "index.html").stat().st_size > 1_000
@@ -32,8 +34,7 @@ def test_demo_runs_on_the_astronaut(tmp_path):
 def test_demo_on_a_file_without_a_face(tmp_path):
     from conftest import VIDEOS
 
-    run = subprocess.run([sys.executable, "-m", "dfe.cli", "demo", str(VIDEOS / "no_face.mp4"), "-o", str(tmp_path)],
-                         capture_output=True, text=True)
+    run = run_dfe("demo", str(VIDEOS / "no_face.mp4"), "-o", str(tmp_path))
     assert run.returncode == 2 and "no face" in run.stderr and "Traceback" not in run.stderr
 
 

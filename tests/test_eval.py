@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from dfe.eval import distinct_per_1000, fidelity, level_curve, residual_quantize
+
+from conftest import run_dfe
 
 
 def test_synthetic_fidelity_beats_random_codebook_and_rises_with_levels(synthetic_tokenizer, corpus):
@@ -35,8 +35,8 @@ def test_helpers():
 
 def test_evaluate_report_on_real_tables(extracted, real_model, tmp_path):
     out = tmp_path / "report"
-    run = subprocess.run([sys.executable, "-m", "dfe.cli", "evaluate", str(extracted), "--model", str(real_model),
-                          "-o", str(out)], capture_output=True, text=True)
+    run = run_dfe("evaluate", str(extracted), "--model", str(real_model),
+                          "-o", str(out))
     assert run.returncode == 0, run.stderr
     report = json.loads((out / "report.json").read_text())
     # real_model was fitted on every table, so it saw the held-out videos: a tokenizer of its
@@ -44,8 +44,8 @@ def test_evaluate_report_on_real_tables(extracted, real_model, tmp_path):
     assert report["overlap_groups"] == report["split"]["test_videos"] and report["overlap_groups"]
     assert report["refit"]["train_frames"] == report["split"]["train_frames"]
     assert "was not scored" in (out / "report.md").read_text()
-    refused = subprocess.run([sys.executable, "-m", "dfe.cli", "evaluate", str(extracted), "--model", str(real_model),
-                              "-o", str(tmp_path / "refused"), "--no-refit"], capture_output=True, text=True)
+    refused = run_dfe("evaluate", str(extracted), "--model", str(real_model),
+                              "-o", str(tmp_path / "refused"), "--no-refit")
     assert refused.returncode == 2 and "trained on" in refused.stderr and "held-out videos" in refused.stderr
     names = [r["encoding"] for r in report["fidelity"]]
     assert any("blendshapes" in n for n in names) and any("PCA" in n for n in names) and any("k-means" in n for n in names)

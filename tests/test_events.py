@@ -3,8 +3,6 @@ against hand-marked intervals, ELAN round trips and the `dfe events` command."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +10,7 @@ import pandas as pd
 import pytest
 
 import dfe
+from conftest import run_dfe
 from dfe.events import (EventOptions, flicker, frame_coverage, hysteresis, segments, token_events,
                         track_events)
 
@@ -193,8 +192,8 @@ def test_events_cli_writes_tables_eaf_and_timeline_and_resumes(extracted, tmp_pa
     (tables / f"{WOLFGANG}.parquet").symlink_to(extracted / f"{WOLFGANG}.parquet")
     (tables / "broken.csv").write_text("not,a,table\n1,2,3\n")
     out = tmp_path / "events"
-    cmd = [sys.executable, "-m", "dfe.cli", "events", str(tables), "--model", str(STARTER), "-o", str(out)]
-    run = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = ["events", str(tables), "--model", str(STARTER), "-o", str(out)]
+    run = run_dfe(*cmd)
     assert run.returncode == 1 and "broken.csv" in run.stderr and "not a dfe per-frame table" in run.stderr
     ev = pd.read_parquet(out / f"{WOLFGANG}.events.parquet")
     assert len(ev) > 20 and (ev["duration"] >= 0.1 - 1e-9).all() and (ev["video"] == WOLFGANG).all()
@@ -204,5 +203,5 @@ def test_events_cli_writes_tables_eaf_and_timeline_and_resumes(extracted, tmp_pa
     assert f"{named['label']}: {named['name']}" in set(read_eaf(out / f"{WOLFGANG}.eaf")["value"])
     assert (out / f"{WOLFGANG}.eaf").is_file() and not list(out.glob("*.bak"))
     assert (out / f"{WOLFGANG}.timeline.png").stat().st_size > 20_000
-    again = subprocess.run(cmd, capture_output=True, text=True)
+    again = run_dfe(*cmd)
     assert "1 up to date" in again.stdout

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import FACES, VIDEOS
+from conftest import FACES, VIDEOS, run_dfe
 from dfe.expression import psi_norms
 from dfe.extraction import ExtractOptions, extract, extract_file
 from dfe.io import read_image
@@ -116,9 +116,8 @@ def test_bad_inputs_never_stop_the_batch(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "dfe.cli", "extract", str(good), str(bad / "truncated.mp4"),
-           str(bad / "notes.mp4"), str(empty), "-o", str(out)]
-    run = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = ["extract", str(good), str(bad / "truncated.mp4"), str(bad / "notes.mp4"), str(empty), "-o", str(out)]
+    run = run_dfe(*cmd)
     assert run.returncode == 1, run.stderr
     assert "Traceback" not in run.stderr
     report = {r["input"]: r for r in json.loads((out / "report.json").read_text())["results"]}
@@ -131,7 +130,7 @@ def test_bad_inputs_never_stop_the_batch(tmp_path):
     assert "no images or videos" in report[str(empty)]["error"]
     # a rerun resumes: the good video is not redone, and the report still has every input
     mtime = (out / "single_face.parquet").stat().st_mtime_ns
-    rerun = subprocess.run(cmd, capture_output=True, text=True)
+    rerun = run_dfe(*cmd)
     assert "1 up to date" in rerun.stdout
     report2 = {r["input"]: r for r in json.loads((out / "report.json").read_text())["results"]}
     assert report2[str(good)]["status"] == "ok" and report2[str(good)]["runs"] == 1

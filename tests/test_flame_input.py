@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import subprocess
 import sys
 import types
 
@@ -14,6 +13,8 @@ import torch
 
 from dfe.flame import FlameInputError, FlameModel, find_flame_units, import_flame, read_unit
 from dfe.table import read_table
+
+from conftest import run_dfe
 
 RNG = np.random.default_rng(0)
 
@@ -38,8 +39,7 @@ def test_emoca_image_folders(tmp_path):
     poses[3, :3] = [0.0, 0.2, 0.0]  # a head turned 0.2 rad about y: yaw 11.46 degrees
     for i in range(12):
         emoca_item(src / f"img{i + 1}", exps[i], poses[i])  # img1 .. img12: natural order
-    run = subprocess.run([sys.executable, "-m", "dfe.cli", "import-flame", str(src), "-o", str(tmp_path / "t")],
-                         capture_output=True, text=True)
+    run = run_dfe("import-flame", str(src), "-o", str(tmp_path / "t"))
     assert run.returncode == 0, run.stderr
     df = read_table(tmp_path / "t" / "emoca_out.parquet")
     assert len(df) == 12 and df["psi_kind"].eq("flame").all()
@@ -49,8 +49,7 @@ def test_emoca_image_folders(tmp_path):
     np.testing.assert_allclose(df.loc[3, ["pose_yaw", "pose_pitch", "pose_roll"]].to_numpy(float),
                                [np.degrees(0.2), 0, 0], atol=1e-4)
     # a rerun resumes
-    again = subprocess.run([sys.executable, "-m", "dfe.cli", "import-flame", str(src), "-o", str(tmp_path / "t")],
-                           capture_output=True, text=True)
+    again = run_dfe("import-flame", str(src), "-o", str(tmp_path / "t"))
     assert "1 up to date" in again.stdout
 
 
@@ -134,11 +133,9 @@ def test_bad_flame_outputs_are_one_sentence(tmp_path):
     np.savez(mixed / "loose.npz", exp=np.zeros(50), jaw=np.zeros(3))
     out = tmp_path / "o"
     for src, words in ((nan, "NaN"), (nokey, "no expression array"), (bad, "20 values")):
-        run = subprocess.run([sys.executable, "-m", "dfe.cli", "import-flame", str(src), "-o", str(out)],
-                             capture_output=True, text=True)
+        run = run_dfe("import-flame", str(src), "-o", str(out))
         assert run.returncode == 1 and words in run.stderr and src.name in run.stderr and "Traceback" not in run.stderr
-    run = subprocess.run([sys.executable, "-m", "dfe.cli", "import-flame", str(mixed), "-o", str(out)],
-                         capture_output=True, text=True)
+    run = run_dfe("import-flame", str(mixed), "-o", str(out))
     assert run.returncode == 2 and "mixes" in run.stderr and "Traceback" not in run.stderr
 
 
@@ -223,7 +220,7 @@ def test_flame_fit_encode_atlas_evaluate_end_to_end(tmp_path):
     model = tmp_path / "flame.dfe"
 
     def dfe(*args):
-        run = subprocess.run([sys.executable, "-m", "dfe.cli", *map(str, args)], capture_output=True, text=True)
+        run = run_dfe(*map(str, args))
         assert run.returncode == 0, run.stderr[-2000:]
         return run
 

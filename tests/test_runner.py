@@ -13,19 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import FACES, VIDEOS
+from conftest import FACES, VIDEOS, dfe
 from dfe.table import psi_array, read_table
 
 pytestmark = pytest.mark.skipif(not FACES.is_dir(), reason=f"shared test media not found at {FACES}")
 PHOTOS = [FACES / "london" / f"{p:03d}_{e}.jpg" for p in (1, 2, 3) for e in ("neutral", "smiling")]
-
-
-def dfe(*args, env=None, check=True):
-    run = subprocess.run([sys.executable, "-m", "dfe.cli", *map(str, args)], capture_output=True, text=True,
-                         env={**os.environ, **(env or {})})
-    if check:
-        assert run.returncode == 0, run.stderr[-2000:]
-    return run
 
 
 def records(out):

@@ -5,25 +5,15 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import FACES, VIDEOS
+from conftest import FACES, VIDEOS, dfe
 from dfe.table import LM_STEP, PSI_STEP, read_arrays, read_table, write_table
 
 INPUTS = [VIDEOS / "single_face.mp4"] + [FACES / "london" / f"{p:03d}_{e}.jpg" for p in (4, 5) for e in ("neutral", "smiling")]
-
-
-def dfe(*args, env=None, check=True):
-    run = subprocess.run([sys.executable, "-m", "dfe.cli", *map(str, args)], capture_output=True, text=True,
-                         env={**os.environ, **(env or {})}, timeout=600)
-    if check:
-        assert run.returncode == 0, run.stderr[-2000:]
-    return run
 
 
 def tables_of(folder):

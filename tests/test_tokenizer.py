@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,6 +9,8 @@ import pytest
 from dfe.synthetic import action_recovery
 from dfe.table import psi_array, read_table, token_columns
 from dfe.tokenizer import ModelError, Tokenizer, cosine_rows
+
+from conftest import run_dfe
 
 
 def test_synthetic_fidelity_and_action_recovery(synthetic_tokenizer, corpus):
@@ -87,8 +87,8 @@ def test_fit_and_encode_real_tables_cli(extracted, real_model, tmp_path):
     tok = Tokenizer.load(real_model)
     assert tok.summary.n_val > 0 and tok.summary.val_cosine > 0.5
     out = tmp_path / "enc"
-    run = subprocess.run([sys.executable, "-m", "dfe.cli", "encode", str(extracted), "--model", str(real_model),
-                          "-o", str(out)], capture_output=True, text=True)
+    run = run_dfe("encode", str(extracted), "--model", str(real_model),
+                          "-o", str(out))
     assert run.returncode == 0, run.stderr
     df = read_table(out / "WolfgangLanger_Pexels.parquet")
     assert token_columns(df) == ["tok_1", "tok_2", "tok_3", "tok_4"]
@@ -108,11 +108,11 @@ def test_fit_and_encode_real_tables_cli(extracted, real_model, tmp_path):
     bs = Tokenizer.fit(np.random.default_rng(0).random((200, 52), dtype=np.float32), progress=False,
                        epochs=1, codebook_size=16, psi_kind="blendshapes")
     bs_path = bs.save(tmp_path / "bs.dfe")
-    bad = subprocess.run([sys.executable, "-m", "dfe.cli", "encode", str(extracted / "single_face.parquet"),
-                          "--model", str(bs_path), "-o", str(tmp_path / "x")], capture_output=True, text=True)
+    bad = run_dfe("encode", str(extracted / "single_face.parquet"),
+                          "--model", str(bs_path), "-o", str(tmp_path / "x"))
     assert "Traceback" not in bad.stderr
-    bad2 = subprocess.run([sys.executable, "-m", "dfe.cli", "encode", str(extracted / "single_face.parquet"),
-                           "--model", str(tmp_path / "nothing.dfe"), "-o", str(tmp_path / "x")], capture_output=True, text=True)
+    bad2 = run_dfe("encode", str(extracted / "single_face.parquet"),
+                           "--model", str(tmp_path / "nothing.dfe"), "-o", str(tmp_path / "x"))
     assert bad2.returncode != 0 and "not found" in bad2.stderr and "Traceback" not in bad2.stderr
 
 

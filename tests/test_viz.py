@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import numpy as np
 
@@ -13,6 +11,8 @@ from dfe.synthetic import action_recovery
 from dfe.table import read_table
 from dfe.tokenizer import Tokenizer
 from dfe.viz import code_displacement, decomposition_figure, face_crop, nearest_by_tokens
+
+from conftest import run_dfe
 
 
 def test_mouth_corner_code_peaks_at_mouth_corner(synthetic_tokenizer, corpus):
@@ -52,8 +52,8 @@ def test_show_cli(real_model, tmp_path):
     from conftest import VIDEOS
 
     out = tmp_path / "one.png"
-    run = subprocess.run([sys.executable, "-m", "dfe.cli", "show", f"{VIDEOS / 'single_face.mp4'}:30",
-                          "--model", str(real_model), "-o", str(out)], capture_output=True, text=True)
+    run = run_dfe("show", f"{VIDEOS / 'single_face.mp4'}:30",
+                          "--model", str(real_model), "-o", str(out))
     assert run.returncode == 0, run.stderr
     assert out.stat().st_size > 10_000
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dfe.labels import read_labels
 from dfe.naming import CodeName, name_displacement, name_codes
 from dfe.tokenizer import Tokenizer
 
@@ -411,7 +412,7 @@ def _label_section(tok: Tokenizer, usage: Usage, labels, label_column, names: di
     from dfe.table import video_id
     from dfe.viz import label_log_odds
 
-    lab = pd.read_csv(labels, dtype=str)
+    lab = read_labels(labels)
     col = label_column or [c for c in lab.columns if c != lab.columns[0]][0]
     by_video = dict(zip(lab[lab.columns[0]], lab[col]))
     frame_labels = usage.frames["table"].map(lambda p: by_video.get(video_id(p)))

@@ -16,6 +16,8 @@ import pandas as pd
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from dfe.labels import numeric_if_numbers, read_labels, read_video_features, require_columns
+
 from dfe.table import BLENDSHAPE_COLUMNS, psi_columns, token_columns, window_id, window_video
 
 log = logging.getLogger(__name__)
@@ -329,15 +331,11 @@ def load_task(tables: list, labels: str | Path, target: str, group: str | None =
         durations = {video_id(p): _seconds(p) for p in find_tables(tables)}
         lab = eaf_labels(labels, target, window, durations)
     else:  # ids and groups stay text ("001" is not 1); a target that is all numbers becomes numeric
-        lab = pd.read_csv(labels, dtype=str, keep_default_na=False, na_values=[""])
+        lab = read_labels(labels)
         if target in lab.columns:
-            numbers = pd.to_numeric(lab[target], errors="coerce")
-            if numbers.notna().sum() == lab[target].notna().sum():
-                lab[target] = numbers
+            lab[target] = numeric_if_numbers(lab[target])
     id_col = id_column or lab.columns[0]
-    for col in [id_col, target] + ([group] if group else []):
-        if col not in lab.columns:
-            raise ValueError(f"labels file {labels} has no column {col!r} (columns: {', '.join(lab.columns)})")
+    require_columns(lab, [id_col, target] + ([group] if group else []), labels)
     lab[id_col] = lab[id_col].astype(str)
     # a label file may name the input media instead of the table ids: map them via the manifests
     from dfe.runner import input_ids
@@ -581,7 +579,7 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
     elif codebook_size is None:
         codebook_size = int(max(int(df[token_columns(df)].max().max()) for df in data.videos) + 1)
         codebook_size = max(codebook_size, 2)
-    user = pd.read_csv(user_features) if user_features else None
+    user = read_video_features(user_features) if user_features else None
     fold_scores, preds = cross_validate(data, codebook_size, n_folds, seed, user, progress, refit_tokenizer, dynamic)
     metrics_cols = [c for c in fold_scores.columns if c not in ("features", "fold")]
     summary = fold_scores.groupby("features", sort=False)[metrics_cols].agg(["mean", "std"])

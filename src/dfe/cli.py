@@ -12,6 +12,22 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="dfe — Discrete Facial Encoding: faces -> expression tokens -> predictions.")
 log = logging.getLogger("dfe")
+# one --group for every command that holds people out (evaluate, evaluate-task, and those to come)
+GROUP_HELP = ("Column of person ids in the labels file: held-out sets are whole people (no person in both "
+              "training and test). Ids are read as text ('001' is not '1').")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (so a CLI called twice in
+    one process, as the tests do, never writes to a closed stream)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
 
 
 def _version(value: bool) -> None:
@@ -25,8 +41,11 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debug logs."),
           version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print dfe's version.")):
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logging.getLogger().handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def _fail(message: str) -> None:
@@ -94,6 +113,27 @@ def extract(
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         _fail(str(e))
     _finish(report.results, "ok", f" -> {Path(output) / 'report.json'}")
+
+
+@app.command()
+def synth(
+    inputs: list[str] = typer.Argument(..., help="Photos, folders (recursive) or globs."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for the warped photos, their cards (.json), ground truth (.truth.parquet) and manifest."),
+    unit: Optional[list[str]] = typer.Option(None, "--unit", "-u", help="A unit and its intensity in cm of peak movement, e.g. AU4=0.6 or AU12L=0.5 (repeat to combine)."),
+    control: bool = typer.Option(False, help="No unit: the d = 0 control (resampling and JPEG only)."),
+    overwrite: bool = typer.Option(False, help="Redo the photos given even if their output is up to date."),
+    workers: Optional[int] = typer.Option(None, help="Processes (default: 1)."),
+):
+    """Warp FACS action units onto real photos, with their ground-truth displacement."""
+    from dfe.synth import SynthError, synthesize
+
+    if not unit and not control:
+        _fail("give at least one --unit (e.g. --unit AU4=0.6), or --control for the d = 0 control")
+    try:
+        outcomes = synthesize(inputs, output, list(unit or []), overwrite=overwrite, workers=workers or 1)
+    except (SynthError, ValueError, RuntimeError) as e:
+        _fail(str(e))
+    _finish(outcomes, "synthesized", f" -> {output}")
 
 
 @app.command()
@@ -348,7 +388,7 @@ def evaluate(
     output: Path = typer.Option(..., "-o", "--output", help="Report folder."),
     labels: Optional[Path] = typer.Option(None, help="CSV (first column = video) for label precision@k and a person split."),
     label_column: Optional[str] = typer.Option(None, help="Label column for precision@k."),
-    group: Optional[str] = typer.Option(None, help="Person column in the labels: hold out by person."),
+    group: Optional[str] = typer.Option(None, help=GROUP_HELP),
     seed: int = typer.Option(0, help="Random seed."),
     refit: bool = typer.Option(True, "--refit/--no-refit", help="If the model saw any held-out video: fit one of its configuration on the training split (default), or refuse (--no-refit)."),
 ):
@@ -379,7 +419,7 @@ def evaluate_task(
     labels: Path = typer.Option(..., help="CSV, one row per video (or per window, id video@k): the video's table stem, the target, optional group; or ELAN .eaf files (a file or folder, one per video named after its table; --target = the tier)."),
     target: str = typer.Option(..., help="Label column to predict."),
     output: Path = typer.Option(..., "-o", "--output", help="Report folder."),
-    group: Optional[str] = typer.Option(None, help="Column of person ids: folds never split a person."),
+    group: Optional[str] = typer.Option(None, help=GROUP_HELP),
     folds: int = typer.Option(5, help="Outer cross-validation folds."),
     window: Optional[float] = typer.Option(None, help="Cut videos into windows of this many seconds (pseudo-videos)."),
     features: Optional[Path] = typer.Option(None, help="Your own per-video feature CSV (first column = video id) as another baseline."),

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dfe.labels import groups_for, read_labels, require_columns
 from dfe.tokenizer import Tokenizer, codebook_stats, cosine_rows
 
 log = logging.getLogger(__name__)
@@ -177,15 +178,13 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
     frame_labels = None
     split_by = "video"
     if labels:
-        lab = pd.read_csv(labels)
-        key = lab.columns[0]
-        lab[key] = lab[key].astype(str)
-        lab = lab.set_index(key)
+        lab = read_labels(labels)
         if group_column:
-            groups = df["video"].astype(str).map(lab[group_column].astype(str)).fillna(df["video"].astype(str)).to_numpy()
+            groups = groups_for(df["video"], lab, group_column, labels).to_numpy()
             split_by = f"person ({group_column})"
-        col = label_column or next(c for c in lab.columns if c != group_column)
-        frame_labels = df["video"].astype(str).map(lab[col]).to_numpy()
+        col = label_column or next(c for c in lab.columns[1:] if c != group_column)
+        require_columns(lab, [col], labels)
+        frame_labels = df["video"].astype(str).map(lab.set_index(lab.columns[0])[col]).to_numpy()
     train, test = split_groups(len(df), groups, test_fraction, seed)
     psi = table_psi(df, tok.config.psi_kind)
     test_videos = sorted(set(df["video"].astype(str).to_numpy()[test]))

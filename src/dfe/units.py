@@ -53,6 +53,7 @@ ACTION_UNITS: dict[str, tuple[str, list[str]]] = {
 
 ONE_SIDED = {"AU30"}  # its two shapes are two directions, not two sides
 SIDES = {"L": "left", "R": "right", "": ""}
+MAX_INTENSITY_CM = 2.0  # beyond 2 cm of movement a unit is no longer a face's expression
 _SPEC = re.compile(r"^\s*(AU\d+(?:/\d+)?)([LR]?)\s*=\s*([-+0-9.eE]+)\s*$", re.IGNORECASE)
 
 
@@ -151,3 +152,22 @@ def arkit_peak(name: str) -> float:
     if name not in shapes:
         raise ValueError(f"unknown ARKit shape {name!r}")
     return float(np.linalg.norm(shapes[name], axis=1).max())
+
+
+def check_intensity(unit: Unit, x: float) -> float:
+    """``x`` if it lies on the scale (0 to :data:`MAX_INTENSITY_CM` cm of peak movement), else
+    ValueError with one sentence."""
+    if not np.isfinite(x) or not 0.0 <= x <= MAX_INTENSITY_CM:
+        raise ValueError(f"intensity {unit.label}={x:g} is out of range: intensities are 0 to "
+                         f"{MAX_INTENSITY_CM:g} (cm of peak movement)")
+    return float(x)
+
+
+def parse_units(specs: list[str]) -> list[tuple[Unit, float]]:
+    """Unit specs (``["AU4=0.6", "AU15L=0.4"]``) -> [(unit, intensity)], each checked: known unit,
+    side, intensity in range. Raises ValueError with one sentence."""
+    out = []
+    for spec in specs:
+        unit, x = parse_unit(spec)
+        out.append((unit, check_intensity(unit, x)))
+    return out
