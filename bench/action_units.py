@@ -87,20 +87,45 @@ def auc(pos, neg) -> float:
     return float(greater)
 
 
+def build_synth(folder: Path, faces: Path, people: int, intensity: float) -> None:
+    """dfe synth photos of the first ``people`` London neutrals (people the Canada-only face model never
+    saw): each OpenFace unit with an ICT shape alone at ``intensity`` cm, plus the d = 0 control;
+    ``index.csv`` in scripts/build_synth_corpus.py's layout."""
+    import json
+
+    from dfe.synth import close_landmarker, synthesize
+
+    photos = sorted((faces / "london").glob("*_neutral.jpg"))[:people]
+    plan = {"control": []} | {f"{au}_{intensity:g}": [f"{au}={intensity:g}"] for au in UNITS if au != "AU25"}
+    rows = []
+    for name, specs in plan.items():
+        for o in synthesize(photos, folder / name, specs, progress=False):
+            ok = o.status in ("ok", "skipped")
+            card = json.loads((folder / name / f"{o.id}.json").read_text()) if ok else {}
+            rows.append({"condition": name, "units": " + ".join(specs) or "d=0", "person": Path(o.input).stem,
+                         "status": "ok" if card else "failed", "photo": f"{name}/{card['photo']}" if card else ""})
+    close_landmarker()
+    pd.DataFrame(rows).to_csv(folder / "index.csv", index=False)
+
+
 def synth_labels(folder: Path) -> pd.DataFrame:
+    """path, person, unit (``control`` for d = 0) of a synth corpus: its index.csv (single-unit
+    conditions; combinations are left out) or labels.csv (file, person, unit)."""
+    if (folder / "index.csv").is_file():
+        idx = pd.read_csv(folder / "index.csv")
+        idx = idx[(idx["status"] == "ok") & ~idx["units"].str.contains(r"\+", regex=True)]
+        unit = [("control" if u == "d=0" else u.split("=")[0]) for u in idx["units"]]
+        return pd.DataFrame({"path": [str(folder / p) for p in idx["photo"]], "person": idx["person"].to_numpy(), "unit": unit})
     if (folder / "labels.csv").is_file():
         lab = pd.read_csv(folder / "labels.csv")
         lab["path"] = [str(folder / f) for f in lab["file"]]
         return lab
-    rows = []
-    for f in sorted(folder.iterdir()):
-        m = re.match(r"^(.+?)_(AU\d+[LR]?|control|neutral)(?:=[-0-9.]+)?$", f.stem, re.IGNORECASE)
-        if m and f.suffix.lower() in (".jpg", ".jpeg", ".png"):
-            rows.append({"path": str(f), "person": m.group(1), "unit": m.group(2)})
-    return pd.DataFrame(rows)
+    raise FileNotFoundError(f"{folder}: no index.csv (scripts/build_synth_corpus.py) or labels.csv")
 
 
 def synth_report(folder: Path, lm, model, thresholds):
+    """Per-unit AUC of each unit's own _r column (its photos vs the other units' photos), geometry
+    and blendshape sources, psi from ``model`` (single photos; no tested person in it)."""
     from dfe.units import canonical_au
 
     lab = synth_labels(folder)
@@ -129,7 +154,10 @@ def synth_report(folder: Path, lm, model, thresholds):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    ap.add_argument("--synth", type=Path, default=None, help="folder of dfe synth unit photos")
+    ap.add_argument("--synth", type=Path, default=None, help="folder of dfe synth unit photos (index.csv)")
+    ap.add_argument("--build-synth", action="store_true", help="first build --synth DIR from London neutrals")
+    ap.add_argument("--synth-people", type=int, default=20)
+    ap.add_argument("--synth-intensity", type=float, default=0.6)
     ap.add_argument("--plot", type=Path, default=None, help="PNG of AU traces over time for WolfgangLanger_Pexels.mp4")
     args = ap.parse_args()
     faces = args.shared / "faces"
@@ -175,6 +203,8 @@ def main() -> None:
 
         # --- synth
         if args.synth:
+            if args.build_synth:
+                build_synth(args.synth, faces, args.synth_people, args.synth_intensity)
             synth_report(args.synth, lm, canada_model, q)
         else:
             print("\nsynth photos: not given (--synth DIR); the per-unit AUC on dfe synth photos is pending")
