@@ -123,7 +123,7 @@ def synth_labels(folder: Path) -> pd.DataFrame:
     raise FileNotFoundError(f"{folder}: no index.csv (scripts/build_synth_corpus.py) or labels.csv")
 
 
-def synth_report(folder: Path, lm, model, thresholds):
+def synth_report(folder: Path, lm, model, faces: Path):
     """Per-unit AUC of each unit's own _r column (its photos vs the other units' photos), geometry
     and blendshape sources, psi from ``model`` (single photos; no tested person in it)."""
     from dfe.units import canonical_au
@@ -133,11 +133,24 @@ def synth_report(folder: Path, lm, model, thresholds):
         print(f"synth: no labelled photos in {folder}")
         return
     obs = observe_all(lab["path"], lm)
-    df = tables(obs, model)
     unit = [("control" if u.lower() in ("control", "neutral") else canonical_au(re.sub(r"[LR]$", "", u))) for u in lab["unit"]]
-    print(f"\nsynth photos: {len(df)} ({lab['person'].nunique()} people)")
+    sources = {p: observe_file(faces / "london" / f"{p}.jpg", landmarker=lm) for p in sorted(set(lab["person"]))
+               if (faces / "london" / f"{p}.jpg").is_file()}
+    runs = [("single photos, Canada-only face model", tables(obs, model))]
+    if len(sources) == lab["person"].nunique():
+        runs.append(("the unwarped photo as neutral reference", tables(obs, model, [sources[p] for p in lab["person"]])))
+    for label, df in runs:
+        _synth_aucs(label, df, unit, lab)
+
+
+def _synth_aucs(label, df, unit, lab):
+    from dfe.units import canonical_au
+
+    print(f"\nsynth photos ({label}): {len(df)} ({lab['person'].nunique()} people)")
     print(f"{'unit':8s} {'n':>4s} {'AUC geometry':>13s} {'AUC blendshapes':>16s}")
     for au in UNITS:
+        if au == "AU25":  # no ICT shape, no synth photo of its own
+            continue
         name = canonical_au(au)
         pos = [i for i, u in enumerate(unit) if u == name]
         neg = [i for i, u in enumerate(unit) if u not in (name, "control")]
@@ -205,7 +218,7 @@ def main() -> None:
         if args.synth:
             if args.build_synth:
                 build_synth(args.synth, faces, args.synth_people, args.synth_intensity)
-            synth_report(args.synth, lm, canada_model, q)
+            synth_report(args.synth, lm, canada_model, faces)
         else:
             print("\nsynth photos: not given (--synth DIR); the per-unit AUC on dfe synth photos is pending")
 
