@@ -77,7 +77,7 @@ def extract(
     output: Path = typer.Option(..., "-o", "--output", help="Folder for the per-frame tables, manifest.sqlite and report.json."),
     max_faces: int = typer.Option(1, help="Faces per frame to track (each gets a face_id)."),
     neutral: Optional[str] = typer.Option(None, help="Images only: 'auto' (<prefix>_neutral.<ext> beside each image) or a CSV with columns image,neutral."),
-    format: str = typer.Option("parquet", "--format", help="parquet or csv."),
+    format: str = typer.Option("parquet", "--format", help="parquet, csv, or openface (an OpenFace 2.2 FeatureExtraction CSV, dfe's columns after)."),
     overwrite: bool = typer.Option(False, help="Redo the inputs given even if their table is up to date."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also redo every input whose last run into this folder failed."),
     landmarker_model: Optional[Path] = typer.Option(None, help="Your own face_landmarker.task (default: the bundled one)."),
@@ -325,13 +325,19 @@ def _frame_row(spec: str):
 @app.command()
 def show(
     frame_spec: str = typer.Argument(..., help="TABLE_OR_MEDIA[:FRAME[:FACE_ID]], e.g. tables/clip.parquet:120"),
-    model: Path = typer.Option(..., "--model", "-m", help="Model file from `dfe fit`."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file from `dfe fit`."),
     output: Path = typer.Option(Path("decomposition.png"), "-o", "--output", help="PNG to write."),
+    aus: bool = typer.Option(False, "--aus", help="Draw the action-unit traces over time of the table (or media) instead (no model needed)."),
 ):
-    """Render one frame's decomposition into its tokens (coarse to fine) as a PNG."""
+    """Render one frame's decomposition into its tokens (coarse to fine) as a PNG; --aus: AU traces over time."""
     from dfe.io import MediaError
     from dfe.viz import decomposition_figure
 
+    if aus:
+        _show_aus(frame_spec, output)
+        return
+    if model is None:
+        _fail("give --model (a model file from `dfe fit`), or --aus for action-unit traces")
     tok = _load_model(model)
     try:
         row = _frame_row(frame_spec)
@@ -339,6 +345,40 @@ def show(
         _fail(str(e))
     decomposition_figure(tok, row, output)
     typer.echo(f"wrote {output}")
+
+
+def _show_aus(spec: str, output: Path) -> None:
+    from dfe.extraction import extract_file
+    from dfe.io import MediaError, media_kind
+    from dfe.table import read_table
+    from dfe.timeline import action_unit_figure
+
+    parts = spec.split(":")
+    path, face = parts[0], int(parts[2]) if len(parts) > 2 else 0
+    try:
+        df = extract_file(path) if media_kind(path) else read_table(path)
+        if not ((df["success"] == 1) & (df["face_id"] == face)).any():
+            raise ValueError(f"no face {face} in {path}")
+        action_unit_figure(df, output, title=Path(path).name, face_id=face)
+    except (ValueError, MediaError, OSError, KeyError) as e:
+        _fail(f"{path}: {e}")
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+def openface(
+    tables: list[str] = typer.Argument(..., help="dfe per-frame tables or folders of them (any dfe version)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for the OpenFace CSVs (<table stem>.csv)."),
+    overwrite: bool = typer.Option(False, help="Rewrite CSVs that are newer than their table."),
+):
+    """Convert dfe tables to OpenFace 2.2 FeatureExtraction CSVs (action units and gaze computed for old tables)."""
+    from dfe.openface import convert_tables
+
+    try:
+        outcomes = convert_tables(tables, output, overwrite)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    _finish(outcomes, "converted", f" -> {output}")
 
 
 @app.command()

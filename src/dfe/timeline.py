@@ -91,3 +91,38 @@ def timeline_figure(events: pd.DataFrame, table: pd.DataFrame, path: str | Path,
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def action_unit_figure(table: pd.DataFrame, path: str | Path, title: str = "", face_id: int = 0,
+                       units: list[str] | None = None) -> Path:
+    """AU intensity traces over a video's time (one small panel per unit, geometry source solid,
+    blendshape source dashed, the presence threshold dotted); ``units`` default: OpenFace's 17."""
+    from dfe.action_units import PRESENCE_THRESHOLDS, UNIT_NAMES
+    from dfe.openface import add_action_units
+    from dfe.table import OPENFACE_AU_INTENSITY
+    from dfe.viz import _plt
+
+    plt = _plt()
+    df = add_action_units(table)
+    df = df[(df["success"] == 1) & (df["face_id"] == face_id)].sort_values("timestamp")
+    units = [u for u in (units or OPENFACE_AU_INTENSITY) if np.isfinite(df[f"{u}_r"]).any()]
+    fig, axes = plt.subplots(len(units), 1, figsize=(10, 0.62 * len(units) + 0.8), sharex=True, squeeze=False)
+    t = df["timestamp"].to_numpy(float)
+    top = max(float(np.nanmax(df[[f"{u}_r" for u in units]].to_numpy())), 0.1)
+    for ax, au in zip(axes[:, 0], units):
+        ax.plot(t, df[f"{au}_r"], color="#1f77b4", lw=1.2)
+        if np.isfinite(df[f"{au}_r_blendshapes"]).any():
+            ax.plot(t, df[f"{au}_r_blendshapes"], color="#ff7f0e", lw=0.9, ls="--")
+        if au in PRESENCE_THRESHOLDS:
+            ax.axhline(PRESENCE_THRESHOLDS[au], color="0.5", lw=0.7, ls=":")
+        ax.set_ylim(0, top * 1.05)
+        ax.set_ylabel(f"{au}\n{UNIT_NAMES[au][:18]}", rotation=0, ha="right", va="center", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.suptitle(f"{title}  action units, cm of peak movement: geometry (solid), blendshapes (dashed), "
+                 "presence threshold (dotted)", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
