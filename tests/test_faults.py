@@ -72,6 +72,7 @@ def test_killed_runs_leave_no_temp_files_and_claims_are_honoured(tmp_path):
              out / ".report.json.abc123.tmp"]
     for f in stale:
         f.write_bytes(b"")
+        os.utime(f, (1e9, 1e9))  # long ago
     sleeper = subprocess.Popen(["sleep", "60"])  # a live "other run"
     try:
         m = Manifest(out)
@@ -93,15 +94,17 @@ def test_killed_runs_leave_no_temp_files_and_claims_are_honoured(tmp_path):
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    """Tables of a short video, a faceless video and four photos; encoded by the starter model."""
+    """Tables of a short video, a faceless video and eight photos; encoded by the starter model."""
     root = tmp_path_factory.mktemp("small")
-    photos = [FACES / "london" / f"00{p}_{e}.jpg" for p in (1, 2) for e in ("neutral", "smiling")]
+    photos = [FACES / "london" / f"00{p}_{e}.jpg" for p in (1, 2, 3, 4) for e in ("neutral", "smiling")]
     res = cli("extract", VIDEOS / "single_face.mp4", VIDEOS / "no_face.mp4", *photos, "-o", root / "tables")
     assert res.exit_code == 0, res.output
     assert cli("encode", root / "tables", "-m", STARTER, "-o", root / "enc", "--workers", "1").exit_code == 0
     labels = root / "labels.csv"
     labels.write_text("video,expression\n" + "".join(f"{p.stem},{p.stem.split('_')[1]}\n" for p in photos)
                       + "single_face,neutral\n")
+    scores = [p.stem for p in photos] + [f"single_face@{k}" for k in range(8)]  # a score per photo and per 0.3 s
+    (root / "scores.csv").write_text("video,score\n" + "".join(f"{v},{k * 1.5 + 1}\n" for k, v in enumerate(scores)))
     return root, res.output
 
 
@@ -119,12 +122,12 @@ COMMANDS = {
     "encode": lambda r: ["encode", r / "tables", "-m", STARTER, "-o", r / "enc2", "--workers", "1"],
     "atlas": lambda r: ["atlas", STARTER, "-o", r / "atlas", "--tables", r / "enc", "--max-codes", "3"],
     "evaluate": lambda r: ["evaluate", r / "enc", "-m", STARTER, "-o", r / "ev"],
-    "evaluate-task": lambda r: ["evaluate-task", r / "enc", "--labels", r / "labels.csv", "--target", "expression",
-                                "-o", r / "task", "--folds", "2"],
+    "evaluate-task": lambda r: ["evaluate-task", r / "enc", "--labels", r / "scores.csv", "--target", "score",
+                                "-o", r / "task", "--folds", "2", "--window", "0.3"],
     "events": lambda r: ["events", r / "enc", "-m", STARTER, "-o", r / "events", "--no-timeline"],
 }
-SUMMARY = {"fit": "saved", "encode": "Finished 6 tables", "atlas": "atlas of 3 codes", "evaluate": "held-out cosine",
-           "evaluate-task": "report:", "events": "Finished 6 tables"}
+SUMMARY = {"fit": "saved", "encode": "Finished 10 tables", "atlas": "atlas of 3 codes", "evaluate": "held-out cosine",
+           "evaluate-task": "report:", "events": "Finished 10 tables"}
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))

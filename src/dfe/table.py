@@ -279,3 +279,21 @@ def load_tables(paths: list[str | Path]) -> pd.DataFrame:
         df.insert(0, "video", video_id(p))
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
+
+
+def read_labels_file(path: str | Path, **read_csv) -> pd.DataFrame:
+    """A labels CSV (one row per video or window), or one sentence naming the file when it is
+    missing, empty or not CSV; ``read_csv``: pandas options (e.g. ``dtype=str``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"labels file {path} does not exist")
+    try:
+        lab = pd.read_csv(path, **read_csv)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"labels file {path} is empty: give a header row (e.g. video,label) and one row per video") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise ValueError(f"labels file {path} is not a readable CSV ({str(e).splitlines()[0]})") from None
+    if lab.empty or len(lab.columns) < 2:
+        raise ValueError(f"labels file {path} has {len(lab)} rows and {len(lab.columns)} column(s): it needs a "
+                         "header row with an id column and a label column, and one row per video")
+    return lab
