@@ -197,7 +197,7 @@ h1{font-size:24px}h2{font-size:19px;margin-top:28px}a{color:#1a5fb4}
 table{border-collapse:collapse;width:100%}td,th{padding:4px 8px;border-bottom:1px solid #e4e4e4;text-align:left;vertical-align:middle}
 th{cursor:pointer;background:#f0f0f0}td img{height:56px}.num{text-align:right;font-variant-numeric:tabular-nums}
 .grid{display:flex;flex-wrap:wrap;gap:14px}.card{background:#fff;border:1px solid #ddd;padding:10px}
-.faces img{width:96px;height:96px;margin:2px}.faces figure{width:260px;margin:0}
+.faces img{width:96px;height:96px;margin:2px}.faces figure{margin:0}ol.cmds{padding-left:22px}
 code{background:#eee;padding:1px 4px;font-size:12px}
 pre.cmd{background:#eee;padding:4px 6px;font-size:12px;white-space:pre;overflow-x:auto;margin:2px 0;user-select:all}
 .dup{color:#b5421a}.muted{color:#666}
@@ -276,8 +276,12 @@ def _code_page(card: dict, images: dict[str, str], examples: list[dict], model_p
 
     dups = ", ".join(f"{link(d['code'])} (cosine {d['similarity']:.2f})" for d in card["near_duplicates"]) or "none"
     co = ", ".join(f"{link(d['code'])} ({d['frames']} frames)" for d in card["cooccurring"]) or "none"
-    faces = "".join(f"<figure><img src='{e['image']}' alt='face'><figcaption><pre class='cmd'>{html.escape(e['command'])}</pre>"
-                    f"</figcaption></figure>" for e in examples if e.get("image"))
+    shown = [e for e in examples if e.get("image")]
+    faces = "".join(f"<figure><img src='{e['image']}' alt='face'><figcaption>frame {k + 1}</figcaption></figure>"
+                    for k, e in enumerate(shown))
+    if shown:  # full width, never wrapped: each command copy-pastes whole
+        faces += ("</div><p class='muted'>Draw a frame's decomposition into its tokens:</p><ol class='cmds'>"
+                  + "".join(f"<li><pre class='cmd'>{html.escape(e['command'])}</pre></li>" for e in shown) + "</ol><div>")
     pictures = ""
     if "front" in images:
         pictures = (f"<div class='grid'><div class='card'><img src='{images['front']}' alt='heatmap, front'>"

@@ -111,7 +111,7 @@ def timeline_figure(events: pd.DataFrame, table: pd.DataFrame, path: str | Path,
     ax.set_yticklabels([f"L{int(levels[lab])}  {lab}" if levels.get(lab, 0) > 0 else str(lab) for lab in rows], fontsize=8)
     ax.set_ylim(len(rows) - 0.5 if rows else 0.5, -1.0 if marks is not None else -0.5)
     ax.set_xlim(t0, t1)
-    ax.set_xlabel("time (s)")
+    ax.set_xlabel("time (s)", loc="left")  # the legend sits on the right, below the axis
     ax.grid(axis="x", alpha=0.3)
     shown = legend_levels(drawn)
     handles = [plt.Rectangle((0, 0), 1, 1, color=LEVEL_COLOURS[(k - 1) % len(LEVEL_COLOURS)]) for k in shown]
