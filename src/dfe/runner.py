@@ -352,7 +352,7 @@ class Outcome:
     """What one input came to in this run (the manifest holds the lasting record)."""
 
     input: str
-    status: str  # ok | failed | skipped
+    status: str  # ok | failed | skipped (up to date) | claimed (another live run has it)
     id: str = ""
     output: str | None = None
     frames: int = 0
