@@ -253,6 +253,11 @@ class EventFeatures(TransformerMixin, BaseEstimator):
         features = self._features(X)
         self.columns_ = np.flatnonzero(np.asarray((features != 0).sum(0)).ravel())
         self.n_features_out_ = len(self.columns_)
+        if not self.n_features_out_:
+            single = sum(len(df) <= 1 or df["timestamp"].nunique() <= 1 for df in X)
+            why = (f"{single} of the {len(X)} tables are single photos (one frame): events need frames over time"
+                   if single else "no event lasted long enough in any training video")
+            log.warning("event features are empty (%s); use the bag of tokens for photos", why)
         return features[:, self.columns_]
 
     def fit(self, X, y=None):
@@ -377,7 +382,11 @@ def load_task(tables: list, labels: str | Path, target: str, group: str | None =
             ys.append(lab.loc[key, target])
             gs.append(lab.loc[key, group] if group else vid)
     if not videos:
-        raise ValueError("no video has both a table and a label")
+        if not paths:
+            raise ValueError(f"no per-frame tables found in {', '.join(map(str, tables))}")
+        raise ValueError(f"no video has both a table and a label: the ids in {labels} (e.g. {', '.join(sorted(labelled)[:3])}) "
+                         f"match none of the table ids (e.g. {', '.join(sorted(paths)[:3])}); the first column of the "
+                         "labels file must hold table ids (file stems) or the input files' paths")
     y = np.asarray(ys)
     if task is None:
         numeric = pd.api.types.is_numeric_dtype(pd.Series(ys))
@@ -508,7 +517,8 @@ def cross_validate(data: TaskData, codebook_size: int, n_folds: int = 5, seed: i
     import warnings
 
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
-    from tqdm.auto import tqdm
+
+    from dfe.progress import Progress
 
     warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")  # API notices, not findings
     folds = check_folds(data, n_folds)
@@ -523,10 +533,11 @@ def cross_validate(data: TaskData, codebook_size: int, n_folds: int = 5, seed: i
     skipped = [n for n in feature_sets(codebook_size, user_table, dynamic=dynamic) if n not in sets]
     if skipped:
         data.warnings.append(f"left out (the tables lack their columns): {', '.join(skipped)}")
-    bar = tqdm(total=len(sets) * len(splits), desc="evaluate", unit="fit", disable=not progress)
+    bar = Progress(len(sets) * len(splits), "evaluate", "fit", enabled=progress)
     for f, (tr, te) in enumerate(splits):
         videos = refit_fold_tokens(data.videos, tr, refit_tokenizer, seed) if refit_tokenizer else data.videos
         for name, feats in sets.items():
+            bar.note(f"fold {f + 1}/{len(splits)}: {name}")
             model = make_model(data.task, feats, seed)
             model.fit([videos[i] for i in tr], data.y[tr])
             X_te = [videos[i] for i in te]

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help: [ray] stays literal
                   help="dfe — Discrete Facial Encoding: faces -> expression tokens -> predictions.")
 log = logging.getLogger("dfe")
 # one --group for every command that holds people out (evaluate, evaluate-task, and those to come)
@@ -61,19 +61,25 @@ def _workers(n: int | None) -> int:
     return n or default_workers()
 
 
-def _finish(outcomes, done: str, tail: str = "") -> None:
-    """One line per failed input, a summary line, and exit 1 if anything failed."""
-    failed = [o for o in outcomes if o.status == "failed"]
-    for o in failed:
-        typer.secho(f"  failed: {o.input}: {o.error}", fg=typer.colors.RED, err=True)
-    skipped = sum(o.status == "skipped" for o in outcomes)
-    typer.echo(f"{len(outcomes) - len(failed) - skipped} {done}, {skipped} up to date, {len(failed)} failed{tail}")
-    raise typer.Exit(1 if failed else 0)
+def _finish(outcomes, done: str, tail: str = "", noun: str = "input") -> None:
+    """One line per failed or skipped input, a warning naming inputs without a face, the summary
+    sentence (:func:`dfe.progress.summary`), and exit 1 if anything failed."""
+    from dfe.progress import faceless_warning, summary
+
+    for o in outcomes:
+        if o.status in ("failed", "claimed"):
+            typer.secho(f"  {'failed' if o.status == 'failed' else 'skipped'}: {o.input}: {o.error}",
+                        fg=typer.colors.RED if o.status == "failed" else typer.colors.YELLOW, err=True)
+    warning = faceless_warning(outcomes)
+    if warning:
+        typer.secho(warning, fg=typer.colors.YELLOW, err=True)
+    typer.echo(summary(outcomes, noun, done) + tail)
+    raise typer.Exit(1 if any(o.status == "failed" for o in outcomes) else 0)
 
 
 @app.command()
 def extract(
-    inputs: Optional[list[str]] = typer.Argument(None, help="Images, videos, folders (recursive) or globs."),
+    inputs: Optional[list[str]] = typer.Argument(None, metavar="INPUTS...", help="Images, videos, folders (recursive) or globs."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder for the per-frame tables, manifest.sqlite and report.json."),
     max_faces: int = typer.Option(1, help="Faces per frame to track (each gets a face_id)."),
     neutral: Optional[str] = typer.Option(None, help="Images only: 'auto' (<prefix>_neutral.<ext> beside each image) or a CSV with columns image,neutral."),
@@ -112,7 +118,7 @@ def extract(
                      engine=engine, ray_address=ray_address)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         _fail(str(e))
-    _finish(report.results, "ok", f" -> {Path(output) / 'report.json'}")
+    _finish(report.results, "ok", f" Report: {Path(output) / 'report.json'}")
 
 
 @app.command()
@@ -189,12 +195,12 @@ def import_flame(
         outcomes = run(source, output, fps, overwrite)
     except (FlameInputError, RunError) as e:
         _fail(str(e))
-    _finish(outcomes, "ok", f" -> {output}  (fit with: dfe fit {output} --psi-kind flame)")
+    _finish(outcomes, "ok", f" Tables: {output}  (fit with: dfe fit {output} --psi-kind flame)", noun="video")
 
 
 @app.command()
 def fit(
-    tables: list[str] = typer.Argument(..., help="Per-frame tables or folders of them (from `dfe extract`)."),
+    tables: list[str] = typer.Argument(..., metavar="TABLES...", help="Per-frame tables or folders of them (from `dfe extract`)."),
     output: Path = typer.Option(..., "-o", "--output", help="Model file to write (e.g. model.dfe)."),
     psi_kind: str = typer.Option("geometry", help="geometry (1404), blendshapes (52), flame (53) or flame+eyelids (55)."),
     codebook_size: int = typer.Option(256, "--codebook-size", "-N", help="Codes in the shared codebook."),
@@ -230,7 +236,7 @@ def fit(
 
 @app.command()
 def encode(
-    tables: list[str] = typer.Argument(..., help="Per-frame tables or folders of them."),
+    tables: list[str] = typer.Argument(..., metavar="TABLES...", help="Per-frame tables or folders of them."),
     model: Path = typer.Option(..., "--model", "-m", help="Model file from `dfe fit`."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Folder for the encoded tables."),
     in_place: bool = typer.Option(False, "--in-place", help="Rewrite the input tables instead."),
@@ -251,7 +257,7 @@ def encode(
                                  engine=engine, ray_address=ray_address)
     except (FileNotFoundError, RunError, ValueError) as e:
         _fail(str(e))
-    _finish(outcomes, "encoded")
+    _finish(outcomes, "encoded", noun="table")
 
 
 @app.command()
@@ -280,7 +286,7 @@ def atlas(
 
 @app.command()
 def events(
-    tables: list[str] = typer.Argument(..., help="Per-frame tables or folders (encoded or not)."),
+    tables: list[str] = typer.Argument(..., metavar="TABLES...", help="Per-frame tables or folders (encoded or not)."),
     model: Path = typer.Option(..., "--model", "-m", help="The model that encoded them (or encodes them now)."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder for events tables, .eaf files and timelines."),
     levels: Optional[int] = typer.Option(None, help="A code is active only where it appears at levels <= this."),
@@ -290,6 +296,7 @@ def events(
     fmt: str = typer.Option("parquet", "--format", help="Events table format: parquet or csv."),
     tiers: str = typer.Option("code", help="ELAN tiers: one per code ('code') or per level ('level')."),
     timeline: bool = typer.Option(True, help="Draw <video>.timeline.png per table."),
+    max_rows: int = typer.Option(24, help="Timeline: draw at most this many codes (coarse levels first); the figure says how many it left out."),
 ):
     """Facial events per video: onset, apex, offset, duration and strength of each code; ELAN files."""
     from dfe.events import EventOptions, events_corpus
@@ -298,10 +305,10 @@ def events(
     tok = _load_model(model)
     options = EventOptions(levels=levels, max_gap=max_gap, min_duration=min_duration, hold=hold or None)
     try:
-        outcomes = events_corpus(tables, tok, output, options, fmt, tiers, timeline)
+        outcomes = events_corpus(tables, tok, output, options, fmt, tiers, timeline, max_rows=max_rows)
     except (ValueError, FileNotFoundError, RunError) as e:
         _fail(str(e))
-    _finish(outcomes, "events of")
+    _finish(outcomes, "done", f" Events, .eaf files and timelines: {output}", noun="table")
 
 
 def _frame_row(spec: str):
@@ -383,7 +390,7 @@ def openface(
 
 @app.command()
 def evaluate(
-    tables: list[str] = typer.Argument(..., help="Per-frame tables or folders."),
+    tables: list[str] = typer.Argument(..., metavar="TABLES...", help="Per-frame tables or folders."),
     model: Path = typer.Option(..., "--model", "-m", help="Model file from `dfe fit`."),
     output: Path = typer.Option(..., "-o", "--output", help="Report folder."),
     labels: Optional[Path] = typer.Option(None, help="CSV (first column = video) for label precision@k and a person split."),
@@ -415,7 +422,7 @@ def evaluate(
 
 @app.command("evaluate-task")
 def evaluate_task(
-    tables: list[str] = typer.Argument(..., help="Encoded per-frame tables (one per video) or folders."),
+    tables: list[str] = typer.Argument(..., metavar="TABLES...", help="Encoded per-frame tables (one per video) or folders."),
     labels: Path = typer.Option(..., help="CSV, one row per video (or per window, id video@k): the video's table stem, the target, optional group; or ELAN .eaf files (a file or folder, one per video named after its table; --target = the tier)."),
     target: str = typer.Option(..., help="Label column to predict."),
     output: Path = typer.Option(..., "-o", "--output", help="Report folder."),

@@ -191,6 +191,9 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
         col = label_column or next(c for c in lab.columns[1:] if c != group_column)
         require_columns(lab, [col], labels)
         frame_labels = df["video"].astype(str).map(lab.set_index(lab.columns[0])[col]).to_numpy()
+        if pd.isna(frame_labels).all():
+            raise ValueError(f"labels file {labels}: its ids (e.g. {', '.join(map(str, lab.iloc[:3, 0]))}) match none of "
+                             f"the tables' videos (e.g. {', '.join(sorted(set(df['video'].astype(str)))[:3])})")
     videos = df["video"].astype(str).to_numpy()
     held = held_out_split(videos, groups, tok, split_by, test_fraction, seed)
     train, test, split_by = held.train, held.test, held.by
@@ -214,13 +217,23 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
     blend = blendshapes_array(df) if has_blend else None
     notes = [] if has_blend else ["the tables have no blendshape columns (e.g. FLAME input): the blendshape "
                                   "baselines and the retrieval comparison are skipped"]
+    from dfe.progress import Progress
+
+    steps = Progress(4, "evaluate", "step", enabled=progress)
+    steps.note("fidelity (ridge baselines on the training split)")
     tokens_test = tok.encode(psi[test])
     fid = fidelity(tok, geo[train], geo[test], blend[train], blend[test], seed, tokens_test) \
         if tok.config.psi_kind == "geometry" and has_blend else fidelity(tok, psi[train], psi[test], None, None, seed, tokens_test)
+    steps.update(1)
+    steps.note("level curve and diversity")
     curve = level_curve(tok, psi[test], tokens_test)
     div = diversity(tokens_test, blend[test] if has_blend else None, tok.codebook_size)
+    steps.update(1)
+    steps.note("retrieval")
     ret = (retrieval(tokens_test, blend[test], geo[test], k, None if frame_labels is None else frame_labels[test], seed=seed)
            if has_blend else pd.DataFrame(columns=["retrieval", "k", "queries", "psi_cosine_mean"]))
+    steps.update(1)
+    steps.note("report and plots")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     test_groups = sorted(map(str, np.unique(groups[test])))
@@ -235,6 +248,9 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
     (outdir / "report.json").write_text(json.dumps(report, indent=2, default=float))
     _plots(curve, tokens_test, tok.codebook_size, outdir)
     (outdir / "report.md").write_text(_markdown(report, fid, ret))
+    steps.update(1)
+    steps.note("")
+    steps.close()
     return report
 
 

@@ -18,6 +18,8 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     """A labels CSV with every column as text (empty cells missing). Raises ValueError naming the
     file when it cannot be read or holds no rows."""
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"labels file {path} does not exist")
     try:
         lab = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError:
@@ -26,6 +28,8 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         raise ValueError(f"labels file {path} could not be read as CSV ({str(e).splitlines()[0]})") from None
     if lab.empty:
         raise ValueError(f"labels file {path} has a header but no rows")
+    if len(lab.columns) < 2:
+        raise ValueError(f"labels file {path} has one column: it needs an id column and a label column")
     lab.columns = [str(c).strip() for c in lab.columns]
     return lab
 
