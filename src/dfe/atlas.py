@@ -329,7 +329,6 @@ def build_atlas(tok: Tokenizer, outdir: str | Path, tables: list | None = None, 
     from dfe.progress import counted
     from dfe.viz import geometry_of, profile_figure, surface_for
 
-
     if labels:
         read_labels(labels)  # a missing, empty or broken labels file stops here, before any drawing
     outdir = Path(outdir)
