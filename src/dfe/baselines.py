@@ -159,10 +159,13 @@ def load_baseline(text: str, ids: list[str], name: str | None = None) -> VideoFe
     table has one."""
     spec = parse_spec(text)
     read = read_frames(spec, ids)
+    if not read.frames and read.problems:
+        raise BaselineError(f"--baseline {text}: no file for the {len(ids)} tables could be used "
+                            f"(e.g. {read.problems[0]})")
     if not read.frames:
-        why = f" ({read.problems[0]})" if read.problems else ""
+        example = ids[0] if ids else "VIDEO"
         raise BaselineError(f"--baseline {text}: no file matches any of the {len(ids)} tables by name "
-                            f"(e.g. {ids[0] + '.csv' if ids else 'VIDEO.csv'} for {ids[0] if ids else 'VIDEO'}){why}")
+                            f"(e.g. {example}.csv for the table {example})")
     if not read.columns:
         raise BaselineError(f"--baseline {text}: its files share no action-unit column")
     table = video_functionals(read.frames, read.columns)
