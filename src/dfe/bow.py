@@ -103,8 +103,12 @@ class BagOfTokens(TransformerMixin, BaseEstimator):
         return m
 
 
+FUNCTIONALS = ["mean", "std", "p10", "p50", "p90"]
+
+
 def functionals(values: np.ndarray, threshold: float | None = None) -> np.ndarray:
-    """Per-column mean, std, 10th/50th/90th percentiles (+ share of frames above ``threshold``)."""
+    """Per-column mean, std, 10th/50th/90th percentiles (+ share of frames above ``threshold``),
+    in the order of :func:`functional_names`."""
     if len(values) == 0:
         n = values.shape[1] * (6 if threshold is not None else 5)
         return np.full(n, np.nan)
@@ -114,17 +118,27 @@ def functionals(values: np.ndarray, threshold: float | None = None) -> np.ndarra
     return np.concatenate(parts)
 
 
-class BlendshapeFunctionals(TransformerMixin, BaseEstimator):
-    """Baseline (a): the 52 blendshape scores (the action-unit-like output) summarised per video."""
+def functional_names(columns: list[str], threshold: float | None = None) -> list[str]:
+    """``<column>_<functional>`` for each value :func:`functionals` returns, in its order."""
+    stats = FUNCTIONALS + ([f"above_{threshold:g}"] if threshold is not None else [])
+    return [f"{c}_{s}" for s in stats for c in columns]
 
-    def __init__(self, threshold: float = 0.5):
+
+class BlendshapeFunctionals(TransformerMixin, BaseEstimator):
+    """Baseline (a): the 52 blendshape scores (the action-unit-like output) summarised per video
+    over its frames with a face. ``columns``: summarise these per-frame columns instead (e.g. an
+    OpenFace CSV's AU columns, :mod:`dfe.baselines`)."""
+
+    def __init__(self, threshold: float = 0.5, columns: list[str] | None = None):
         self.threshold = threshold
+        self.columns = columns
 
     def fit(self, X, y=None):
         return self
 
     def transform(self, X):
-        return np.nan_to_num(np.stack([functionals(_ok(df)[BLENDSHAPE_COLUMNS].to_numpy(float), self.threshold) for df in X]))
+        cols = BLENDSHAPE_COLUMNS if self.columns is None else list(self.columns)
+        return np.nan_to_num(np.stack([functionals(_ok(df)[cols].to_numpy(float), self.threshold) for df in X]))
 
 
 class BlendshapeBoW(TransformerMixin, BaseEstimator):
@@ -286,6 +300,34 @@ class UserFeatures(TransformerMixin, BaseEstimator):
         if missing:
             raise ValueError(f"feature table has no row for videos: {', '.join(missing[:5])}")
         return t.loc[ids].to_numpy(float)
+
+
+@dataclass
+class VideoFeatures:
+    """Another tool's output summarised per video, a baseline beside the tokens (built by
+    :mod:`dfe.baselines`): ``table``'s first column is the video id (a table's stem), the others
+    numbers; ``notes``: sentences for the report (which tables it has no row for)."""
+
+    name: str
+    table: pd.DataFrame
+    notes: list[str]
+
+
+def keep_videos_with(data: TaskData, baselines: list[VideoFeatures], window: float | None = None) -> TaskData:
+    """Only the videos every baseline has a row for, so every feature set is scored on the same
+    videos (the paired CIs need that); the baselines' notes join the report's warnings."""
+    if window:
+        raise ValueError("--baseline summarises whole videos: it cannot be combined with --window")
+    have = [set(b.table.iloc[:, 0].astype(str)) for b in baselines]
+    keep = np.array([i for i, vid in enumerate(data.ids) if all(vid in h for h in have)], dtype=int)
+    if not len(keep):
+        raise ValueError(f"no labelled video has a row in every baseline ({', '.join(b.name for b in baselines)}): "
+                         "the baseline files are matched to the tables by file stem")
+    notes = [n for b in baselines for n in b.notes]
+    for n in notes:
+        log.warning(n)
+    return TaskData([data.videos[i] for i in keep], [data.ids[i] for i in keep], data.y[keep], data.groups[keep],
+                    data.task, data.warnings + notes)
 
 
 # ---------------------------------------------------------------------------- videos and labels
@@ -506,12 +548,13 @@ def refit_fold_tokens(videos: list[pd.DataFrame], train: np.ndarray, tokenizer_c
 def cross_validate(data: TaskData, codebook_size: int, n_folds: int = 5, seed: int = 0,
                    user_table: pd.DataFrame | None = None, progress: bool = True,
                    refit_tokenizer: dict | None = None, dynamic: bool = False,
-                   sets: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   sets: dict | None = None, extra_sets: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Grouped (person-independent) k-fold CV of dfe BoW and each baseline under one protocol.
 
     ``refit_tokenizer``: tokenizer settings (e.g. ``{"codebook_size": 64}``); a tokenizer is fitted
     per fold on the training groups and the tables' own tokens are ignored. ``dynamic``: add the
-    event features (:func:`feature_sets`). ``sets``: name -> transformer, instead of the defaults.
+    event features (:func:`feature_sets`). ``sets``: name -> transformer, instead of the defaults;
+    ``extra_sets``: name -> transformer, beside them.
     Returns (per-fold scores, out-of-fold predictions).
     """
     import warnings
@@ -530,6 +573,7 @@ def cross_validate(data: TaskData, codebook_size: int, n_folds: int = 5, seed: i
     columns = set.intersection(*(set(v.columns) for v in data.videos))
     if sets is None:
         sets = feature_sets(codebook_size, user_table, columns, dynamic)
+    sets = {**sets, **(extra_sets or {})}
     skipped = [n for n in feature_sets(codebook_size, user_table, dynamic=dynamic) if n not in sets]
     if skipped:
         data.warnings.append(f"left out (the tables lack their columns): {', '.join(skipped)}")
@@ -588,7 +632,8 @@ def paired_bootstrap(preds: pd.DataFrame, task: str, a: str, b: str, n: int = 10
 def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | Path, group: str | None = None,
                   codebook_size: int | None = None, n_folds: int = 5, seed: int = 0, window: float | None = None,
                   user_features: str | Path | None = None, progress: bool = True,
-                  refit_tokenizer: dict | None = None, dynamic: bool = False, model=None, seeds: int = 5) -> pd.DataFrame:
+                  refit_tokenizer: dict | None = None, dynamic: bool = False, model=None, seeds: int = 5,
+                  baselines: list[VideoFeatures] | None = None) -> pd.DataFrame:
     """The whole experiment: CV of dfe vs baselines -> comparison.csv/.md, predictions.csv, bar plot.
     ``dynamic``: add event features (dfe's and the blendshapes'); ``labels`` may be ELAN files
     (:func:`dfe.elan.eaf_labels`, ``target`` = the tier). ``model``: the tokenizer that encoded
@@ -598,8 +643,13 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
     ``refit_tokenizer``: fit a tokenizer with these settings per fold on the training groups
     (see :func:`cross_validate`) instead of using the tables' tokens. ``seeds``: the whole CV is
     repeated with fold assignments from seeds ``seed .. seed + seeds - 1``; the summary gives the
-    mean over seeds, the spread of the seeds' means, and paired CIs over the pooled predictions."""
+    mean over seeds, the spread of the seeds' means, and paired CIs over the pooled predictions.
+    ``baselines``: other tools' per-video features (:mod:`dfe.baselines`), scored beside the tokens
+    on the videos every one of them covers."""
     data = load_task(tables, labels, target, group, window=window, need_tokens=not refit_tokenizer)
+    if baselines:
+        data = keep_videos_with(data, baselines, window)
+    extra = {b.name: UserFeatures(b.table) for b in baselines or []}
     if refit_tokenizer:
         from dfe.tokenizer import TokenizerConfig
 
@@ -608,8 +658,8 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
         codebook_size = int(max(int(df[token_columns(df)].max().max()) for df in data.videos) + 1)
         codebook_size = max(codebook_size, 2)
     user = read_video_features(user_features) if user_features else None
-    runs = [cross_validate(data, codebook_size, n_folds, seed + r, user, progress, refit_tokenizer, dynamic)
-            for r in range(seeds)]
+    runs = [cross_validate(data, codebook_size, n_folds, seed + r, user, progress, refit_tokenizer, dynamic,
+                           extra_sets=extra) for r in range(seeds)]
     fold_scores = pd.concat([f.assign(seed=seed + r) for r, (f, _) in enumerate(runs)], ignore_index=True)
     preds = pd.concat([p.assign(seed=seed + r) for r, (_, p) in enumerate(runs)], ignore_index=True)
     summary = summarise_folds(fold_scores)

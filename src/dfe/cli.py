@@ -430,6 +430,7 @@ def evaluate_task(
     folds: int = typer.Option(5, help="Outer cross-validation folds."),
     window: Optional[float] = typer.Option(None, help="Cut videos into windows of this many seconds (pseudo-videos)."),
     features: Optional[Path] = typer.Option(None, help="Your own per-video feature CSV (first column = video id) as another baseline."),
+    baseline: Optional[list[str]] = typer.Option(None, "--baseline", help="openface:DIR or pyfeat:DIR: the tool's per-frame CSVs (<video>.csv, matched to the tables by stem), their action units summarised per video like the blendshapes; repeat for more."),
     seed: int = typer.Option(0, help="First seed of the fold assignment."),
     seeds: int = typer.Option(5, min=1, help="Repeat the whole CV with this many fold assignments (seeds seed..seed+seeds-1); the report gives the spread."),
     refit_tokenizer: bool = typer.Option(False, help="Fit a tokenizer per fold on the training groups only (tables need no tokens): the test groups stay unseen."),
@@ -439,13 +440,16 @@ def evaluate_task(
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="The model that encoded the tables: the report then says whether it saw the test videos."),
 ):
     """Predict a per-video label: dfe bag of tokens vs action-unit-like baselines, grouped CV."""
+    from dfe.baselines import load_baselines
     from dfe.bow import evaluate_task as run
+    from dfe.table import find_tables, video_id
 
     refit = {"codebook_size": codebook_size, "epochs": epochs} if refit_tokenizer else None
     try:
+        others = load_baselines(baseline, [video_id(p) for p in find_tables(tables)]) if baseline else None
         summary = run(tables, labels, target, output, group=group, n_folds=folds, seed=seed, window=window,
                       user_features=features, refit_tokenizer=refit, dynamic=dynamic,
-                      model=_load_model(model) if model else None, seeds=seeds)
+                      model=_load_model(model) if model else None, seeds=seeds, baselines=others)
     except (ValueError, FileNotFoundError, KeyError) as e:
         _fail(str(e))
     cols = [c for c in summary.columns if c.endswith("_mean")][:3]
