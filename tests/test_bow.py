@@ -300,3 +300,18 @@ def test_psi_functionals_and_small_variance_correlation_by_hand():
     np.testing.assert_allclose(f[1], [2.5, 0.5])  # standard deviations
     y = np.array([0.0, 0.1, 0.2, 0.3])  # small spread: still a defined correlation
     assert scores("regression", y, 2 * y)["pearson_r"] == pytest.approx(1.0)
+
+
+def test_bootstrap_metric_equals_scikit_learn_per_resample():
+    """The vectorised metric of the paired bootstrap is scikit-learn's macro-F1 (and dfe's CCC) on every row."""
+    from sklearn.metrics import f1_score
+
+    from dfe.bow import ccc, primary_metric
+
+    rng = np.random.default_rng(0)
+    y, pred = rng.choice(["a", "b", "c"], (40, 25)), rng.choice(["a", "b", "c", "d"], (40, 25))
+    expected = [f1_score(a, b, average="macro", zero_division=0) for a, b in zip(y, pred)]
+    np.testing.assert_allclose(primary_metric("classification", y, pred), expected, atol=1e-12)
+    yr = rng.normal(size=(10, 30))
+    pr = yr + rng.normal(size=(10, 30))
+    np.testing.assert_allclose(primary_metric("regression", yr, pr), [ccc(a, b) for a, b in zip(yr, pr)], atol=1e-12)

@@ -612,20 +612,33 @@ def summarise_folds(fold_scores: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
+def primary_metric(task: str, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """The primary metric of each row of (resamples, items) arrays: macro-F1 over the classes present
+    in that row's labels or predictions (as scikit-learn's ``f1_score(average="macro")``), or CCC."""
+    if task != "classification":
+        y, pred = y.astype(float), pred.astype(float)
+        cov = ((y - y.mean(1, keepdims=True)) * (pred - pred.mean(1, keepdims=True))).mean(1)
+        return 2 * cov / (y.var(1) + pred.var(1) + (y.mean(1) - pred.mean(1)) ** 2 + 1e-12)
+    f1, present = [], []
+    for c in np.unique(np.concatenate([y.ravel(), pred.ravel()])):
+        tp = ((y == c) & (pred == c)).sum(1)
+        wrong = ((y == c) != (pred == c)).sum(1)  # false positives + false negatives
+        f1.append(np.where(tp + wrong > 0, 2 * tp / np.maximum(2 * tp + wrong, 1), 0.0))
+        present.append(tp + wrong > 0)
+    f1, present = np.stack(f1, 1), np.stack(present, 1)
+    return (f1 * present).sum(1) / np.maximum(present.sum(1), 1)
+
+
 def paired_bootstrap(preds: pd.DataFrame, task: str, a: str, b: str, n: int = 1000, seed: int = 0) -> tuple[float, float, float]:
     """95% CI of (primary metric of a - of b) over videos resampled with replacement."""
     key_cols = ["seed", "video"] if "seed" in preds.columns else ["video"]
     pa = preds[preds["features"] == a].set_index(key_cols).sort_index()
     pb = preds[preds["features"] == b].set_index(key_cols).loc[pa.index]
-    key = "macro_f1" if task == "classification" else "ccc"
     rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n):
-        idx = rng.integers(0, len(pa), len(pa))
-        ya = pa["y"].to_numpy()[idx]
-        diffs.append(scores(task, ya, pa["pred"].to_numpy()[idx])[key] - scores(task, ya, pb["pred"].to_numpy()[idx])[key])
-    diffs = np.asarray(diffs)
-    full = scores(task, pa["y"].to_numpy(), pa["pred"].to_numpy())[key] - scores(task, pa["y"].to_numpy(), pb["pred"].to_numpy())[key]
+    idx = rng.integers(0, len(pa), (n, len(pa)))  # n resamples of the pooled predictions, all at once
+    y, a_pred, b_pred = pa["y"].to_numpy(), pa["pred"].to_numpy(), pb["pred"].to_numpy()
+    diffs = primary_metric(task, y[idx], a_pred[idx]) - primary_metric(task, y[idx], b_pred[idx])
+    full = float(primary_metric(task, y[None], a_pred[None])[0] - primary_metric(task, y[None], b_pred[None])[0])
     return float(full), float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
 
 
