@@ -138,3 +138,15 @@ def dfe(*args, env: dict | None = None, check: bool = True):
     if check:
         assert run.returncode == 0, run.stderr[-2000:]
     return run
+
+
+def records(out: Path) -> dict[str, dict]:
+    """Every record of a run folder's manifest, by input: {column: value}."""
+    import sqlite3
+
+    db = sqlite3.connect(out / "manifest.sqlite")
+    db.row_factory = sqlite3.Row
+    try:
+        return {row["input"]: dict(row) for row in db.execute("SELECT * FROM records")}
+    finally:
+        db.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 import dfe
-from conftest import FACES, VIDEOS
+from conftest import FACES, VIDEOS, records
 from dfe.cli import app
 
 pytestmark = pytest.mark.skipif(not FACES.is_dir(), reason=f"shared test media not found at {FACES}")
@@ -25,15 +24,6 @@ STARTER = Path(dfe.__file__).parent / "data" / "starter.dfe"
 
 def cli(*args, env=None):
     return CliRunner().invoke(app, [str(a) for a in args], env=env, catch_exceptions=False)
-
-
-def records(out):
-    db = sqlite3.connect(out / "manifest.sqlite")
-    try:
-        rows = db.execute("SELECT input, id, status, runs, error FROM records").fetchall()
-    finally:
-        db.close()
-    return {r[0]: dict(zip(("input", "id", "status", "runs", "error"), r)) for r in rows}
 
 
 def test_symlink_loops_become_failed_records_and_the_batch_goes_on(tmp_path):

@@ -401,7 +401,7 @@ def extract(inputs: list[str | Path], outdir: str | Path, options: ExtractOption
     ``retry_failed`` adds the inputs whose last run failed. ``workers`` processes (one landmarker
     each) or ``engine="ray"`` (one task per input) share the work; see :func:`dfe.runner.run_stage`.
     """
-    from dfe.runner import Manifest, Outcome, input_key, run_stage
+    from dfe.runner import Manifest, Outcome, run_stage
 
     options = options or ExtractOptions()
     if options.format not in FORMATS:
@@ -412,12 +412,7 @@ def extract(inputs: list[str | Path], outdir: str | Path, options: ExtractOption
         if retry_failed:
             retry = [Path(r.input) for r in manifest.records() if r.status == "failed" and Path(r.input).is_file()]
             files += [p for p in retry if p not in set(files) and media_kind(p)]
-        for prob in problems:  # every input gets a record, a bad one too
-            rec = manifest.assign_id(input_key(prob.path), Path(prob.path).name or "input")
-            rec.status, rec.error, rec.runs = "failed", prob.error, rec.runs + 1
-            manifest.put(rec)
-            log.error("%s: %s", prob.path, prob.error)
-        manifest.write_report()
+        manifest.record_problems(problems)  # every input gets a record, a bad one too
     finally:
         manifest.close()
     load_face_model(options.face_model)  # a missing or damaged face model stops the run before any work

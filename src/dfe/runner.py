@@ -333,6 +333,16 @@ class Manifest:
         return "done"
 
     # ------------------------------------------------------------------ the report
+    def record_problems(self, problems) -> None:
+        """A failed record for each input that could not even be read (``io.InputProblem``s), so
+        every input gets a record, a bad one too; the report is rewritten."""
+        for prob in problems:
+            rec = self.assign_id(input_key(prob.path), Path(prob.path).name or "input")
+            rec.status, rec.error, rec.runs = "failed", prob.error, rec.runs + 1
+            self.put(rec)
+            log.error("%s: %s", prob.path, prob.error)
+        self.write_report()
+
     def write_report(self) -> Path:
         """report.json from every record (atomic; a unique temp file per process)."""
         results = [{"input": r.input, "id": r.id, "status": r.status, "output": r.output, "frames": r.frames,
