@@ -466,6 +466,7 @@ def study(
     face_model: Optional[Path] = typer.Option(None, help="Your face model file (e.g. one built without the tested people)."),
     fps: Optional[float] = typer.Option(None, help="Videos: read at most this many frames per second."),
     workers: Optional[int] = typer.Option(None, help="Extract processes (default: all cores)."),
+    atlas_codes: int = typer.Option(64, help="Draw at most this many codes in the atlas (most used first)."),
     config: Optional[Path] = typer.Option(None, "--config", help="A study.toml (written by an earlier study) instead of the options above."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and an estimated time; do nothing."),
 ):
@@ -482,7 +483,7 @@ def study(
                               fit=fit, model=str(model) if model else None, codebook_size=codebook_size, levels=levels,
                               epochs=epochs, folds=folds, seeds=seeds, seed=seed, dynamic=dynamic,
                               baselines=[str(b) for b in baseline or []], face_model=str(face_model) if face_model else None,
-                              fps=fps, workers=workers)
+                              fps=fps, workers=workers, atlas_codes=atlas_codes)
         if dry_run:
             typer.echo(plan_study(cfg.resolved()).text())
             return
@@ -490,11 +491,16 @@ def study(
     except (StudyError, ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
         _fail(str(e))
     r = result.results
-    p = r["prediction"]
-    dfe_row = next(x for x in p["rows"] if x["features"] == "dfe tokens (BoW)")
-    typer.echo(f"{r['corpus']['n_ok']} inputs ({r['corpus']['n_failed']} failed); held-out cosine "
-               f"{r['fidelity']['rows'][0]['cosine_mean']:.3f}; {p['metric']} of dfe tokens {dfe_row[p['metric']]:.3f} "
-               f"(95% CI {dfe_row['ci95_low']:.3f}-{dfe_row['ci95_high']:.3f}, chance {p['chance']:.2f})")
+    p, f = r["prediction"], r["fidelity"]
+    line = f"{r['corpus']['n_ok']} inputs ({r['corpus']['n_failed']} failed)"
+    line += f"; held-out cosine {f['rows'][0]['cosine_mean']:.3f}" if "rows" in f else f"; fidelity not measured ({f['skipped']})"
+    if "rows" in p:
+        row = next(x for x in p["rows"] if x["features"] == "dfe tokens (BoW)")
+        line += (f"; {p['metric']} of dfe tokens {row[p['metric']]:.3f} (95% CI {row['ci95_low']:.3f}-{row['ci95_high']:.3f}, "
+                 f"chance {p['chance']:.2f})")
+    else:
+        line += f"; prediction not run ({p['skipped']})"
+    typer.echo(line)
     typer.echo(f"report: {result.index}")
     raise typer.Exit(1 if r["corpus"]["n_failed"] else 0)
 

@@ -458,6 +458,14 @@ def _crash_env(step: str):
 
 def run_study(config: StudyConfig, say: Callable[[str], None] = _say, progress: bool = False) -> StudyResult:
     """Run (or resume) the whole study into ``config.output``; returns its results."""
+    import warnings
+
+    with warnings.catch_warnings():  # pandas' notices about wide tables are not findings
+        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+        return _run_study(config, say, progress)
+
+
+def _run_study(config: StudyConfig, say: Callable[[str], None], progress: bool) -> StudyResult:
     from dfe.atlas import build_atlas
     from dfe.demo import starter_model_path
     from dfe.eval import evaluate
@@ -491,10 +499,11 @@ def run_study(config: StudyConfig, say: Callable[[str], None] = _say, progress: 
                      workers=min(_workers(config), len(plan.media)))
     outcomes = report.results
     skipped = sum(o.status == "skipped" for o in outcomes)
-    tables = [Path(o.output) for o in outcomes if o.status in ("ok", "skipped") and o.output]
+    tables = sorted(Path(o.output) for o in outcomes if o.status in ("ok", "skipped") and o.output)  # order: not the run's
     if not tables:
         raise StudyError("no input gave a table: " + "; ".join(f"{o.input}: {o.error}" for o in report.failed[:3]))
-    state["extract"] = "up to date" if skipped == len(outcomes) else ("resumed" if skipped else "ran")
+    redone = sum(o.status == "ok" for o in outcomes)  # failed inputs are retried on every run; they redo no table
+    state["extract"] = "up to date" if not redone else ("resumed" if skipped else "ran")
     extract_s = bar.end("extract", t, f"{len(outcomes) - skipped - len(report.failed)} extracted, {skipped} up to date, "
                                       f"{len(report.failed)} failed")
     tables_fp = manifest_fingerprint(out / "tables", [str(p) for p in tables])
@@ -535,9 +544,9 @@ def run_study(config: StudyConfig, say: Callable[[str], None] = _say, progress: 
     enc = encode_corpus(tables, tok, out / "encoded", progress=progress,
                         workers=min(_workers(config), len(tables)) if frames > 20000 else 1)
     os.environ.pop("DFE_CRASH_AT", None)
-    encoded = [Path(o.output) for o in enc if o.status in ("ok", "skipped") and o.output]
+    encoded = sorted(Path(o.output) for o in enc if o.status in ("ok", "skipped") and o.output)
     enc_failed = [o for o in enc if o.status == "failed"]
-    state["encode"] = "up to date" if all(o.status == "skipped" for o in enc) else "ran"
+    state["encode"] = "up to date" if not any(o.status == "ok" for o in enc) else "ran"
     bar.end("encode", t, f"{sum(o.status == 'ok' for o in enc)} encoded, {sum(o.status == 'skipped' for o in enc)} up to date")
     encoded_fp = manifest_fingerprint(out / "encoded", [str(p) for p in encoded])
 
@@ -549,7 +558,7 @@ def run_study(config: StudyConfig, say: Callable[[str], None] = _say, progress: 
     for group, timeline in ((multi, True), (single, False)):
         if group:
             ev += events_corpus(group, tok, out / "events", EventOptions(), timeline=timeline, progress=progress)
-    state["events"] = "up to date" if all(o.status == "skipped" for o in ev) else "ran"
+    state["events"] = "up to date" if not any(o.status == "ok" for o in ev) else "ran"
     bar.end("events", t, f"{len(ev)} tables")
 
     # 5. atlas
@@ -580,10 +589,20 @@ def run_study(config: StudyConfig, say: Callable[[str], None] = _say, progress: 
     if records.up_to_date("evaluate", key, [out / "evaluate" / "report.json"]):
         state["evaluate"] = "up to date"
     else:
-        evaluate([str(p) for p in encoded], tok, out / "evaluate", labels=groups_csv, label_column="label",
-                 group_column="group", seed=config.seed, progress=progress)
-        state["evaluate"] = "ran"
-    records.done("evaluate", key, bar.end("evaluate", t, state["evaluate"]))
+        shutil.rmtree(out / "evaluate", ignore_errors=True)
+        try:
+            evaluate([str(p) for p in encoded], tok, out / "evaluate", labels=groups_csv, label_column="label",
+                     group_column="group", seed=config.seed, progress=progress)
+            state["evaluate"] = "ran"
+        except ValueError as e:  # too few frames or groups: the study goes on, the report says why
+            (out / "evaluate").mkdir(exist_ok=True)
+            (out / "evaluate" / "skipped.json").write_text(json.dumps({"reason": str(e)}))
+            state["evaluate"] = "skipped"
+            say(f"      evaluate skipped: {e}")
+    if state["evaluate"] != "skipped":
+        records.done("evaluate", key, bar.end("evaluate", t, state["evaluate"]))
+    else:
+        bar.end("evaluate", t, "skipped")
 
     # 7. prediction
     t = bar.begin("task")
@@ -596,10 +615,18 @@ def run_study(config: StudyConfig, say: Callable[[str], None] = _say, progress: 
     if records.up_to_date("task", key, [out / "task" / "prediction.json"]):
         state["task"] = "up to date"
         prediction = json.loads((out / "task" / "prediction.json").read_text())
+        records.done("task", key, bar.end("task", t, state["task"]))
     else:
-        prediction = run_prediction([Path(p) for p in task_tables], labels_csv, config, out / "task", tok, dynamic)
-        state["task"] = "ran"
-    records.done("task", key, bar.end("task", t, state["task"]))
+        shutil.rmtree(out / "task", ignore_errors=True)
+        try:
+            prediction = run_prediction([Path(p) for p in task_tables], labels_csv, config, out / "task", tok, dynamic)
+            state["task"] = "ran"
+            records.done("task", key, bar.end("task", t, state["task"]))
+        except ValueError as e:  # a design that cannot be cross-validated: the report says why
+            prediction = {"skipped": str(e)}
+            state["task"] = "skipped"
+            say(f"      prediction skipped: {e}")
+            bar.end("task", t, "skipped")
 
     # 8. report
     t = bar.begin("report")
@@ -707,7 +734,9 @@ def collect_results(config: StudyConfig, plan: StudyPlan, outcomes, enc_failed, 
     top_codes = [{"code": c["code"], "name": c["name"], "level": c["level"], "usage": c["usage"],
                   "peak_cm": c.get("peak_cm"), "action_units": [a["au"] for a in c.get("action_units", [])]}
                  for c in cards[:12]]
-    ev = json.loads((out / "evaluate" / "report.json").read_text())
+    ev_path = out / "evaluate" / "report.json"
+    ev = json.loads(ev_path.read_text()) if ev_path.is_file() else None
+    ev_skipped = None if ev else json.loads((out / "evaluate" / "skipped.json").read_text())["reason"]
     test_ids = [v for v in ok_ids]
     saw = dictionary_saw(tok, test_ids)
     labelled_ids = [i for i in ok_ids if i in lab.index and pd.notna(lab.at[i, config.target])]
@@ -719,13 +748,13 @@ def collect_results(config: StudyConfig, plan: StudyPlan, outcomes, enc_failed, 
                   "levels": tok.levels, "train_frames": s.n_train, "val_frames": s.n_val, "val_cosine": s.val_cosine,
                   "dead_code_share": s.dead_code_share, "seed": tok.config.seed,
                   "saw_tested_inputs": len(saw), "saw_tested_ids": saw[:50]}
-    held = ev["split"]
-    fidelity_prov = (f"Held out by {held['by']}: {held['n_test_groups']} groups, {held['test_frames']} frames "
+    held = ev["split"] if ev else None
+    fidelity_prov = (f"Not measured: {ev_skipped}." if not ev else f"Held out by {held['by']}: {held['n_test_groups']} groups, {held['test_frames']} frames "
                      f"(seed {held['seed']}); the baselines were fitted on the {held['train_frames']} training frames. "
                      + (f"The study's dictionary had seen held-out videos ({ev['refit']['reason']}), so a dictionary of "
                         "its configuration was fitted on the training split and scored instead."
                         if ev.get("refit") else "The dictionary never saw a held-out video."))
-    pred_prov = (f"{prediction['folds']}-fold grouped CV ({'by ' + config.group if config.group else 'each video its own group'}),"
+    pred_prov = (f"Not run: {prediction['skipped']}." if "skipped" in prediction else f"{prediction['folds']}-fold grouped CV ({'by ' + config.group if config.group else 'each video its own group'}),"
                  f" {len(prediction['seeds'])} fold assignment(s) (seeds {prediction['seeds'][0]}..{prediction['seeds'][-1]});"
                  f" every model (and feature fit: blendshape words, events) saw only the training people of its fold. "
                  f"Tokens: {prediction['tokens']}.")
@@ -736,7 +765,7 @@ def collect_results(config: StudyConfig, plan: StudyPlan, outcomes, enc_failed, 
                           ", none of them from this study's inputs") + ". Atlas, top codes, per-label codes and timelines "
                        "describe the whole corpus with it (descriptive, nothing held out). " + face["statement"]),
         "fidelity": fidelity_prov + " " + face["statement"],
-        "prediction": pred_prov + (f" The dictionary that made those tokens saw {len(saw_labelled)} of the "
+        "prediction": pred_prov + ("" if "skipped" in prediction else f" The dictionary that made those tokens saw {len(saw_labelled)} of the "
                                    f"{len(labelled_ids)} tested inputs." if not config.fit else
                                    " No tested person's frames shaped the codes.") + " " + face["statement"],
         "per_label_codes": ("Smoothed log-odds of each code's frames within each label vs the rest, over every labelled "
@@ -752,35 +781,38 @@ def collect_results(config: StudyConfig, plan: StudyPlan, outcomes, enc_failed, 
                        "people": len(people), "frames": int(sum(i["frames"] for i in inputs)),
                        "faces": int(sum(i["faces"] for i in inputs)), "labelled": len(labelled_ids)},
             "dictionary": dictionary, "top_codes": top_codes, "per_label_codes": per_label,
-            "fidelity": {"split": held, "refit": ev.get("refit"), "rows": ev["fidelity"],
-                         "level_curve_cosine": ev["level_curve_cosine"], "diversity": ev["diversity"],
-                         "retrieval": ev["retrieval"]},
+            "fidelity": ({"split": held, "refit": ev.get("refit"), "rows": ev["fidelity"],
+                          "level_curve_cosine": ev["level_curve_cosine"], "diversity": ev["diversity"],
+                          "retrieval": ev["retrieval"]} if ev else {"skipped": ev_skipped}),
             "prediction": prediction, "videos": per_video, "face_model": face,
             "provenance": provenance, "methods": methods}
 
 
 def methods_paragraph(config: StudyConfig, plan: StudyPlan, inputs, people, dictionary, ev, prediction, face) -> str:
     ok = [i for i in inputs if i["status"] == "ok"]
-    rows = {r["features"]: r for r in prediction["rows"]}
-    key = prediction["metric"]
-    best = rows.get(DFE_NAME, {})
-    fid = ev["fidelity"][0]
     dict_text = (f"a dictionary of {dictionary['codebook_size']} codes shared by {dictionary['levels']} residual levels "
                  f"fitted on the study's frames (seed {config.seed}, {config.epochs} epochs)" if config.fit else
                  f"{dictionary['source']} ({dictionary['codebook_size']} codes, {dictionary['levels']} levels)")
-    return (
-        f"Faces in {len(ok)} inputs ({sum(i['kind'] == 'video' for i in ok)} videos, {sum(i['kind'] == 'image' for i in ok)} "
-        f"photos{f', {len(people)} people' if people else ''}; {sum(i['faces'] for i in ok):,} frames with a face) were "
-        f"tracked with MediaPipe Face Landmarker and turned into identity-free 3D expression displacements (psi, cm on "
-        f"MediaPipe's canonical face) with dfe {_version()} (Discrete Facial Encoding, arXiv 2510.01662). "
-        f"{face['statement']} Frames were tokenized with {dict_text}. Fidelity was measured on {ev['split']['test_frames']} "
-        f"frames of {ev['split']['n_test_groups']} held-out groups ({ev['split']['by']}): held-out cosine "
-        f"{fid['cosine_mean']:.3f} with all levels"
-        + (" (a dictionary of the same configuration refitted on the training split, as the study's dictionary had seen the "
-           "held-out videos)" if ev.get("refit") else "") + ". "
-        f"{config.target!r} was predicted per input with logistic regression"
-        f"{' ' if prediction['task'] == 'classification' else ' (ridge) '}"
-        f"(regularisation chosen by inner 3-fold CV) in {prediction['folds']}-fold cross-validation grouped by "
+    text = (f"Faces in {len(ok)} inputs ({sum(i['kind'] == 'video' for i in ok)} videos, {sum(i['kind'] == 'image' for i in ok)} "
+            f"photos{f', {len(people)} people' if people else ''}; {sum(i['faces'] for i in ok):,} frames with a face) were "
+            f"tracked with MediaPipe Face Landmarker and turned into identity-free 3D expression displacements (psi, cm on "
+            f"MediaPipe's canonical face) with dfe {_version()} (Discrete Facial Encoding, arXiv 2510.01662). "
+            f"{face['statement']} Frames were tokenized with {dict_text}. ")
+    if ev:
+        fid = ev["fidelity"][0]
+        text += (f"Fidelity was measured on {ev['split']['test_frames']} frames of {ev['split']['n_test_groups']} held-out "
+                 f"groups ({ev['split']['by']}): held-out cosine {fid['cosine_mean']:.3f} with all levels"
+                 + (" (a dictionary of the same configuration refitted on the training split, as the study's dictionary had "
+                    "seen the held-out videos)" if ev.get("refit") else "") + ". ")
+    if "skipped" in prediction:
+        return text + f"Prediction was not run: {prediction['skipped']}."
+    rows = {r["features"]: r for r in prediction["rows"]}
+    key = prediction["metric"]
+    best = rows.get(DFE_NAME, {})
+    return text + (
+        f"{config.target!r} was predicted per input with "
+        f"{'logistic regression' if prediction['task'] == 'classification' else 'ridge regression'} "
+        f"(regularisation chosen by inner CV) in {prediction['folds']}-fold cross-validation grouped by "
         f"{config.group or 'input'}, repeated over {len(prediction['seeds'])} fold assignment(s); "
         + ("the dictionary was refitted in every outer fold on that fold's training people only. " if config.fit else
            f"tokens came from the study's dictionary ({prediction['tokens']}). ")

@@ -155,6 +155,8 @@ def _dictionary(outdir: Path, r: dict) -> str:
 
 def _fidelity(outdir: Path, r: dict) -> str:
     f = r["fidelity"]
+    if "skipped" in f:
+        return f"<h2>Fidelity per level against the baselines</h2><p class='failed'>Not measured: {_e(f['skipped'])}.</p>"
     rows = "".join(f"<tr><td>{_e(x['encoding'])}</td><td class='num'>{x['bits']}</td><td class='num'>{_f(x['cosine_mean'])}</td>"
                    f"<td class='num'>{_f(x.get('mse_mean'), 4)}</td></tr>" for x in f["rows"])
     d = f["diversity"]
@@ -170,6 +172,8 @@ def _fidelity(outdir: Path, r: dict) -> str:
 
 def _prediction(outdir: Path, r: dict) -> str:
     p = r["prediction"]
+    if "skipped" in p:
+        return f"<h2>Prediction: {_e(r['config']['target'])}</h2><p class='failed'>Not run: {_e(p['skipped'])}.</p>"
     key = p["metric"]
     rows = "".join(f"<tr><td>{_e(x['features'])}</td><td class='num'>{_f(x[key])}</td><td class='num'>{_f(x['ci95_low'])}"
                    f"–{_f(x['ci95_high'])}</td><td class='num'>{_f(x[key + '_fold_mean'])} ± {_f(x[key + '_fold_std'])}</td>"
@@ -210,8 +214,12 @@ def write_index(outdir: str | Path, results: dict) -> Path:
     """``index.html`` and ``figures/*.png`` for a finished study folder."""
     outdir = Path(outdir)
     (outdir / "figures").mkdir(exist_ok=True)
-    fidelity_figure(results["fidelity"], outdir / "figures" / "fidelity.png")
-    prediction_figure(results["prediction"], outdir / "figures" / "prediction.png", results["config"]["target"])
+    for old in ("fidelity.png", "prediction.png"):
+        (outdir / "figures" / old).unlink(missing_ok=True)
+    if "skipped" not in results["fidelity"]:
+        fidelity_figure(results["fidelity"], outdir / "figures" / "fidelity.png")
+    if "skipped" not in results["prediction"]:
+        prediction_figure(results["prediction"], outdir / "figures" / "prediction.png", results["config"]["target"])
     c = results["config"]
     title = f"dfe study: {c['target']}"
     body = (f"<h1>{_e(title)}</h1><p class='muted'>dfe {_e(results['dfe_version'])}; configuration "
