@@ -48,6 +48,7 @@ def small_study(tmp_path_factory):
     return run, out, broken
 
 
+@pytest.mark.slow
 def test_study_writes_every_output(small_study):
     run, out, broken = small_study
     assert run.returncode == 1, run.stderr[-3000:]  # one input failed: the study finishes, the exit code says so
@@ -97,6 +98,7 @@ def test_study_writes_every_output(small_study):
     assert Path(cfg["output"]) == out.resolve()
 
 
+@pytest.mark.slow
 def test_index_has_every_image(small_study):
     _, out, broken = small_study
     page = (out / "index.html").read_text()
@@ -116,6 +118,7 @@ def test_index_has_every_image(small_study):
     assert shown.group(1) == shown.group(2) == str(len(srcs))
 
 
+@pytest.mark.slow
 def test_rerun_skips_every_finished_step(small_study):
     run, out, _ = small_study
     first = json.loads((out / "results.json").read_text())
@@ -145,6 +148,62 @@ def test_bad_study_options_are_one_sentence(tmp_path):
     run = run_dfe("study", LONDON / "001_neutral.jpg", "--labels", FACES / "london.csv", "--target", "x",
                   "--fit", "--model", "m.dfe", "-o", tmp_path / "s")
     assert run.returncode == 2 and "not both" in run.stderr
+
+
+def test_step_records_redo_only_changed_inputs(tmp_path):
+    """steps.json: a step is up to date only for the same input hash and with its outputs present;
+    a manifest's fingerprint follows the content of the outputs it names."""
+    from dfe.runner import Manifest, Record, file_sha256
+    from dfe.study import StepRecords, manifest_fingerprint
+
+    (tmp_path / "a.parquet").write_bytes(b"one")
+    (tmp_path / "b.parquet").write_bytes(b"two")
+    m = Manifest(tmp_path)
+    for stem in "ab":
+        out = tmp_path / f"{stem}.parquet"
+        m.put(Record(f"/media/{stem}.mp4", stem, "ok", str(out), output_sha256=file_sha256(out)))
+    m.close()
+    both = manifest_fingerprint(tmp_path, [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")])
+    only_a = manifest_fingerprint(tmp_path, [str(tmp_path / "a.parquet")])
+    assert both != only_a
+    rec = StepRecords(tmp_path)
+    rec.done("atlas", both, 1.0)
+    again = StepRecords(tmp_path)  # read back from steps.json
+    assert again.up_to_date("atlas", both, [tmp_path / "a.parquet"])
+    assert not again.up_to_date("atlas", only_a, [tmp_path / "a.parquet"])  # other inputs
+    assert not again.up_to_date("atlas", both, [tmp_path / "gone.html"])  # output missing
+    assert not again.up_to_date("task", both, [])  # never ran
+    m = Manifest(tmp_path)  # one table rewritten with other content: the fingerprint moves
+    (tmp_path / "b.parquet").write_bytes(b"three")
+    m.put(Record("/media/b.mp4", "b", "ok", str(tmp_path / "b.parquet"), output_sha256=file_sha256(tmp_path / "b.parquet")))
+    m.close()
+    assert manifest_fingerprint(tmp_path, [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")]) != both
+
+
+def test_labels_name_inputs_by_path_or_name(tmp_path):
+    """London's labels name photos by paths relative to the labels file: they become table ids."""
+    from dfe.study import StudyConfig, normalise_labels
+
+    ids = {str(LONDON / "001_neutral.jpg"): "001_neutral", str(LONDON / "001_smiling.jpg"): "001_smiling",
+           "/elsewhere/clip.mp4": "clip"}
+    (tmp_path / "lab.csv").write_text("file,expression,person\nclip.mp4,neutral,007\n")
+    lab = normalise_labels(StudyConfig(["x"], str(FACES / "london.csv"), "expression", "o", group="person"), ids)
+    row = lab.set_index("video")
+    assert row.at["001_smiling", "expression"] == "smiling" and row.at["001_neutral", "person"] == "001"
+    lab = normalise_labels(StudyConfig(["x"], str(tmp_path / "lab.csv"), "expression", "o", group="person"), ids)
+    assert lab["video"].tolist() == ["clip"] and lab["person"].tolist() == ["007"]  # by file name; ids stay text
+
+
+def test_study_toml_round_trip(tmp_path):
+    from dfe.study import StudyConfig, read_config, toml_text
+
+    cfg = StudyConfig(["a b/clip.mp4", 'q"uote.jpg'], "labels.csv", "stress", str(tmp_path), group="person", fit=True,
+                      baselines=["of.csv"], fps=10.0).resolved()
+    (tmp_path / "study.toml").write_text(toml_text(cfg))
+    assert read_config(tmp_path / "study.toml") == cfg
+    (tmp_path / "bad.toml").write_text(toml_text(cfg) + "colour = 3\n")
+    with pytest.raises(ValueError, match="unknown keys: colour"):
+        read_config(tmp_path / "bad.toml")
 
 
 @pytest.mark.slow
