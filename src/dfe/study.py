@@ -721,7 +721,7 @@ def collect_results(config: StudyConfig, plan: StudyPlan, outcomes, enc_failed, 
     per_label = []
     if frames_tok:
         lo = label_log_odds(np.vstack(frames_tok), np.asarray(frames_lab), tok.codebook_size)
-        best = lo[lo["count"] > 0].sort_values(["label", "log_odds"], ascending=[True, False]).groupby("label").head(4)
+        best = lo[(lo["count"] > 0) & (lo["log_odds"] > 0)].sort_values(["label", "log_odds"], ascending=[True, False]).groupby("label").head(4)
         names = name_codes(tok, sorted(set(best["code"].astype(int))))
         per_label = [{"label": str(r.label), "code": int(r.code), "log_odds": float(r.log_odds), "frames": int(r.count),
                       "name": names[int(r.code)].name} for r in best.itertuples()]
