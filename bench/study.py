@@ -45,8 +45,7 @@ def main() -> None:
         t = time.perf_counter()
         result = run_study(config, say=lambda m: None)
         runs[name] = (time.perf_counter() - t, result.results["timing"])
-    steps = [s.name for s in plan.steps]
-    print(f"\n| step | estimate (s) | first run (s) | rerun (s) |\n|---|---|---|---|")
+    print("\n| step | estimate (s) | first run (s) | rerun (s) |\n|---|---|---|---|")
     for s in plan.steps:
         print(f"| {s.name} | {s.estimate_s:.0f} | {runs['first run'][1].get(s.name, 0):.1f} | {runs['rerun'][1].get(s.name, 0):.1f} |")
     print(f"| total | {plan.estimate_s:.0f} | {runs['first run'][0]:.1f} | {runs['rerun'][0]:.1f} |")
@@ -58,7 +57,6 @@ def main() -> None:
     if "rows" in r["prediction"]:
         for row in r["prediction"]["rows"]:
             print(f"  {row['features']:<50} {row['macro_f1']:.3f} ({row['ci95_low']:.3f}-{row['ci95_high']:.3f})")
-    del steps
 
 
 if __name__ == "__main__":
