@@ -458,6 +458,65 @@ def evaluate_task(
 
 
 @app.command()
+def study(
+    media: Optional[list[str]] = typer.Argument(None, help="Videos, photos, folders (recursive) or globs."),
+    labels: Optional[Path] = typer.Option(None, help="CSV, one row per input: its table id, path or file name first, then the target and optional group."),
+    target: Optional[str] = typer.Option(None, help="Label column to predict."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Study folder (tables, dictionary, reports, index.html, results.json, study.toml)."),
+    group: Optional[str] = typer.Option(None, help=GROUP_HELP),
+    fit: bool = typer.Option(False, "--fit/--no-fit", help="Fit a dictionary on the study's tables, and one per outer fold (training people only) for prediction (default: the bundled starter)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Reuse this dictionary instead of the starter."),
+    codebook_size: int = typer.Option(64, "--codebook-size", "-N", help="With --fit: codes in the dictionary."),
+    levels: int = typer.Option(4, "--levels", "-K", help="With --fit: tokens per frame."),
+    epochs: int = typer.Option(20, help="With --fit: training epochs."),
+    folds: int = typer.Option(5, help="Outer cross-validation folds."),
+    seeds: int = typer.Option(5, help="Fold assignments to repeat the CV with."),
+    seed: int = typer.Option(0, help="First seed (fits, splits, bootstraps)."),
+    dynamic: str = typer.Option("auto", help="Dynamic (event) features: auto (when a labelled input is a video), on, off."),
+    baseline: Optional[list[Path]] = typer.Option(None, "--baseline", help="Per-video feature CSV from another tool (first column = id), another baseline; repeatable."),
+    face_model: Optional[Path] = typer.Option(None, help="Your face model file (e.g. one built without the tested people)."),
+    fps: Optional[float] = typer.Option(None, help="Videos: read at most this many frames per second."),
+    workers: Optional[int] = typer.Option(None, help="Extract processes (default: all cores)."),
+    atlas_codes: int = typer.Option(64, help="Draw at most this many codes in the atlas (most used first)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A study.toml (written by an earlier study) instead of the options above."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and an estimated time; do nothing."),
+):
+    """A whole study: extract -> dictionary -> encode -> events -> atlas -> evaluate -> prediction -> index.html."""
+    from dfe.study import StudyConfig, StudyError, plan_study, read_config, run_study
+
+    try:
+        if config is not None:
+            cfg = read_config(config)
+        else:
+            if not media or labels is None or target is None or output is None:
+                _fail("give MEDIA..., --labels, --target and -o (or --config study.toml)")
+            cfg = StudyConfig(media=list(media), labels=str(labels), target=target, output=str(output), group=group,
+                              fit=fit, model=str(model) if model else None, codebook_size=codebook_size, levels=levels,
+                              epochs=epochs, folds=folds, seeds=seeds, seed=seed, dynamic=dynamic,
+                              baselines=[str(b) for b in baseline or []], face_model=str(face_model) if face_model else None,
+                              fps=fps, workers=workers, atlas_codes=atlas_codes)
+        if dry_run:
+            typer.echo(plan_study(cfg.resolved()).text())
+            return
+        result = run_study(cfg)
+    except (StudyError, ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
+        _fail(str(e))
+    r = result.results
+    p, f = r["prediction"], r["fidelity"]
+    line = f"{r['corpus']['n_ok']} inputs ({r['corpus']['n_failed']} failed)"
+    line += f"; held-out cosine {f['rows'][0]['cosine_mean']:.3f}" if "rows" in f else f"; fidelity not measured ({f['skipped']})"
+    if "rows" in p:
+        row = next(x for x in p["rows"] if x["features"] == "dfe tokens (BoW)")
+        line += (f"; {p['metric']} of dfe tokens {row[p['metric']]:.3f} (95% CI {row['ci95_low']:.3f}-{row['ci95_high']:.3f}, "
+                 f"chance {p['chance']:.2f})")
+    else:
+        line += f"; prediction not run ({p['skipped']})"
+    typer.echo(line)
+    typer.echo(f"report: {result.index}")
+    raise typer.Exit(1 if r["corpus"]["n_failed"] else 0)
+
+
+@app.command()
 def demo(
     media: Optional[Path] = typer.Argument(None, help="Your image or video (default: scikit-image's astronaut photo)."),
     output: Path = typer.Option(Path("dfe-demo"), "-o", "--output", help="Folder for the demo's files."),
