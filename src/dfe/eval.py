@@ -274,7 +274,7 @@ def held_out_split(videos: np.ndarray, groups: np.ndarray, tok: Tokenizer, split
     - Otherwise (an old model, or every group was trained on): a seeded split of whole groups
       (:func:`split_groups`), whose order follows the videos, not the text of the group ids.
     """
-    trained = set(map(str, (tok.summary.data or {}).get("train_groups", []))) if tok.seen_groups is not None else None
+    trained = trained_videos(tok)
     if trained:
         touched = {g for g, v in zip(groups, videos) if v in trained}
         is_test = ~np.isin(groups, list(touched))
@@ -298,10 +298,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
+def trained_videos(tok: Tokenizer) -> set[str] | None:
+    """The videos (groups) the model's weights were trained on; None when the model does not say
+    (dfe 0.2 and older). Its validation videos are not among them: they only chose the best epoch."""
+    if tok.seen_groups is None:
+        return None
+    return set(map(str, (tok.summary.data or {}).get("train_groups", [])))
+
+
 def check_overlap(tok: Tokenizer, test_videos: list[str]) -> list[str] | None:
-    """Held-out videos the model was trained or validated on; None when the model does not say."""
-    seen = tok.seen_groups
-    return None if seen is None else sorted(set(test_videos) & seen)
+    """Held-out videos the model was trained on; None when the model does not say."""
+    trained = trained_videos(tok)
+    return None if trained is None else sorted(set(test_videos) & trained)
 
 
 def _table(df: pd.DataFrame) -> str:
