@@ -37,21 +37,24 @@ def test_helpers():
 
 
 def test_evaluate_report_on_real_tables(extracted, real_model, tmp_path):
+    """The README tour: `dfe fit tables/` then `dfe evaluate tables/` scores the fit's own held-out
+    videos in one pass (no refit), against baselines fitted on exactly the videos it trained on."""
+    from dfe.table import load_tables, psi_array
+    from dfe.tokenizer import Tokenizer
+
+    tok = Tokenizer.load(real_model)
+    trained = set(tok.summary.data["train_groups"])
     out = tmp_path / "report"
-    run = run_dfe("evaluate", str(extracted), "--model", str(real_model),
-                          "-o", str(out))
+    run = run_dfe("evaluate", str(extracted), "--model", str(real_model), "-o", str(out), "--no-refit")
     assert run.returncode == 0, run.stderr
     report = json.loads((out / "report.json").read_text())
-    # real_model was fitted on every table, so it saw the held-out videos: a tokenizer of its
-    # configuration was fitted on the training split and scored instead, and the report says so
-    assert report["overlap_groups"] == report["split"]["test_videos"] and report["overlap_groups"]
-    assert report["refit"]["train_frames"] == report["split"]["train_frames"]
-    assert "was not scored" in (out / "report.md").read_text()
-    refused = run_dfe("evaluate", str(extracted), "--model", str(real_model),
-                              "-o", str(tmp_path / "refused"), "--no-refit")
-    assert refused.returncode == 2 and "trained on" in refused.stderr and "held-out videos" in refused.stderr
+    assert report["refit"] is None and report["overlap_groups"] == [] and not (out / "refit_model.dfe").exists()
+    assert set(report["split"]["test_videos"]) == set(tok.summary.data["val_groups"])  # every table was in the fit
+    assert "never trained on" in report["split"]["by"]
+    assert report["split"]["train_frames"] == int(load_tables([extracted]).query("success == 1")["video"].isin(trained).sum())
     names = [r["encoding"] for r in report["fidelity"]]
     assert any("blendshapes" in n for n in names) and any("PCA" in n for n in names) and any("k-means" in n for n in names)
+    assert any(n.startswith("residual k-means") for n in names)
     assert report["diversity"]["distinct_token_combinations_per_1000"] > 0
     assert len(report["retrieval"]) == 2
     md = (out / "report.md").read_text()
@@ -60,14 +63,9 @@ def test_evaluate_report_on_real_tables(extracted, real_model, tmp_path):
     print(md)
     # the report's dfe fidelity is that of each held-out frame's own tokens: recomputed here frame by
     # frame (encode one frame, decode it, cosine to its psi) over the same held-out videos
-    from dfe.table import load_tables, psi_array
-    from dfe.tokenizer import Tokenizer
-
-    tok = Tokenizer.load(out / "refit_model.dfe")
-    assert not set(report["split"]["test_videos"]) & tok.seen_groups  # the scored model never saw them
     df = load_tables([extracted])
     df = df[df["success"] == 1].reset_index(drop=True)
-    held = df["video"].astype(str).isin(report["split"]["test_groups"]).to_numpy()
+    held = df["video"].astype(str).isin(report["split"]["test_videos"]).to_numpy()
     psi = psi_array(df[held])
     assert len(psi) == report["split"]["test_frames"]
     cos = []
@@ -77,10 +75,31 @@ def test_evaluate_report_on_real_tables(extracted, real_model, tmp_path):
             cos.append(rec @ row / np.linalg.norm(rec) / np.linalg.norm(row))
     dfe_row = next(r for r in report["fidelity"] if r["encoding"].startswith("dfe tokens (K="))
     assert dfe_row["cosine_mean"] == pytest.approx(np.mean(cos), abs=1e-4)
-    curve = report["level_curve_cosine"]  # all K levels rebuild held-out psi best (measured 0.87 -> 0.91)
+    curve = report["level_curve_cosine"]  # all K levels rebuild held-out psi best
     assert curve[-1] == max(curve) and curve[-1] > curve[0] + 0.02, curve
     tokens_ret = next(r for r in report["retrieval"] if r["retrieval"].startswith("tokens"))
     assert tokens_ret["psi_cosine_mean"] > 0.6
+
+
+def test_evaluate_refits_an_old_model_and_says_how_long_first(extracted, real_model, tmp_path):
+    """A model that does not record what it trained on (dfe 0.2) is not scored: a tokenizer of its
+    configuration is fitted on a seeded split, announced with its expected time, and saved."""
+    from dfe.tokenizer import Tokenizer
+
+    tok = Tokenizer.load(real_model)
+    del tok.summary.data["train_groups"], tok.summary.data["val_groups"]
+    old = tmp_path / "old.dfe"
+    tok.save(old)
+    refused = run_dfe("evaluate", extracted, "--model", old, "-o", tmp_path / "refused", "--no-refit")
+    assert refused.returncode == 2 and "does not record" in refused.stderr
+    out = tmp_path / "report"
+    run = run_dfe("evaluate", extracted, "--model", old, "-o", out)
+    assert run.returncode == 0, run.stderr
+    assert "fitting a tokenizer of its configuration" in run.stderr and "(about " in run.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["refit"]["train_frames"] == report["split"]["train_frames"] and report["overlap_groups"] is None
+    assert "was not scored" in (out / "report.md").read_text()
+    assert not set(report["split"]["test_videos"]) & Tokenizer.load(out / "refit_model.dfe").seen_groups
 
 
 def test_metrics_by_hand():

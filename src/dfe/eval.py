@@ -241,6 +241,7 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
                                              "test_groups": test_groups, "n_test_groups": len(test_groups),
                                              "test_videos": test_videos, "seed": seed},
               "overlap_groups": overlap, "refit": refit_info,
+              "validation_note": _validation_note(tok if refit_info is None else None, test_videos),
               "fidelity": fid.to_dict("records"), "level_curve_cosine": curve, "diversity": div,
               "retrieval": ret.to_dict("records"), "notes": notes}
     if refit_info:
@@ -298,6 +299,13 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
+def _validation_note(tok: Tokenizer | None, test_videos: list[str]) -> str:
+    """Which held-out videos were the scored model's own validation videos (they chose its best epoch)."""
+    val = set(map(str, (tok.summary.data or {}).get("val_groups", []))) & set(test_videos) if tok is not None else set()
+    return (f" ({len(val)} of the {len(test_videos)} were its validation videos, which chose its best epoch)"
+            if val else "")
+
+
 def trained_videos(tok: Tokenizer) -> set[str] | None:
     """The videos (groups) the model's weights were trained on; None when the model does not say
     (dfe 0.2 and older). Its validation videos are not among them: they only chose the best epoch."""
@@ -332,7 +340,7 @@ def _markdown(report: dict, fid: pd.DataFrame, ret: pd.DataFrame) -> str:
     refit = report.get("refit")
     honesty = (f"**The model file was not scored**: {refit['reason']}, so a tokenizer of its configuration was fitted "
                f"on the {refit['train_frames']} training frames and scored instead.\n\n" if refit else
-               "The model never saw any held-out video.\n\n")
+               f"The model never trained on any held-out video{report.get('validation_note', '')}.\n\n")
     return (f"# dfe evaluate\n\n{report['model']}\n\nHeld out by {s['by']}: {s['n_test_groups']} groups, "
             f"{s['test_frames']} frames; {s['train_frames']} training frames (seed {s['seed']}). Held-out groups: "
             f"{', '.join(s['test_groups'])}.\n\n{honesty}## Fidelity (held-out geometry psi)\n\n"
