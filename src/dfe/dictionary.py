@@ -123,7 +123,7 @@ def _replace(dirs: np.ndarray, free: np.ndarray, live: np.ndarray, final_resid: 
 
 def fit_shape_gain(z: np.ndarray, levels: int = 4, n_actions: int = 64, n_gains: int = 4, iters: int = 25,
                    merge_cosine: float = 0.9, min_count: int = 2, seed: int = 0,
-                   per_level_gains: bool = True) -> tuple[ShapeGainCodebook, dict]:
+                   per_level_gains: bool = False) -> tuple[ShapeGainCodebook, dict]:
     """Train the shared shape-gain codebook on (n, L) latent rows; returns it and training stats.
     ``per_level_gains``: one gain table per level (level 1 carries the big movements, level K the
     fine ones) instead of one for all."""

@@ -191,9 +191,9 @@ class RVQVAE(nn.Module):
 
 class ShapeGainModel(nn.Module):
     """The shape-gain dictionary (:mod:`dfe.dictionary`) as a model: a linear encoder (the training
-    data's principal directions), the shared actions, one gain table per level, and the linear
-    decoder back to psi. Token ``c * G + g`` at level k is ``gains[k, g] * directions[c]``;
-    psi_hat = b + W (sum of the K words)."""
+    data's principal directions), the shared actions and gains, and the linear decoder back to psi.
+    Token ``c * G + g`` is ``gains[g] * directions[c]`` at every level (so every token has one exact
+    deformation); psi_hat = b + W (sum of the K words)."""
 
     def __init__(self, config: TokenizerConfig, latent_dim: int | None = None):
         super().__init__()
@@ -202,32 +202,25 @@ class ShapeGainModel(nn.Module):
         self.encoder = nn.Linear(config.dim, latent, bias=False)
         self.decoder = nn.Linear(latent, config.dim)
         self.register_buffer("directions", torch.zeros(config.n_actions, latent))
-        self.register_buffer("gains", torch.ones(config.levels, config.gain_levels))
+        self.register_buffer("gains", torch.ones(config.gain_levels))
 
     @property
     def codebook(self) -> torch.Tensor:
-        """(N * G, latent) words at level 1's intensities (what one code looks like on its own)."""
-        return self.level_words(0)
-
-    def level_words(self, k: int) -> torch.Tensor:
-        return (self.directions[:, None, :] * self.gains[k][None, :, None]).reshape(-1, self.directions.shape[1])
+        """(N * G, latent): every word."""
+        return (self.directions[:, None, :] * self.gains[None, :, None]).reshape(-1, self.directions.shape[1])
 
     def latent(self, tokens: torch.Tensor) -> torch.Tensor:
         """(n, k) tokens of levels 1..k -> (n, latent) sum of their words."""
-        G = self.gains.shape[1]
-        out = torch.zeros(len(tokens), self.directions.shape[1], device=tokens.device)
-        for k in range(tokens.shape[1]):
-            out = out + self.gains[k][tokens[:, k] % G, None] * self.directions[tokens[:, k] // G]
-        return out
+        return self.codebook[tokens].sum(1)
 
     def code_deformations(self) -> torch.Tensor:
         cb = self.codebook
         return self.decoder(cb) - self.decoder(torch.zeros_like(cb[:1]))
 
-    def _best(self, r: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Best (action, gain index) for residual rows at level k: for every action the best gain
-        is the one nearest r . u; returns (word ids, the words)."""
-        gains = self.gains[k]
+    def _best(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Best (action, gain index) for residual rows: for every action the best gain is the one
+        nearest r . u; returns (word ids, the words)."""
+        gains = self.gains
         p = r @ self.directions.T  # (n, N)
         gi = torch.bucketize(p, (gains[1:] + gains[:-1]) / 2)
         action = torch.argmin((gains[gi] - p) ** 2 - p**2, dim=1)
@@ -242,7 +235,7 @@ class ShapeGainModel(nn.Module):
         ids, parts = [], []
         r = z
         for k in range(K):
-            w, v = self._best(r, k)
+            w, v = self._best(r)
             ids.append(w)
             parts.append(v)
             r = r - v
@@ -251,7 +244,7 @@ class ShapeGainModel(nn.Module):
         for _ in range(self.config.refine_passes):
             for k in range(K):
                 rest = z - (total - parts[:, k])
-                w, v = self._best(rest, k)
+                w, v = self._best(rest)
                 better = ((rest - v) ** 2).sum(1) < ((rest - parts[:, k]) ** 2).sum(1) - 1e-7
                 ids[better, k] = w[better]
                 total = total + torch.where(better[:, None], v - parts[:, k], torch.zeros_like(v))
@@ -481,7 +474,7 @@ class Tokenizer:
         basis = vt[:latent].astype(np.float32)  # (L, D) orthonormal rows
         book, stats = fit_shape_gain(x_train @ basis.T, levels=cfg.levels, n_actions=n_actions,
                                      n_gains=cfg.gain_levels, iters=cfg.lloyd_iters,
-                                     merge_cosine=cfg.merge_cosine, seed=cfg.seed)
+                                     merge_cosine=cfg.merge_cosine, seed=cfg.seed, per_level_gains=False)
         log.info("shape-gain dictionary: %s", {k: v for k, v in stats.items() if k != "relative_error"})
         model = ShapeGainModel(cfg, latent)
         with torch.no_grad():
@@ -489,7 +482,7 @@ class Tokenizer:
             model.decoder.weight.copy_(torch.from_numpy(basis.T.copy()))
             model.decoder.bias.zero_()
             model.directions.copy_(torch.from_numpy(book.directions))
-            model.gains.copy_(torch.from_numpy(np.atleast_2d(book.gains)).expand_as(model.gains))
+            model.gains.copy_(torch.from_numpy(book.gains))
         return model
 
     @classmethod
@@ -564,6 +557,12 @@ class Tokenizer:
     def actions(self, tokens: np.ndarray) -> np.ndarray:
         """The action (direction) of every token id."""
         return np.asarray(tokens) // self.gain_levels
+
+    def action_codes(self, tokens: np.ndarray) -> np.ndarray:
+        """Every token id replaced by its action's strongest word (``action * G + G - 1``): one code
+        per action, e.g. for the atlas, whatever intensity the token had (rvq-vae: unchanged)."""
+        G = self.gain_levels
+        return self.actions(tokens) * G + (G - 1)
 
     def check_psi(self, psi: np.ndarray) -> np.ndarray:
         psi = np.asarray(psi, dtype=np.float32)
