@@ -59,7 +59,17 @@ def corpus():
 
 @pytest.fixture(scope="session")
 def synthetic_tokenizer(corpus):
-    """The default tokenizer fitted on the 20-action synthetic corpus (about a minute on 2 cores)."""
+    """A short fit of the default configuration on part of the 20-action synthetic corpus: enough
+    for the tests of what a fitted tokenizer does (additivity, strengths, code peaks)."""
+    from dfe.tokenizer import Tokenizer
+
+    return Tokenizer.fit(corpus.train[:8000], progress=False, epochs=6)
+
+
+@pytest.fixture(scope="session")
+def trained_synthetic_tokenizer(corpus):
+    """The default tokenizer fully fitted on the synthetic corpus (40 epochs on 20k vectors: over a
+    minute on 2 cores, so only slow tests use it)."""
     from dfe.tokenizer import Tokenizer
 
     return Tokenizer.fit(corpus.train, progress=False)
@@ -67,10 +77,10 @@ def synthetic_tokenizer(corpus):
 
 @pytest.fixture(scope="session")
 def real_model(extracted, tmp_path_factory):
-    """A small tokenizer fitted on the tables extracted from ../shared, saved to disk."""
+    """A small, short (5-epoch) tokenizer fitted on the tables extracted from ../shared, saved to disk."""
     from dfe.tokenizer import fit_tables
 
-    tok = fit_tables([extracted], progress=False, codebook_size=64, epochs=15)
+    tok = fit_tables([extracted], progress=False, codebook_size=64, epochs=5)
     path = tmp_path_factory.mktemp("model") / "model.dfe"
     tok.save(path)
     return path
@@ -128,3 +138,15 @@ def dfe(*args, env: dict | None = None, check: bool = True):
     if check:
         assert run.returncode == 0, run.stderr[-2000:]
     return run
+
+
+def records(out: Path) -> dict[str, dict]:
+    """Every record of a run folder's manifest, by input: {column: value}."""
+    import sqlite3
+
+    db = sqlite3.connect(out / "manifest.sqlite")
+    db.row_factory = sqlite3.Row
+    try:
+        return {row["input"]: dict(row) for row in db.execute("SELECT * FROM records")}
+    finally:
+        db.close()

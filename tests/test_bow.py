@@ -11,7 +11,7 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.metrics import f1_score
 from sklearn.pipeline import make_pipeline
 
-from dfe.bow import BagOfTokens, check_folds, load_task, TaskData
+from dfe.bow import BagOfTokens, BlendshapeFunctionals, TaskData, check_folds, cross_validate, load_task
 
 from conftest import run_dfe
 
@@ -97,7 +97,7 @@ def test_london_smile_task_end_to_end(encoded, real_model, tmp_path):
     out = tmp_path / "report"
     run = run_dfe("evaluate-task", str(encoded), "--labels",
                           str(tmp_path / "labels.csv"), "--target", "expression", "--group", "person", "-o", str(out),
-                          "--model", str(real_model))
+                          "--model", str(real_model), "--seeds", "2")
     assert run.returncode == 0, run.stderr
     assert "by a tokenizer trained on" in (out / "comparison.md").read_text()  # real_model saw every photo
     preds = pd.read_csv(out / "predictions.csv")
@@ -109,10 +109,38 @@ def test_london_smile_task_end_to_end(encoded, real_model, tmp_path):
     assert set(comp["features"]) >= {"dfe tokens (BoW)", "blendshape functionals (AU-like)",
                                      "blendshape BoW (k-means)", "psi functionals"}
     assert comp["macro_f1_mean"].notna().all()
+    # two fold assignments: the spread of their means is reported, and the pooled predictions hold both
+    assert comp["macro_f1_seed_std"].notna().all() and sorted(preds["seed"].unique()) == [0, 1]
+    folds = pd.read_csv(out / "fold_scores.csv")
+    per_seed = folds[folds["features"] == "psi functionals"].groupby("seed")["macro_f1"].mean()
+    assert np.isclose(comp.set_index("features").loc["psi functionals", "macro_f1_seed_std"], per_seed.std(ddof=0))
+    assert "repeated with 2 seeds" in (out / "comparison.md").read_text()
     # smiles vs neutral photos (psi against the person's neutral photo): dfe separates them
     assert comp.set_index("features").loc["dfe tokens (BoW)", "macro_f1_mean"] >= 0.9
     assert (out / "comparison.md").read_text().count("|") > 20 and (out / "comparison.png").stat().st_size > 0
     assert "tables have no label" in (out / "comparison.md").read_text()  # the videos are not in london.csv
+
+
+def test_folds_do_not_follow_how_person_ids_are_written(encoded, tmp_path):
+    """The same tables and seed with person ids written '61' or '061' give the same folds and scores."""
+    from conftest import FACES
+
+    lab = pd.read_csv(FACES / "london.csv", dtype=str)
+    lab["video"] = lab["file"].str.split("/").str[-1].str.rsplit(".", n=1).str[0]
+    results = []
+    for width in (1, 3):
+        lab["person"] = [str(int(p)).zfill(width) for p in lab["video"].str[:3]]
+        path = tmp_path / f"labels{width}.csv"
+        lab[["video", "expression", "person"]].to_csv(path, index=False)
+        data = load_task([encoded], path, "expression", group="person")
+        sets = {"dfe tokens (BoW)": BagOfTokens(64, weighting="log", norm="l2"),
+                "blendshape functionals (AU-like)": BlendshapeFunctionals()}
+        folds, preds = cross_validate(data, 64, n_folds=5, seed=3, progress=False, sets=sets)
+        results.append((folds, preds.sort_values(["features", "video"]).reset_index(drop=True)))
+    (f1, p1), (f3, p3) = results
+    assert set(p1["group"]) != set(p3["group"])  # the ids really were written differently
+    pd.testing.assert_frame_equal(f1, f3)
+    pd.testing.assert_frame_equal(p1.drop(columns="group"), p3.drop(columns="group"))
 
 
 def test_ids_stay_text(encoded, tmp_path):
@@ -272,3 +300,18 @@ def test_psi_functionals_and_small_variance_correlation_by_hand():
     np.testing.assert_allclose(f[1], [2.5, 0.5])  # standard deviations
     y = np.array([0.0, 0.1, 0.2, 0.3])  # small spread: still a defined correlation
     assert scores("regression", y, 2 * y)["pearson_r"] == pytest.approx(1.0)
+
+
+def test_bootstrap_metric_equals_scikit_learn_per_resample():
+    """The vectorised metric of the paired bootstrap is scikit-learn's macro-F1 (and dfe's CCC) on every row."""
+    from sklearn.metrics import f1_score
+
+    from dfe.bow import ccc, primary_metric
+
+    rng = np.random.default_rng(0)
+    y, pred = rng.choice(["a", "b", "c"], (40, 25)), rng.choice(["a", "b", "c", "d"], (40, 25))
+    expected = [f1_score(a, b, average="macro", zero_division=0) for a, b in zip(y, pred)]
+    np.testing.assert_allclose(primary_metric("classification", y, pred), expected, atol=1e-12)
+    yr = rng.normal(size=(10, 30))
+    pr = yr + rng.normal(size=(10, 30))
+    np.testing.assert_allclose(primary_metric("regression", yr, pr), [ccc(a, b) for a, b in zip(yr, pr)], atol=1e-12)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 
@@ -13,20 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import FACES, VIDEOS, dfe
+from conftest import FACES, VIDEOS, dfe, records
 from dfe.table import psi_array, read_table
 
 pytestmark = pytest.mark.skipif(not FACES.is_dir(), reason=f"shared test media not found at {FACES}")
 PHOTOS = [FACES / "london" / f"{p:03d}_{e}.jpg" for p in (1, 2, 3) for e in ("neutral", "smiling")]
-
-
-def records(out):
-    db = sqlite3.connect(out / "manifest.sqlite")
-    try:
-        rows = db.execute("SELECT input, id, status, runs, output FROM records").fetchall()
-    finally:
-        db.close()
-    return {r[0]: dict(zip(("input", "id", "status", "runs", "output"), r)) for r in rows}
 
 
 def assert_tables_equal(a, b):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import html
 import json
+import logging
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +25,8 @@ import pandas as pd
 from dfe.labels import read_labels
 from dfe.naming import CodeName, name_displacement, name_codes
 from dfe.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
 
 NEAR_DUPLICATE = 0.9  # cosine between two codes' deformations
 VIEWS = {"front": (0.0, 320, 360), "side": (35.0, 220, 250)}
@@ -195,8 +199,9 @@ h1{font-size:24px}h2{font-size:19px;margin-top:28px}a{color:#1a5fb4}
 table{border-collapse:collapse;width:100%}td,th{padding:4px 8px;border-bottom:1px solid #e4e4e4;text-align:left;vertical-align:middle}
 th{cursor:pointer;background:#f0f0f0}td img{height:56px}.num{text-align:right;font-variant-numeric:tabular-nums}
 .grid{display:flex;flex-wrap:wrap;gap:14px}.card{background:#fff;border:1px solid #ddd;padding:10px}
-.faces img{width:96px;height:96px;margin:2px}.faces figure{width:260px;margin:0}
-code{background:#eee;padding:1px 4px;font-size:12px;word-break:break-all}
+.faces img{width:96px;height:96px;margin:2px}.faces figure{margin:0}ol.cmds{padding-left:22px}
+code{background:#eee;padding:1px 4px;font-size:12px}
+pre.cmd{background:#eee;padding:4px 6px;font-size:12px;white-space:pre;overflow-x:auto;margin:2px 0;user-select:all}
 .dup{color:#b5421a}.muted{color:#666}
 """
 
@@ -259,7 +264,12 @@ def _index_page(summary: str, templates_html: str, labels_html: str) -> str:
 def _code_page(card: dict, images: dict[str, str], examples: list[dict], model_path: str, unit: str) -> str:
     c = card["code"]
     aus = "".join(f"<li>{html.escape(a['au'])} {html.escape(a['title'])}{' (' + a['side'] + ')' if a['side'] else ''}: "
-                  f"{a['share']:.0%} of the fit</li>" for a in card["action_units"]) or "<li>none</li>"
+                  f"share {a['share']:.0%} of the movement</li>" for a in card["action_units"]) or "<li>none</li>"
+    aus_words = ("<p class='muted'>dfe fits the code's movement as a non-negative mix of action-unit reference shapes. "
+                 "<b>Share</b>: each unit's part of that mix (units under 15% are not listed, so the shares need not add "
+                 f"up to 100%). <b>Similarity</b> {card['similarity']:.2f}: how closely the whole mix reproduces the code's "
+                 "movement (cosine; 1 = exactly). A high similarity with several modest shares means: a blend of "
+                 "these units, reproduced well.</p>")
     regions = "".join(f"<li>{html.escape(r['region'])} ({r['side']}): {html.escape(r['words'])}, "
                       f"{r['cm']:.2f} {unit} on average</li>" for r in card["regions"][:4]) or "<li>none</li>"
 
@@ -268,13 +278,17 @@ def _code_page(card: dict, images: dict[str, str], examples: list[dict], model_p
 
     dups = ", ".join(f"{link(d['code'])} (cosine {d['similarity']:.2f})" for d in card["near_duplicates"]) or "none"
     co = ", ".join(f"{link(d['code'])} ({d['frames']} frames)" for d in card["cooccurring"]) or "none"
-    faces = "".join(f"<figure><img src='{e['image']}' alt='face'><figcaption><code>{html.escape(e['command'])}</code>"
-                    f"</figcaption></figure>" for e in examples if e.get("image"))
+    shown = [e for e in examples if e.get("image")]
+    faces = "".join(f"<figure><img src='{e['image']}' alt='face'><figcaption>frame {k + 1}</figcaption></figure>"
+                    for k, e in enumerate(shown))
+    if shown:  # full width, never wrapped: each command copy-pastes whole
+        faces += ("</div><p class='muted'>Draw a frame's decomposition into its tokens:</p><ol class='cmds'>"
+                  + "".join(f"<li><pre class='cmd'>{html.escape(e['command'])}</pre></li>" for e in shown) + "</ol><div>")
     pictures = ""
     if "front" in images:
         pictures = (f"<div class='grid'><div class='card'><img src='{images['front']}' alt='heatmap, front'>"
-                    f"<p class='muted'>displacement, front; arrows x3; scale shared by level {card['level'] or '-'}"
-                    f" (0-{card['colour_scale_cm']:.2f} {unit})</p></div>"
+                    f"<p class='muted'>displacement, front; arrows x3; colour scale 0-{card['colour_scale_cm']:.2f} "
+                    f"{unit}, this code's own peak</p></div>"
                     f"<div class='card'><img src='{images['side']}' alt='heatmap, three-quarter'><p class='muted'>"
                     f"three-quarter view</p></div><div class='card'><img src='{images['steps']}' alt='strength steps'>"
                     f"<p class='muted'>the face at strength {', '.join(f'x{s:g}' for s in STEPS)}</p></div></div>")
@@ -285,7 +299,7 @@ def _code_page(card: dict, images: dict[str, str], examples: list[dict], model_p
             f"<p><a href='../index.html'>all codes</a></p><h1>code {c}: {html.escape(card['name'])}</h1>"
             f"<p>peak {card['peak_cm']:.2f} {unit}; used {card['usage']} times as a token ({usage}); "
             f"action-unit fit similarity {card['similarity']:.2f}. <a href='code_{c:04d}.json'>JSON card</a></p>"
-            f"{pictures}<h2>Closest action units</h2><ul>{aus}</ul><h2>What moves</h2><ul>{regions}</ul>"
+            f"{pictures}<h2>Closest action units</h2><ul>{aus}</ul>{aus_words}<h2>What moves</h2><ul>{regions}</ul>"
             f"<h2>Where it is used</h2><div class='grid faces'>{faces or '<p>no frames (pass --tables)</p>'}</div>"
             f"<h2>Co-occurring codes</h2><p>{co}</p><h2>Near-duplicates</h2><p class='dup'>{dups}</p></body></html>")
 
@@ -303,8 +317,8 @@ def _examples(usage: Usage, code: int, model_path: str, n: int = 4) -> list[dict
     out = []
     for i in picks:
         row = usage.frames.loc[i]
-        out.append({"row": row, "command": f"dfe show {row['table']}:{int(row['frame'])}:{int(row['face_id'])} "
-                                           f"--model {model_path}"})
+        spec = shlex.quote(f"{row['table']}:{int(row['frame'])}:{int(row['face_id'])}")
+        out.append({"row": row, "command": f"dfe show {spec} --model {shlex.quote(str(model_path))}"})
     return out
 
 
@@ -313,10 +327,11 @@ def build_atlas(tok: Tokenizer, outdir: str | Path, tables: list | None = None, 
                 model_path: str = "model.dfe") -> AtlasResult:
     """Write the atlas site into ``outdir`` (see the module's docstring). Without ``tables`` every
     code is drawn (no usage, one colour scale); with them, the used codes, coarse levels first."""
-    from tqdm.auto import tqdm
-
+    from dfe.progress import counted
     from dfe.viz import geometry_of, profile_figure, surface_for
 
+    if labels:
+        read_labels(labels)  # a missing, empty or broken labels file stops here, before any drawing
     outdir = Path(outdir)
     files: list[Path] = []
     usage = corpus_usage(tok, tables)
@@ -330,7 +345,6 @@ def build_atlas(tok: Tokenizer, outdir: str | Path, tables: list | None = None, 
     geometry = geometry_of(tok, deform, flame) if surface is not None else None  # (N, V, 3)
     peaks = (np.linalg.norm(geometry, axis=2).max(1) if geometry is not None else np.abs(deform).max(1))
     unit = "cm" if surface is not None and surface.name != "FLAME" else "units"
-    scales = {lv: float(max(peaks[c] for c in codes if usage.level[c] == lv)) for lv in {int(usage.level[c]) for c in codes}}
     names = name_codes(tok, codes)
     dups = near_duplicates(geometry if geometry is not None else deform, codes)
     co = usage.cooccurring()
@@ -339,9 +353,9 @@ def build_atlas(tok: Tokenizer, outdir: str | Path, tables: list | None = None, 
     flat = [ex for c in codes for ex in all_examples[c]]
     crops = {id(ex): crop for ex, crop in zip(flat, face_crops([ex["row"] for ex in flat]))}
     index_rows = []
-    for c in tqdm(codes, desc="atlas", unit="code", disable=not progress):
+    for c in counted(codes, len(codes), "atlas", "code", enabled=progress):
         stem = f"codes/code_{c:04d}"
-        scale = scales[int(usage.level[c])]
+        scale = float(peaks[c]) if peaks[c] > 0 else 1.0  # each code on its own scale: a small code is no black square
         images = {}
         if painter is not None:
             for view, data in painter.code_images(geometry[c], scale).items():
@@ -372,7 +386,8 @@ def build_atlas(tok: Tokenizer, outdir: str | Path, tables: list | None = None, 
                f"(held-out cosine {s.val_cosine:.3f}, {s.dead_code_share:.0%} of codes unused). "
                f"{len(codes)} codes drawn" + (", those used in the given tables, coarse levels first" if used.any() else "")
                + ". Names and action units come from dfe's reference shapes (ICT FaceKit, registered onto MediaPipe's "
-               "face), never from the tables. Colour scales are shared by all codes of one level.")
+               "face), never from the tables. Each code's pictures are coloured on its own scale, from 0 to its own "
+               "peak (stated under them), so small codes stay visible: compare sizes by the peak in cm.")
     index = outdir / "index.html"
     _write(index, _index_page(summary, templates_html, labels_html), files)
     return AtlasResult(index, codes, files)
@@ -419,6 +434,9 @@ def _label_section(tok: Tokenizer, usage: Usage, labels, label_column, names: di
     frame_labels = usage.frames["table"].map(lambda p: by_video.get(video_id(p)))
     known = frame_labels.notna().to_numpy()
     if not known.any():
+        tables = sorted({video_id(p) for p in usage.frames["table"]})
+        log.warning("labels file %s: its ids (e.g. %s) match none of the tables (e.g. %s); no label section drawn",
+                    labels, ", ".join(list(by_video)[:3]), ", ".join(tables[:3]))
         return ""
     lo = label_log_odds(usage.tokens[known], frame_labels[known].to_numpy(), tok.codebook_size)
     items = []

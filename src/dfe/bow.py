@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from dfe.labels import numeric_if_numbers, read_labels, read_video_features, require_columns
+from dfe.labels import group_codes, numeric_if_numbers, read_labels, read_video_features, require_columns
 
 from dfe.table import BLENDSHAPE_COLUMNS, psi_columns, token_columns, window_id, window_video
 
@@ -103,8 +103,12 @@ class BagOfTokens(TransformerMixin, BaseEstimator):
         return m
 
 
+FUNCTIONALS = ["mean", "std", "p10", "p50", "p90"]
+
+
 def functionals(values: np.ndarray, threshold: float | None = None) -> np.ndarray:
-    """Per-column mean, std, 10th/50th/90th percentiles (+ share of frames above ``threshold``)."""
+    """Per-column mean, std, 10th/50th/90th percentiles (+ share of frames above ``threshold``),
+    in the order of :func:`functional_names`."""
     if len(values) == 0:
         n = values.shape[1] * (6 if threshold is not None else 5)
         return np.full(n, np.nan)
@@ -114,17 +118,27 @@ def functionals(values: np.ndarray, threshold: float | None = None) -> np.ndarra
     return np.concatenate(parts)
 
 
-class BlendshapeFunctionals(TransformerMixin, BaseEstimator):
-    """Baseline (a): the 52 blendshape scores (the action-unit-like output) summarised per video."""
+def functional_names(columns: list[str], threshold: float | None = None) -> list[str]:
+    """``<column>_<functional>`` for each value :func:`functionals` returns, in its order."""
+    stats = FUNCTIONALS + ([f"above_{threshold:g}"] if threshold is not None else [])
+    return [f"{c}_{s}" for s in stats for c in columns]
 
-    def __init__(self, threshold: float = 0.5):
+
+class BlendshapeFunctionals(TransformerMixin, BaseEstimator):
+    """Baseline (a): the 52 blendshape scores (the action-unit-like output) summarised per video
+    over its frames with a face. ``columns``: summarise these per-frame columns instead (e.g. an
+    OpenFace CSV's AU columns, :mod:`dfe.baselines`)."""
+
+    def __init__(self, threshold: float = 0.5, columns: list[str] | None = None):
         self.threshold = threshold
+        self.columns = columns
 
     def fit(self, X, y=None):
         return self
 
     def transform(self, X):
-        return np.nan_to_num(np.stack([functionals(_ok(df)[BLENDSHAPE_COLUMNS].to_numpy(float), self.threshold) for df in X]))
+        cols = BLENDSHAPE_COLUMNS if self.columns is None else list(self.columns)
+        return np.nan_to_num(np.stack([functionals(_ok(df)[cols].to_numpy(float), self.threshold) for df in X]))
 
 
 class BlendshapeBoW(TransformerMixin, BaseEstimator):
@@ -253,6 +267,11 @@ class EventFeatures(TransformerMixin, BaseEstimator):
         features = self._features(X)
         self.columns_ = np.flatnonzero(np.asarray((features != 0).sum(0)).ravel())
         self.n_features_out_ = len(self.columns_)
+        if not self.n_features_out_:
+            single = sum(len(df) <= 1 or df["timestamp"].nunique() <= 1 for df in X)
+            why = (f"{single} of the {len(X)} tables are single photos (one frame): events need frames over time"
+                   if single else "no event lasted long enough in any training video")
+            log.warning("event features are empty (%s); use the bag of tokens for photos", why)
         return features[:, self.columns_]
 
     def fit(self, X, y=None):
@@ -281,6 +300,34 @@ class UserFeatures(TransformerMixin, BaseEstimator):
         if missing:
             raise ValueError(f"feature table has no row for videos: {', '.join(missing[:5])}")
         return t.loc[ids].to_numpy(float)
+
+
+@dataclass
+class VideoFeatures:
+    """Another tool's output summarised per video, a baseline beside the tokens (built by
+    :mod:`dfe.baselines`): ``table``'s first column is the video id (a table's stem), the others
+    numbers; ``notes``: sentences for the report (which tables it has no row for)."""
+
+    name: str
+    table: pd.DataFrame
+    notes: list[str]
+
+
+def keep_videos_with(data: TaskData, baselines: list[VideoFeatures], window: float | None = None) -> TaskData:
+    """Only the videos every baseline has a row for, so every feature set is scored on the same
+    videos (the paired CIs need that); the baselines' notes join the report's warnings."""
+    if window:
+        raise ValueError("--baseline summarises whole videos: it cannot be combined with --window")
+    have = [set(b.table.iloc[:, 0].astype(str)) for b in baselines]
+    keep = np.array([i for i, vid in enumerate(data.ids) if all(vid in h for h in have)], dtype=int)
+    if not len(keep):
+        raise ValueError(f"no labelled video has a row in every baseline ({', '.join(b.name for b in baselines)}): "
+                         "the baseline files are matched to the tables by file stem")
+    notes = [n for b in baselines for n in b.notes]
+    for n in notes:
+        log.warning(n)
+    return TaskData([data.videos[i] for i in keep], [data.ids[i] for i in keep], data.y[keep], data.groups[keep],
+                    data.task, data.warnings + notes)
 
 
 # ---------------------------------------------------------------------------- videos and labels
@@ -377,7 +424,11 @@ def load_task(tables: list, labels: str | Path, target: str, group: str | None =
             ys.append(lab.loc[key, target])
             gs.append(lab.loc[key, group] if group else vid)
     if not videos:
-        raise ValueError("no video has both a table and a label")
+        if not paths:
+            raise ValueError(f"no per-frame tables found in {', '.join(map(str, tables))}")
+        raise ValueError(f"no video has both a table and a label: the ids in {labels} (e.g. {', '.join(sorted(labelled)[:3])}) "
+                         f"match none of the table ids (e.g. {', '.join(sorted(paths)[:3])}); the first column of the "
+                         "labels file must hold table ids (file stems) or the input files' paths")
     y = np.asarray(ys)
     if task is None:
         numeric = pd.api.types.is_numeric_dtype(pd.Series(ys))
@@ -497,35 +548,40 @@ def refit_fold_tokens(videos: list[pd.DataFrame], train: np.ndarray, tokenizer_c
 def cross_validate(data: TaskData, codebook_size: int, n_folds: int = 5, seed: int = 0,
                    user_table: pd.DataFrame | None = None, progress: bool = True,
                    refit_tokenizer: dict | None = None, dynamic: bool = False,
-                   sets: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   sets: dict | None = None, extra_sets: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Grouped (person-independent) k-fold CV of dfe BoW and each baseline under one protocol.
 
     ``refit_tokenizer``: tokenizer settings (e.g. ``{"codebook_size": 64}``); a tokenizer is fitted
     per fold on the training groups and the tables' own tokens are ignored. ``dynamic``: add the
-    event features (:func:`feature_sets`). ``sets``: name -> transformer, instead of the defaults.
+    event features (:func:`feature_sets`). ``sets``: name -> transformer, instead of the defaults;
+    ``extra_sets``: name -> transformer, beside them.
     Returns (per-fold scores, out-of-fold predictions).
     """
     import warnings
 
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
-    from tqdm.auto import tqdm
+
+    from dfe.progress import Progress
 
     warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")  # API notices, not findings
     folds = check_folds(data, n_folds)
     splitter = (StratifiedGroupKFold(folds, shuffle=True, random_state=seed) if data.task == "classification"
-                else GroupKFold(folds))
-    splits = list(splitter.split(np.zeros(len(data.y)), data.y, data.groups))
+                else GroupKFold(folds, shuffle=True, random_state=seed))
+    # folds follow the videos a group holds, never the text of its id ('61' and '061' split alike)
+    splits = list(splitter.split(np.zeros(len(data.y)), data.y, group_codes(data.ids, data.groups)))
     rows, preds = [], []
     columns = set.intersection(*(set(v.columns) for v in data.videos))
     if sets is None:
         sets = feature_sets(codebook_size, user_table, columns, dynamic)
+    sets = {**sets, **(extra_sets or {})}
     skipped = [n for n in feature_sets(codebook_size, user_table, dynamic=dynamic) if n not in sets]
     if skipped:
         data.warnings.append(f"left out (the tables lack their columns): {', '.join(skipped)}")
-    bar = tqdm(total=len(sets) * len(splits), desc="evaluate", unit="fit", disable=not progress)
+    bar = Progress(len(sets) * len(splits), "evaluate", "fit", enabled=progress)
     for f, (tr, te) in enumerate(splits):
         videos = refit_fold_tokens(data.videos, tr, refit_tokenizer, seed) if refit_tokenizer else data.videos
         for name, feats in sets.items():
+            bar.note(f"fold {f + 1}/{len(splits)}: {name}")
             model = make_model(data.task, feats, seed)
             model.fit([videos[i] for i in tr], data.y[tr])
             X_te = [videos[i] for i in te]
@@ -543,26 +599,54 @@ def cross_validate(data: TaskData, codebook_size: int, n_folds: int = 5, seed: i
     return pd.DataFrame(rows), pd.DataFrame(preds)
 
 
+def summarise_folds(fold_scores: pd.DataFrame) -> pd.DataFrame:
+    """Per feature set: each metric's mean and std over the folds of every seed (``_mean``,
+    ``_std``), and the spread (std) of the per-seed means (``_seed_std``; 0 with one seed)."""
+    metrics_cols = [c for c in fold_scores.columns if c not in ("features", "fold", "seed")]
+    summary = fold_scores.groupby("features", sort=False)[metrics_cols].agg(["mean", "std"])
+    summary.columns = [f"{m}_{s}" for m, s in summary.columns]
+    if "seed" in fold_scores.columns:
+        per_seed = fold_scores.groupby(["features", "seed"], sort=False)[metrics_cols].mean()
+        spread = per_seed.groupby(level="features", sort=False).std(ddof=0)
+        summary = summary.join(spread.add_suffix("_seed_std"))
+    return summary.reset_index()
+
+
+def primary_metric(task: str, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """The primary metric of each row of (resamples, items) arrays: macro-F1 over the classes present
+    in that row's labels or predictions (as scikit-learn's ``f1_score(average="macro")``), or CCC."""
+    if task != "classification":
+        y, pred = y.astype(float), pred.astype(float)
+        cov = ((y - y.mean(1, keepdims=True)) * (pred - pred.mean(1, keepdims=True))).mean(1)
+        return 2 * cov / (y.var(1) + pred.var(1) + (y.mean(1) - pred.mean(1)) ** 2 + 1e-12)
+    f1, present = [], []
+    for c in np.unique(np.concatenate([y.ravel(), pred.ravel()])):
+        tp = ((y == c) & (pred == c)).sum(1)
+        wrong = ((y == c) != (pred == c)).sum(1)  # false positives + false negatives
+        f1.append(np.where(tp + wrong > 0, 2 * tp / np.maximum(2 * tp + wrong, 1), 0.0))
+        present.append(tp + wrong > 0)
+    f1, present = np.stack(f1, 1), np.stack(present, 1)
+    return (f1 * present).sum(1) / np.maximum(present.sum(1), 1)
+
+
 def paired_bootstrap(preds: pd.DataFrame, task: str, a: str, b: str, n: int = 1000, seed: int = 0) -> tuple[float, float, float]:
     """95% CI of (primary metric of a - of b) over videos resampled with replacement."""
-    pa = preds[preds["features"] == a].set_index("video").sort_index()
-    pb = preds[preds["features"] == b].set_index("video").loc[pa.index]
-    key = "macro_f1" if task == "classification" else "ccc"
+    key_cols = ["seed", "video"] if "seed" in preds.columns else ["video"]
+    pa = preds[preds["features"] == a].set_index(key_cols).sort_index()
+    pb = preds[preds["features"] == b].set_index(key_cols).loc[pa.index]
     rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n):
-        idx = rng.integers(0, len(pa), len(pa))
-        ya = pa["y"].to_numpy()[idx]
-        diffs.append(scores(task, ya, pa["pred"].to_numpy()[idx])[key] - scores(task, ya, pb["pred"].to_numpy()[idx])[key])
-    diffs = np.asarray(diffs)
-    full = scores(task, pa["y"].to_numpy(), pa["pred"].to_numpy())[key] - scores(task, pa["y"].to_numpy(), pb["pred"].to_numpy())[key]
+    idx = rng.integers(0, len(pa), (n, len(pa)))  # n resamples of the pooled predictions, all at once
+    y, a_pred, b_pred = pa["y"].to_numpy(), pa["pred"].to_numpy(), pb["pred"].to_numpy()
+    diffs = primary_metric(task, y[idx], a_pred[idx]) - primary_metric(task, y[idx], b_pred[idx])
+    full = float(primary_metric(task, y[None], a_pred[None])[0] - primary_metric(task, y[None], b_pred[None])[0])
     return float(full), float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
 
 
 def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | Path, group: str | None = None,
                   codebook_size: int | None = None, n_folds: int = 5, seed: int = 0, window: float | None = None,
                   user_features: str | Path | None = None, progress: bool = True,
-                  refit_tokenizer: dict | None = None, dynamic: bool = False, model=None) -> pd.DataFrame:
+                  refit_tokenizer: dict | None = None, dynamic: bool = False, model=None, seeds: int = 5,
+                  baselines: list[VideoFeatures] | None = None) -> pd.DataFrame:
     """The whole experiment: CV of dfe vs baselines -> comparison.csv/.md, predictions.csv, bar plot.
     ``dynamic``: add event features (dfe's and the blendshapes'); ``labels`` may be ELAN files
     (:func:`dfe.elan.eaf_labels`, ``target`` = the tier). ``model``: the tokenizer that encoded
@@ -570,8 +654,15 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
     videos it is tested on.
 
     ``refit_tokenizer``: fit a tokenizer with these settings per fold on the training groups
-    (see :func:`cross_validate`) instead of using the tables' tokens."""
+    (see :func:`cross_validate`) instead of using the tables' tokens. ``seeds``: the whole CV is
+    repeated with fold assignments from seeds ``seed .. seed + seeds - 1``; the summary gives the
+    mean over seeds, the spread of the seeds' means, and paired CIs over the pooled predictions.
+    ``baselines``: other tools' per-video features (:mod:`dfe.baselines`), scored beside the tokens
+    on the videos every one of them covers."""
     data = load_task(tables, labels, target, group, window=window, need_tokens=not refit_tokenizer)
+    if baselines:
+        data = keep_videos_with(data, baselines, window)
+    extra = {b.name: UserFeatures(b.table) for b in baselines or []}
     if refit_tokenizer:
         from dfe.tokenizer import TokenizerConfig
 
@@ -580,11 +671,11 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
         codebook_size = int(max(int(df[token_columns(df)].max().max()) for df in data.videos) + 1)
         codebook_size = max(codebook_size, 2)
     user = read_video_features(user_features) if user_features else None
-    fold_scores, preds = cross_validate(data, codebook_size, n_folds, seed, user, progress, refit_tokenizer, dynamic)
-    metrics_cols = [c for c in fold_scores.columns if c not in ("features", "fold")]
-    summary = fold_scores.groupby("features", sort=False)[metrics_cols].agg(["mean", "std"])
-    summary.columns = [f"{m}_{s}" for m, s in summary.columns]
-    summary = summary.reset_index()
+    runs = [cross_validate(data, codebook_size, n_folds, seed + r, user, progress, refit_tokenizer, dynamic,
+                           extra_sets=extra) for r in range(seeds)]
+    fold_scores = pd.concat([f.assign(seed=seed + r) for r, (f, _) in enumerate(runs)], ignore_index=True)
+    preds = pd.concat([p.assign(seed=seed + r) for r, (_, p) in enumerate(runs)], ignore_index=True)
+    summary = summarise_folds(fold_scores)
     dfe_name = "dfe tokens (BoW)"
     ci = []
     for name in summary["features"]:
@@ -601,10 +692,12 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
     n_groups = len(np.unique(data.groups))
     header = (f"# dfe evaluate-task: {target} ({data.task})\n\n{len(data.videos)} videos, {n_groups} groups "
               f"({'by ' + group if group else 'each video its own group'}), {fold_scores['fold'].nunique()}-fold grouped CV, "
-              f"seed {seed}; every video is tested once, by a model that never saw its group. Tokens: "
+              f"repeated with {seeds} seed{'s' if seeds > 1 else ''} ({seed}..{seed + seeds - 1}) for the fold assignment; "
+              "in each, every video is tested once, by a model that never saw its group. Tokens: "
               + tokenizer_statement(data, refit_tokenizer, model)
-              + f". Mean (std) over folds; the last columns give dfe minus each baseline on {key} "
-              f"with a paired bootstrap 95% CI over videos.\n\n")
+              + f". Mean (std) over the folds of all seeds; `_seed_std` is the spread of the seeds' means (how much "
+              f"one fold assignment moves the result); the last columns give dfe minus each baseline on {key} "
+              f"with a paired bootstrap 95% CI over the pooled predictions of all seeds.\n\n")
     warn = "".join(f"- warning: {w}\n" for w in data.warnings)
     (outdir / "comparison.md").write_text(header + (warn + "\n" if warn else "") + _markdown(summary) + "\n")
     chance = 1 / len(np.unique(data.y)) if data.task == "classification" else 0.0

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help: [ray] stays literal
                   help="dfe — Discrete Facial Encoding: faces -> expression tokens -> predictions.")
 log = logging.getLogger("dfe")
 # one --group for every command that holds people out (evaluate, evaluate-task, and those to come)
@@ -61,23 +61,29 @@ def _workers(n: int | None) -> int:
     return n or default_workers()
 
 
-def _finish(outcomes, done: str, tail: str = "") -> None:
-    """One line per failed input, a summary line, and exit 1 if anything failed."""
-    failed = [o for o in outcomes if o.status == "failed"]
-    for o in failed:
-        typer.secho(f"  failed: {o.input}: {o.error}", fg=typer.colors.RED, err=True)
-    skipped = sum(o.status == "skipped" for o in outcomes)
-    typer.echo(f"{len(outcomes) - len(failed) - skipped} {done}, {skipped} up to date, {len(failed)} failed{tail}")
-    raise typer.Exit(1 if failed else 0)
+def _finish(outcomes, done: str, tail: str = "", noun: str = "input") -> None:
+    """One line per failed or skipped input, a warning naming inputs without a face, the summary
+    sentence (:func:`dfe.progress.summary`), and exit 1 if anything failed."""
+    from dfe.progress import faceless_warning, summary
+
+    for o in outcomes:
+        if o.status in ("failed", "claimed"):
+            typer.secho(f"  {'failed' if o.status == 'failed' else 'skipped'}: {o.input}: {o.error}",
+                        fg=typer.colors.RED if o.status == "failed" else typer.colors.YELLOW, err=True)
+    warning = faceless_warning(outcomes)
+    if warning:
+        typer.secho(warning, fg=typer.colors.YELLOW, err=True)
+    typer.echo(summary(outcomes, noun, done) + tail)
+    raise typer.Exit(1 if any(o.status == "failed" for o in outcomes) else 0)
 
 
 @app.command()
 def extract(
-    inputs: Optional[list[str]] = typer.Argument(None, help="Images, videos, folders (recursive) or globs."),
+    inputs: Optional[list[str]] = typer.Argument(None, metavar="INPUTS...", help="Images, videos, folders (recursive) or globs."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder for the per-frame tables, manifest.sqlite and report.json."),
     max_faces: int = typer.Option(1, help="Faces per frame to track (each gets a face_id)."),
     neutral: Optional[str] = typer.Option(None, help="Images only: 'auto' (<prefix>_neutral.<ext> beside each image) or a CSV with columns image,neutral."),
-    format: str = typer.Option("parquet", "--format", help="parquet or csv."),
+    format: str = typer.Option("parquet", "--format", help="parquet, csv, or openface (an OpenFace 2.2 FeatureExtraction CSV, dfe's columns after)."),
     overwrite: bool = typer.Option(False, help="Redo the inputs given even if their table is up to date."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also redo every input whose last run into this folder failed."),
     landmarker_model: Optional[Path] = typer.Option(None, help="Your own face_landmarker.task (default: the bundled one)."),
@@ -112,7 +118,7 @@ def extract(
                      engine=engine, ray_address=ray_address)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         _fail(str(e))
-    _finish(report.results, "ok", f" -> {Path(output) / 'report.json'}")
+    _finish(report.results, "ok", f" Report: {Path(output) / 'report.json'}")
 
 
 @app.command()
@@ -189,12 +195,12 @@ def import_flame(
         outcomes = run(source, output, fps, overwrite)
     except (FlameInputError, RunError) as e:
         _fail(str(e))
-    _finish(outcomes, "ok", f" -> {output}  (fit with: dfe fit {output} --psi-kind flame)")
+    _finish(outcomes, "ok", f" Tables: {output}  (fit with: dfe fit {output} --psi-kind flame)", noun="video")
 
 
 @app.command()
 def fit(
-    tables: list[str] = typer.Argument(..., help="Per-frame tables or folders of them (from `dfe extract`)."),
+    tables: list[str] = typer.Argument(..., metavar="TABLES...", help="Per-frame tables or folders of them (from `dfe extract`)."),
     output: Path = typer.Option(..., "-o", "--output", help="Model file to write (e.g. model.dfe)."),
     psi_kind: str = typer.Option("geometry", help="geometry (1404), blendshapes (52), flame (53) or flame+eyelids (55)."),
     codebook_size: int = typer.Option(256, "--codebook-size", "-N", help="Codes in the shared codebook."),
@@ -230,7 +236,7 @@ def fit(
 
 @app.command()
 def encode(
-    tables: list[str] = typer.Argument(..., help="Per-frame tables or folders of them."),
+    tables: list[str] = typer.Argument(..., metavar="TABLES...", help="Per-frame tables or folders of them."),
     model: Path = typer.Option(..., "--model", "-m", help="Model file from `dfe fit`."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Folder for the encoded tables."),
     in_place: bool = typer.Option(False, "--in-place", help="Rewrite the input tables instead."),
@@ -251,7 +257,7 @@ def encode(
                                  engine=engine, ray_address=ray_address)
     except (FileNotFoundError, RunError, ValueError) as e:
         _fail(str(e))
-    _finish(outcomes, "encoded")
+    _finish(outcomes, "encoded", noun="table")
 
 
 @app.command()
@@ -280,7 +286,7 @@ def atlas(
 
 @app.command()
 def events(
-    tables: list[str] = typer.Argument(..., help="Per-frame tables or folders (encoded or not)."),
+    tables: list[str] = typer.Argument(..., metavar="TABLES...", help="Per-frame tables or folders (encoded or not)."),
     model: Path = typer.Option(..., "--model", "-m", help="The model that encoded them (or encodes them now)."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder for events tables, .eaf files and timelines."),
     levels: Optional[int] = typer.Option(None, help="A code is active only where it appears at levels <= this."),
@@ -290,6 +296,7 @@ def events(
     fmt: str = typer.Option("parquet", "--format", help="Events table format: parquet or csv."),
     tiers: str = typer.Option("code", help="ELAN tiers: one per code ('code') or per level ('level')."),
     timeline: bool = typer.Option(True, help="Draw <video>.timeline.png per table."),
+    max_rows: int = typer.Option(24, help="Timeline: draw at most this many codes (coarse levels first); the figure says how many it left out."),
 ):
     """Facial events per video: onset, apex, offset, duration and strength of each code; ELAN files."""
     from dfe.events import EventOptions, events_corpus
@@ -298,10 +305,10 @@ def events(
     tok = _load_model(model)
     options = EventOptions(levels=levels, max_gap=max_gap, min_duration=min_duration, hold=hold or None)
     try:
-        outcomes = events_corpus(tables, tok, output, options, fmt, tiers, timeline)
+        outcomes = events_corpus(tables, tok, output, options, fmt, tiers, timeline, max_rows=max_rows)
     except (ValueError, FileNotFoundError, RunError) as e:
         _fail(str(e))
-    _finish(outcomes, "events of")
+    _finish(outcomes, "done", f" Events, .eaf files and timelines: {output}", noun="table")
 
 
 def _frame_row(spec: str):
@@ -325,13 +332,19 @@ def _frame_row(spec: str):
 @app.command()
 def show(
     frame_spec: str = typer.Argument(..., help="TABLE_OR_MEDIA[:FRAME[:FACE_ID]], e.g. tables/clip.parquet:120"),
-    model: Path = typer.Option(..., "--model", "-m", help="Model file from `dfe fit`."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file from `dfe fit`."),
     output: Path = typer.Option(Path("decomposition.png"), "-o", "--output", help="PNG to write."),
+    aus: bool = typer.Option(False, "--aus", help="Draw the action-unit traces over time of the table (or media) instead (no model needed)."),
 ):
-    """Render one frame's decomposition into its tokens (coarse to fine) as a PNG."""
+    """Render one frame's decomposition into its tokens (coarse to fine) as a PNG; --aus: AU traces over time."""
     from dfe.io import MediaError
     from dfe.viz import decomposition_figure
 
+    if aus:
+        _show_aus(frame_spec, output)
+        return
+    if model is None:
+        _fail("give --model (a model file from `dfe fit`), or --aus for action-unit traces")
     tok = _load_model(model)
     try:
         row = _frame_row(frame_spec)
@@ -341,9 +354,43 @@ def show(
     typer.echo(f"wrote {output}")
 
 
+def _show_aus(spec: str, output: Path) -> None:
+    from dfe.extraction import extract_file
+    from dfe.io import MediaError, media_kind
+    from dfe.table import read_table
+    from dfe.timeline import action_unit_figure
+
+    parts = spec.split(":")
+    path, face = parts[0], int(parts[2]) if len(parts) > 2 else 0
+    try:
+        df = extract_file(path) if media_kind(path) else read_table(path)
+        if not ((df["success"] == 1) & (df["face_id"] == face)).any():
+            raise ValueError(f"no face {face} in {path}")
+        action_unit_figure(df, output, title=Path(path).name, face_id=face)
+    except (ValueError, MediaError, OSError, KeyError) as e:
+        _fail(f"{path}: {e}")
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+def openface(
+    tables: list[str] = typer.Argument(..., help="dfe per-frame tables or folders of them (any dfe version)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for the OpenFace CSVs (<table stem>.csv)."),
+    overwrite: bool = typer.Option(False, help="Rewrite CSVs that are newer than their table."),
+):
+    """Convert dfe tables to OpenFace 2.2 FeatureExtraction CSVs (action units and gaze computed for old tables)."""
+    from dfe.openface import convert_tables
+
+    try:
+        outcomes = convert_tables(tables, output, overwrite)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    _finish(outcomes, "converted", f" -> {output}")
+
+
 @app.command()
 def evaluate(
-    tables: list[str] = typer.Argument(..., help="Per-frame tables or folders."),
+    tables: list[str] = typer.Argument(..., metavar="TABLES...", help="Per-frame tables or folders."),
     model: Path = typer.Option(..., "--model", "-m", help="Model file from `dfe fit`."),
     output: Path = typer.Option(..., "-o", "--output", help="Report folder."),
     labels: Optional[Path] = typer.Option(None, help="CSV (first column = video) for label precision@k and a person split."),
@@ -375,7 +422,7 @@ def evaluate(
 
 @app.command("evaluate-task")
 def evaluate_task(
-    tables: list[str] = typer.Argument(..., help="Encoded per-frame tables (one per video) or folders."),
+    tables: list[str] = typer.Argument(..., metavar="TABLES...", help="Encoded per-frame tables (one per video) or folders."),
     labels: Path = typer.Option(..., help="CSV, one row per video (or per window, id video@k): the video's table stem, the target, optional group; or ELAN .eaf files (a file or folder, one per video named after its table; --target = the tier)."),
     target: str = typer.Option(..., help="Label column to predict."),
     output: Path = typer.Option(..., "-o", "--output", help="Report folder."),
@@ -383,7 +430,9 @@ def evaluate_task(
     folds: int = typer.Option(5, help="Outer cross-validation folds."),
     window: Optional[float] = typer.Option(None, help="Cut videos into windows of this many seconds (pseudo-videos)."),
     features: Optional[Path] = typer.Option(None, help="Your own per-video feature CSV (first column = video id) as another baseline."),
-    seed: int = typer.Option(0, help="Random seed."),
+    baseline: Optional[list[str]] = typer.Option(None, "--baseline", help="openface:DIR or pyfeat:DIR: the tool's per-frame CSVs (<video>.csv, matched to the tables by stem), their action units summarised per video like the blendshapes; repeat for more."),
+    seed: int = typer.Option(0, help="First seed of the fold assignment."),
+    seeds: int = typer.Option(5, min=1, help="Repeat the whole CV with this many fold assignments (seeds seed..seed+seeds-1); the report gives the spread."),
     refit_tokenizer: bool = typer.Option(False, help="Fit a tokenizer per fold on the training groups only (tables need no tokens): the test groups stay unseen."),
     codebook_size: int = typer.Option(64, help="With --refit-tokenizer: codes in the per-fold tokenizer."),
     epochs: int = typer.Option(20, help="With --refit-tokenizer: training epochs per fold."),
@@ -391,18 +440,80 @@ def evaluate_task(
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="The model that encoded the tables: the report then says whether it saw the test videos."),
 ):
     """Predict a per-video label: dfe bag of tokens vs action-unit-like baselines, grouped CV."""
+    from dfe.baselines import load_baselines
     from dfe.bow import evaluate_task as run
+    from dfe.table import find_tables, video_id
 
     refit = {"codebook_size": codebook_size, "epochs": epochs} if refit_tokenizer else None
     try:
+        others = load_baselines(baseline, [video_id(p) for p in find_tables(tables)]) if baseline else None
         summary = run(tables, labels, target, output, group=group, n_folds=folds, seed=seed, window=window,
                       user_features=features, refit_tokenizer=refit, dynamic=dynamic,
-                      model=_load_model(model) if model else None)
+                      model=_load_model(model) if model else None, seeds=seeds, baselines=others)
     except (ValueError, FileNotFoundError, KeyError) as e:
         _fail(str(e))
     cols = [c for c in summary.columns if c.endswith("_mean")][:3]
     typer.echo(summary[["features", *cols]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     typer.echo(f"report: {output / 'comparison.md'}")
+
+
+@app.command()
+def study(
+    media: Optional[list[str]] = typer.Argument(None, help="Videos, photos, folders (recursive) or globs."),
+    labels: Optional[Path] = typer.Option(None, help="CSV, one row per input: its table id, path or file name first, then the target and optional group."),
+    target: Optional[str] = typer.Option(None, help="Label column to predict."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Study folder (tables, dictionary, reports, index.html, results.json, study.toml)."),
+    group: Optional[str] = typer.Option(None, help=GROUP_HELP),
+    fit: bool = typer.Option(False, "--fit/--no-fit", help="Fit a dictionary on the study's tables, and one per outer fold (training people only) for prediction (default: the bundled starter)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Reuse this dictionary instead of the starter."),
+    codebook_size: int = typer.Option(64, "--codebook-size", "-N", help="With --fit: codes in the dictionary."),
+    levels: int = typer.Option(4, "--levels", "-K", help="With --fit: tokens per frame."),
+    epochs: int = typer.Option(20, help="With --fit: training epochs."),
+    folds: int = typer.Option(5, help="Outer cross-validation folds."),
+    seeds: int = typer.Option(5, help="Fold assignments to repeat the CV with."),
+    seed: int = typer.Option(0, help="First seed (fits, splits, bootstraps)."),
+    dynamic: str = typer.Option("auto", help="Dynamic (event) features: auto (when a labelled input is a video), on, off."),
+    baseline: Optional[list[Path]] = typer.Option(None, "--baseline", help="Per-video feature CSV from another tool (first column = id), another baseline; repeatable."),
+    face_model: Optional[Path] = typer.Option(None, help="Your face model file (e.g. one built without the tested people)."),
+    fps: Optional[float] = typer.Option(None, help="Videos: read at most this many frames per second."),
+    workers: Optional[int] = typer.Option(None, help="Extract processes (default: all cores)."),
+    atlas_codes: int = typer.Option(64, help="Draw at most this many codes in the atlas (most used first)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A study.toml (written by an earlier study) instead of the options above."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and an estimated time; do nothing."),
+):
+    """A whole study: extract -> dictionary -> encode -> events -> atlas -> evaluate -> prediction -> index.html."""
+    from dfe.study import StudyConfig, StudyError, plan_study, read_config, run_study
+
+    try:
+        if config is not None:
+            cfg = read_config(config)
+        else:
+            if not media or labels is None or target is None or output is None:
+                _fail("give MEDIA..., --labels, --target and -o (or --config study.toml)")
+            cfg = StudyConfig(media=list(media), labels=str(labels), target=target, output=str(output), group=group,
+                              fit=fit, model=str(model) if model else None, codebook_size=codebook_size, levels=levels,
+                              epochs=epochs, folds=folds, seeds=seeds, seed=seed, dynamic=dynamic,
+                              baselines=[str(b) for b in baseline or []], face_model=str(face_model) if face_model else None,
+                              fps=fps, workers=workers, atlas_codes=atlas_codes)
+        if dry_run:
+            typer.echo(plan_study(cfg.resolved()).text())
+            return
+        result = run_study(cfg)
+    except (StudyError, ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
+        _fail(str(e))
+    r = result.results
+    p, f = r["prediction"], r["fidelity"]
+    line = f"{r['corpus']['n_ok']} inputs ({r['corpus']['n_failed']} failed)"
+    line += f"; held-out cosine {f['rows'][0]['cosine_mean']:.3f}" if "rows" in f else f"; fidelity not measured ({f['skipped']})"
+    if "rows" in p:
+        row = next(x for x in p["rows"] if x["features"] == "dfe tokens (BoW)")
+        line += (f"; {p['metric']} of dfe tokens {row[p['metric']]:.3f} (95% CI {row['ci95_low']:.3f}-{row['ci95_high']:.3f}, "
+                 f"chance {p['chance']:.2f})")
+    else:
+        line += f"; prediction not run ({p['skipped']})"
+    typer.echo(line)
+    typer.echo(f"report: {result.index}")
+    raise typer.Exit(1 if r["corpus"]["n_failed"] else 0)
 
 
 @app.command()

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from dfe.labels import groups_for, read_labels, require_columns
-from dfe.tokenizer import Tokenizer, codebook_stats, cosine_rows
+from dfe.labels import group_codes, groups_for, read_labels, require_columns
+from dfe.residual_kmeans import ResidualKMeans
+from dfe.tokenizer import Tokenizer, codebook_stats, cosine_rows, split_groups, table_psi
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,11 @@ def fidelity(tok: Tokenizer, psi_train: np.ndarray, psi_test: np.ndarray,
         ridge = Ridge(alpha=1.0).fit(blend_train, psi_train)
         rows.append({"encoding": "52 blendshapes (AU-like) + ridge", "bits": 52 * 32,
                      **_score(ridge.predict(blend_test), psi_test)})
+    rkm = ResidualKMeans(N, K, random_state=seed).fit(psi_train)
+    rows.append({"encoding": f"residual k-means {K} x {N}", "bits": K * bits,
+                 **_score(rkm.inverse_transform(rkm.transform(psi_test)), psi_test),
+                 "train_cosine_mean": _score(rkm.inverse_transform(rkm.transform(psi_train)), psi_train)["cosine_mean"]})
+    rows[0]["train_cosine_mean"] = _score(tok.decode(tok.encode(psi_train)), psi_train)["cosine_mean"]
     rows.append({"encoding": f"PCA {K} x {bits} bits", "bits": K * bits,
                  **_score(pca_bits(psi_train, psi_test, min(K, psi_train.shape[1], len(psi_train)), bits), psi_test)})
     km = MiniBatchKMeans(min(N, len(psi_train)), random_state=seed, n_init=3).fit(psi_train)
@@ -167,7 +174,6 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
     ``overlap_groups`` and what was refit."""
     from dfe.face import BLENDSHAPE_NAMES
     from dfe.table import blendshapes_array, load_tables
-    from dfe.tokenizer import split_groups, table_psi
 
     tok = model if isinstance(model, Tokenizer) else Tokenizer.load(model)
     df = load_tables(tables)
@@ -185,9 +191,14 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
         col = label_column or next(c for c in lab.columns[1:] if c != group_column)
         require_columns(lab, [col], labels)
         frame_labels = df["video"].astype(str).map(lab.set_index(lab.columns[0])[col]).to_numpy()
-    train, test = split_groups(len(df), groups, test_fraction, seed)
+        if pd.isna(frame_labels).all():
+            raise ValueError(f"labels file {labels}: its ids (e.g. {', '.join(map(str, lab.iloc[:3, 0]))}) match none of "
+                             f"the tables' videos (e.g. {', '.join(sorted(set(df['video'].astype(str)))[:3])})")
+    videos = df["video"].astype(str).to_numpy()
+    held = held_out_split(videos, groups, tok, split_by, test_fraction, seed)
+    train, test, split_by = held.train, held.test, held.by
     psi = table_psi(df, tok.config.psi_kind)
-    test_videos = sorted(set(df["video"].astype(str).to_numpy()[test]))
+    test_videos = sorted(set(videos[test]))
     overlap, refit_info = check_overlap(tok, test_videos), None
     if overlap is None or overlap:
         why = ("the model does not record the videos it was trained on (dfe 0.2 or older)" if overlap is None else
@@ -196,7 +207,9 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
             raise ValueError(f"{why}, so its held-out scores would not be held out: evaluate without --no-refit "
                              "(a tokenizer of the same configuration is then fitted on the training split) or hold out other videos")
         config = {k: v for k, v in tok.config.__dict__.items() if k != "dim"}
-        tok = Tokenizer.fit(psi[train], groups=df["video"].astype(str).to_numpy()[train], progress=progress, **config)
+        log.warning("%s: fitting a tokenizer of its configuration on the %d training frames first (about %s)",
+                    why, len(train), _duration(expected_fit_seconds(tok, len(train))))
+        tok = Tokenizer.fit(psi[train], groups=videos[train], progress=progress, **config)
         refit_info = {"reason": why, "config": config, "train_frames": int(len(train)), "model_file": "refit_model.dfe",
                       "note": "the model file was not scored: a tokenizer of its configuration fitted on the training split was"}
     geo = table_psi(df, "geometry") if "psi_0" in df.columns else psi
@@ -204,13 +217,23 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
     blend = blendshapes_array(df) if has_blend else None
     notes = [] if has_blend else ["the tables have no blendshape columns (e.g. FLAME input): the blendshape "
                                   "baselines and the retrieval comparison are skipped"]
+    from dfe.progress import Progress
+
+    steps = Progress(4, "evaluate", "step", enabled=progress)
+    steps.note("fidelity (ridge baselines on the training split)")
     tokens_test = tok.encode(psi[test])
     fid = fidelity(tok, geo[train], geo[test], blend[train], blend[test], seed, tokens_test) \
         if tok.config.psi_kind == "geometry" and has_blend else fidelity(tok, psi[train], psi[test], None, None, seed, tokens_test)
+    steps.update(1)
+    steps.note("level curve and diversity")
     curve = level_curve(tok, psi[test], tokens_test)
     div = diversity(tokens_test, blend[test] if has_blend else None, tok.codebook_size)
+    steps.update(1)
+    steps.note("retrieval")
     ret = (retrieval(tokens_test, blend[test], geo[test], k, None if frame_labels is None else frame_labels[test], seed=seed)
            if has_blend else pd.DataFrame(columns=["retrieval", "k", "queries", "psi_cosine_mean"]))
+    steps.update(1)
+    steps.note("report and plots")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     test_groups = sorted(map(str, np.unique(groups[test])))
@@ -225,13 +248,68 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
     (outdir / "report.json").write_text(json.dumps(report, indent=2, default=float))
     _plots(curve, tokens_test, tok.codebook_size, outdir)
     (outdir / "report.md").write_text(_markdown(report, fid, ret))
+    steps.update(1)
+    steps.note("")
+    steps.close()
     return report
 
 
+@dataclass(frozen=True)
+class HeldOut:
+    """Row indices of the training and held-out frames, and what was held out (in words)."""
+
+    train: np.ndarray
+    test: np.ndarray
+    by: str
+
+
+def held_out_split(videos: np.ndarray, groups: np.ndarray, tok: Tokenizer, split_by: str,
+                   test_fraction: float = 0.3, seed: int = 0) -> HeldOut:
+    """The frames to score on, preferring a split the model already respects.
+
+    - The model records the videos it was trained on (dfe >= 0.3): the held-out frames are those of
+      every group (video, or person with ``--group``) none of whose videos the model trained on (its
+      validation videos and videos it never saw), and the training frames are the rest, so no refit
+      is needed. With ``--group``, a person with any video in the model's training set is training.
+    - Otherwise (an old model, or every group was trained on): a seeded split of whole groups
+      (:func:`split_groups`), whose order follows the videos, not the text of the group ids.
+    """
+    trained = trained_videos(tok)
+    if trained:
+        touched = {g for g, v in zip(groups, videos) if v in trained}
+        is_test = ~np.isin(groups, list(touched))
+        if is_test.any() and (~is_test).any():
+            what = "videos" if split_by == "video" else split_by
+            return HeldOut(np.flatnonzero(~is_test), np.flatnonzero(is_test),
+                           f"{what} the model never trained on (its validation videos and any new ones)")
+    train, test = split_groups(len(videos), group_codes(videos, groups), test_fraction, seed)
+    return HeldOut(train, test, split_by)
+
+
+def expected_fit_seconds(tok: Tokenizer, rows: int) -> float:
+    """How long a fit of ``tok``'s configuration on ``rows`` rows should take, scaled from its own fit."""
+    s = tok.summary
+    return float(s.seconds * rows / s.n_train) if s.seconds and s.n_train else float("nan")
+
+
+def _duration(seconds: float) -> str:
+    if not np.isfinite(seconds):
+        return "an unknown time: the model does not record its own fit time"
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def trained_videos(tok: Tokenizer) -> set[str] | None:
+    """The videos (groups) the model's weights were trained on; None when the model does not say
+    (dfe 0.2 and older). Its validation videos are not among them: they only chose the best epoch."""
+    if tok.seen_groups is None:
+        return None
+    return set(map(str, (tok.summary.data or {}).get("train_groups", [])))
+
+
 def check_overlap(tok: Tokenizer, test_videos: list[str]) -> list[str] | None:
-    """Held-out videos the model was trained or validated on; None when the model does not say."""
-    seen = tok.seen_groups
-    return None if seen is None else sorted(set(test_videos) & seen)
+    """Held-out videos the model was trained on; None when the model does not say."""
+    trained = trained_videos(tok)
+    return None if trained is None else sorted(set(test_videos) & trained)
 
 
 def _table(df: pd.DataFrame) -> str:

@@ -306,10 +306,12 @@ def interval_overlap(events: pd.DataFrame, start: float, end: float) -> pd.Serie
 # ---------------------------------------------------------------------------- a corpus of tables
 
 def events_corpus(tables: list, model, outdir, options: EventOptions = EventOptions(), fmt: str = "parquet",
-                  tiers: str = "code", timeline: bool = True, overwrite: bool = False, progress: bool = True) -> list:
+                  tiers: str = "code", timeline: bool = True, overwrite: bool = False, progress: bool = True,
+                  max_rows: int = 24) -> list:
     """``dfe events``: for every per-frame table, ``<id>.events.parquet`` (or ``.csv``), ``<id>.eaf``
     for ELAN and, with ``timeline``, ``<id>.timeline.png`` in ``outdir``; tables without tokens
-    are encoded with ``model`` first. Runs under the manifest (unique ids, resume, one record per
+    are encoded with ``model`` first; a timeline draws at most ``max_rows`` codes (and says how many
+    it left out). Runs under the manifest (unique ids, resume, one record per
     table; a bad table never stops the others)."""
     from pathlib import Path
 
@@ -336,9 +338,11 @@ def events_corpus(tables: list, model, outdir, options: EventOptions = EventOpti
         media = str(df["file"].iloc[0]) if "file" in df.columns and len(df) else None
         write_eaf(ev, outdir / f"{video}.eaf", media if media and Path(media).is_file() else None, tiers)
         if timeline:
-            timeline_figure(ev, df, outdir / f"{video}.timeline.png", title=f"{video}: {len(ev)} events")
+            timeline_figure(ev, df, outdir / f"{video}.timeline.png", title=f"{video}: {len(ev)} events",
+                            max_rows=max_rows)
         return StageResult.counted(ev, df)
 
-    opts = {"model": model.fingerprint(), **options.__dict__, "tiers": tiers, "timeline": timeline}
+    opts = {"model": model.fingerprint(), **options.__dict__, "tiers": tiers, "timeline": timeline,
+            **({"max_rows": max_rows} if timeline and max_rows != 24 else {})}
     return run_stage(find_tables(tables), outdir, process, opts, f".events.{fmt}", overwrite, show_progress=progress,
-                     stem=lambda p: p.stem, pass_id=True, desc="events")
+                     stem=lambda p: p.stem, pass_id=True, desc="events", unit="table")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 from functools import partial
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +18,18 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from dfe import expression
+from dfe.action_units import frame_action_units_and_gaze
 from dfe.face import BLENDSHAPE_NAMES, FaceLandmarker, FaceObservation, FaceTracker
 from dfe.identity import FaceModel, IdentityFit, load_face_model, track_neutral
 from dfe.io import Frame, MediaError, Sampling, find_media, iter_frames, media_kind, video_info
 from dfe.progress import frames_done
 from dfe.runner import Outcome, StageResult
 from dfe.mesh import N_VERTICES, canonical_mesh
+from dfe.openface import openface_frame
 from dfe.table import BLENDSHAPE_COLUMNS, LANDMARK_COLUMNS, META_COLUMNS, identity_columns
 
 log = logging.getLogger(__name__)
+FORMATS = {"parquet": ".parquet", "csv": ".csv", "openface": ".csv"}  # --format -> table suffix
 
 
 
@@ -35,7 +38,7 @@ class ExtractOptions:
     max_faces: int = 1
     landmarker_model: str | None = None
     neutral: str | None = None  # None | "auto" (<prefix>_neutral.<ext> beside the image) | CSV path
-    format: str = "parquet"
+    format: str = "parquet"  # parquet | csv | openface (OpenFace 2.2 CSV columns first, dfe's after; dfe.openface)
     max_align_rmse: float = 1.2  # cm; a detection fitting the canonical face worse is not a human face
     overwrite: bool = False
     progress: bool = True
@@ -279,7 +282,8 @@ def observations_table(obs: FileObservations, identity_mode: str = "auto", face_
     df["psi_kind"] = "geometry"
     df["neutral_source"] = source
     df["neutral_frames"] = n_neutral
-    blocks = [df, pd.DataFrame(obs.landmarks, columns=LANDMARK_COLUMNS),
+    blocks = [df, frame_action_units_and_gaze(psi, obs.blendshapes, obs.landmarks, df["bbox_w"], df["bbox_h"]),
+              pd.DataFrame(obs.landmarks, columns=LANDMARK_COLUMNS),
               pd.DataFrame(ident, columns=identity_columns(model.n_identity)),
               pd.DataFrame(psi, columns=[f"psi_{i}" for i in range(psi.shape[1])])]
     out = pd.concat(blocks, axis=1)
@@ -348,9 +352,13 @@ class Extractor:
         options = self.options
         landmarker, refs = _image_state(options, self.persons) if media_kind(path) == "image" else (None, None)
         ref = self.neutrals.get(path)
-        df = extract_file(path, options, landmarker, refs.neutral(ref) if ref and refs else None,
-                          ref.name if ref else None, progress=False, person=refs.person(path) if refs else None)
+        openface = options.format == "openface"
+        df = extract_file(path, replace(options, landmarks=True) if openface else options, landmarker,
+                          refs.neutral(ref) if ref and refs else None, ref.name if ref else None, progress=False,
+                          person=refs.person(path) if refs else None)
         frames, expected = int(df["frame"].nunique()), df.attrs.get("expected_frames", 1)
+        if openface:
+            df = openface_frame(df)
         error = (f"truncated video: the container ends after {frames} of {expected} frames (partial table kept)"
                  if frames < 0.9 * expected else None)
         return StageResult(df, frames, int(df["success"].sum()), error)
@@ -396,26 +404,21 @@ def extract(inputs: list[str | Path], outdir: str | Path, options: ExtractOption
     from dfe.runner import Manifest, Outcome, run_stage
 
     options = options or ExtractOptions()
-    if options.format not in ("parquet", "csv"):
-        raise ValueError("format must be 'parquet' or 'csv'")
+    if options.format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {options.format!r}")
     files, problems = find_media(inputs)
     manifest = Manifest(outdir)  # a file or unwritable folder stops here, before any work
     try:
         if retry_failed:
             retry = [Path(r.input) for r in manifest.records() if r.status == "failed" and Path(r.input).is_file()]
             files += [p for p in retry if p not in set(files) and media_kind(p)]
-        for prob in problems:  # every input gets a record, a bad one too
-            rec = manifest.assign_id(str(Path(prob.path).resolve()), Path(prob.path).name or "input")
-            rec.status, rec.error, rec.runs = "failed", prob.error, rec.runs + 1
-            manifest.put(rec)
-            log.error("%s: %s", prob.path, prob.error)
-        manifest.write_report()
+        manifest.record_problems(problems)  # every input gets a record, a bad one too
     finally:
         manifest.close()
     load_face_model(options.face_model)  # a missing or damaged face model stops the run before any work
     extractor = Extractor(options, neutral_lookup(options.neutral, files), person_lookup(options.persons))
     try:
-        outcomes = run_stage(files, outdir, extractor, output_options(options), f".{options.format}",
+        outcomes = run_stage(files, outdir, extractor, output_options(options), FORMATS[options.format],
                              options.overwrite, _error_message, show_progress=options.progress,
                              workers=workers, engine=engine, ray_address=ray_address,
                              frames_of=partial(media_frames, sampling=options.sampling),

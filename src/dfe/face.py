@@ -84,23 +84,12 @@ def _quiet_native_logs() -> None:
         pass
 
 
-class _silenced_stderr:
-    """Redirect file descriptor 2 while MediaPipe's native code loads (it logs there)."""
+def _silenced_stderr():
+    """MediaPipe's native code logs to file descriptor 2 while it loads and closes: into the run's
+    log instead (:class:`dfe.io.quiet_native`)."""
+    from dfe.io import quiet_native
 
-    def __enter__(self):
-        if log.isEnabledFor(logging.DEBUG):
-            self.saved = None
-            return self
-        self.saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        return self
-
-    def __exit__(self, *exc):
-        if self.saved is not None:
-            os.dup2(self.saved, 2)
-            os.close(self.saved)
+    return quiet_native("MediaPipe")
 
 
 IMAGE_SEARCH_FACES = 5  # IMAGE mode looks for at least this many faces, then keeps the largest

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
+import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +20,75 @@ VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 MAX_SIDE = 1920  # frames larger than this are downscaled before landmarking (8K-safe)
 MAX_BAD_RUN = 50  # undecodable frames in a row before a video counts as ended (truncated)
+NATIVE_LOG_ENV = "DFE_NATIVE_LOG"  # set by the runner: the run's native.log
+
+
+class quiet_native:
+    """Keep what native code (OpenCV, ffmpeg, libpng, MediaPipe) prints to file descriptor 2 out
+    of the user's terminal: into the run's log (``$DFE_NATIVE_LOG``, set by the runner) or, outside
+    a run, into dfe's debug log. With ``--verbose`` (debug logging) nothing is redirected."""
+
+    def __init__(self, what: str = ""):
+        self.what = what
+        self.saved = None
+
+    def __enter__(self):
+        if logging.getLogger("dfe").isEnabledFor(logging.DEBUG):
+            return self
+        try:
+            sys.stderr.flush()
+            self.sink = tempfile.TemporaryFile()
+            self.saved = os.dup(2)
+            os.dup2(self.sink.fileno(), 2)
+        except (OSError, ValueError, AttributeError):  # no file descriptor 2 to borrow
+            self.saved = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is None:
+            return
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.sink.seek(0)
+        text = self.sink.read().decode("utf-8", "replace").strip()
+        self.sink.close()
+        if not text:
+            return
+        target = os.environ.get(NATIVE_LOG_ENV)
+        if target:
+            try:
+                with open(target, "a", encoding="utf-8") as fh:
+                    fh.write(f"--- {self.what}\n{text}\n")
+                return
+            except OSError:
+                pass
+        log.debug("native output (%s): %s", self.what, text)
+
+
+def broken_link_reason(path: str | Path) -> str | None:
+    """One sentence when ``path`` is a symbolic link that leads nowhere (a loop or a missing
+    target), else None."""
+    path = Path(path)
+    if not path.is_symlink():
+        return None
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:
+        return "a symbolic link loop (the link leads, through other links, back to itself)"
+    except OSError:
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return f"a symbolic link to a missing file ({target})"
+    return None
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
 
 
 class MediaError(RuntimeError):
@@ -52,7 +124,8 @@ def media_kind(path: str | Path) -> str | None:
 
 
 def find_media(inputs: list[str | Path]) -> tuple[list[Path], list[InputProblem]]:
-    """Expand files, folders (recursive) and globs into media files, plus the problems met."""
+    """Expand files, folders (recursive) and globs into media files, plus the problems met
+    (a symbolic link loop or a link to a missing file is a problem of its own, never a crash)."""
     found: list[Path] = []
     problems: list[InputProblem] = []
     for item in inputs:
@@ -60,11 +133,16 @@ def find_media(inputs: list[str | Path]) -> tuple[list[Path], list[InputProblem]
         p = Path(item)
         if p.is_dir():
             try:
-                files = sorted(f for f in p.rglob("*") if f.is_file() and media_kind(f))
+                entries = sorted(f for f in p.rglob("*") if media_kind(f))
+                files = [f for f in entries if f.is_file()]
             except OSError as e:
                 problems.append(InputProblem(item, f"cannot read folder: {e}"))
                 continue
-            if not files:
+            for f in entries:
+                reason = broken_link_reason(f)
+                if reason:
+                    problems.append(InputProblem(str(f), reason))
+            if not files and not any(pr.path.startswith(str(p)) for pr in problems):
                 problems.append(InputProblem(item, "folder contains no images or videos"))
             found += files
         elif p.is_file():
@@ -72,6 +150,8 @@ def find_media(inputs: list[str | Path]) -> tuple[list[Path], list[InputProblem]
                 found.append(p)
             else:
                 problems.append(InputProblem(item, f"not a supported image or video type ({p.suffix or 'no suffix'})"))
+        elif broken_link_reason(p):
+            problems.append(InputProblem(item, broken_link_reason(p)))
         elif any(ch in item for ch in "*?["):
             files = sorted(Path(f) for f in glob.glob(item, recursive=True) if media_kind(f))
             if not files:
@@ -79,7 +159,7 @@ def find_media(inputs: list[str | Path]) -> tuple[list[Path], list[InputProblem]
             found += files
         else:
             problems.append(InputProblem(item, "no such file or folder"))
-    unique = list(dict.fromkeys(f.resolve() for f in found))
+    unique = list(dict.fromkeys(_resolved(f) for f in found))
     return unique, problems
 
 
@@ -101,8 +181,9 @@ def read_image(path: str | Path, max_side: int = MAX_SIDE) -> Frame:
     data = np.fromfile(path, dtype=np.uint8)
     if data.size == 0:
         raise MediaError("empty file")
-    header = cv2.imdecode(data, cv2.IMREAD_REDUCED_COLOR_2) if data.size > 50_000_000 else None
-    bgr = header if header is not None else cv2.imdecode(data, cv2.IMREAD_COLOR)
+    with quiet_native(str(path)):
+        header = cv2.imdecode(data, cv2.IMREAD_REDUCED_COLOR_2) if data.size > 50_000_000 else None
+        bgr = header if header is not None else cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None:
         raise MediaError("not a readable image")
     rgb, scale = _fit(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), max_side)
@@ -120,7 +201,8 @@ class VideoInfo:
 def video_info(path: str | Path) -> VideoInfo:
     import cv2
 
-    cap = cv2.VideoCapture(str(path))
+    with quiet_native(str(path)):
+        cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
             raise MediaError("not a readable video (cannot open container)")
@@ -138,7 +220,8 @@ def iter_video(path: str | Path, max_side: int = MAX_SIDE, start: int = 0,
     path = Path(path)
     if path.stat().st_size == 0:
         raise MediaError("empty file")
-    cap = cv2.VideoCapture(str(path))
+    with quiet_native(str(path)):
+        cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         cap.release()
         raise MediaError("not a readable video (cannot open container)")
@@ -146,11 +229,13 @@ def iter_video(path: str | Path, max_side: int = MAX_SIDE, start: int = 0,
     announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     try:
         if start:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+            with quiet_native(str(path)):
+                cap.set(cv2.CAP_PROP_POS_FRAMES, start)
         index = start
         bad: list[Frame] = []  # undecodable frames, yielded only once a good frame follows them
         while stop is None or index < stop:
-            ok, bgr = cap.read()
+            with quiet_native(str(path)):  # a damaged frame makes ffmpeg complain
+                ok, bgr = cap.read()
             if not ok:  # a damaged frame: read on while the container announces more
                 if index >= announced or len(bad) >= MAX_BAD_RUN:
                     break

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -17,6 +18,8 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     """A labels CSV with every column as text (empty cells missing). Raises ValueError naming the
     file when it cannot be read or holds no rows."""
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"labels file {path} does not exist")
     try:
         lab = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError:
@@ -25,6 +28,8 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         raise ValueError(f"labels file {path} could not be read as CSV ({str(e).splitlines()[0]})") from None
     if lab.empty:
         raise ValueError(f"labels file {path} has a header but no rows")
+    if len(lab.columns) < 2:
+        raise ValueError(f"labels file {path} has one column: it needs an id column and a label column")
     lab.columns = [str(c).strip() for c in lab.columns]
     return lab
 
@@ -69,3 +74,11 @@ def read_video_features(path: str | Path) -> pd.DataFrame:
         raise ValueError(f"features file {path}: column {bad[0]!r} holds values that are not numbers")
     out[key] = lab[key].astype(str)
     return out
+
+
+def group_codes(videos, groups) -> np.ndarray:
+    """Groups renamed 0, 1, ... in the order of their first video id: a seeded shuffle of these
+    depends on which videos a group holds, not on how its id is written ('61' or '061')."""
+    first = pd.Series(np.asarray(videos, dtype=str)).groupby(np.asarray(groups, dtype=str)).min()
+    rank = {g: i for i, g in enumerate(first.sort_values(kind="stable").index)}
+    return np.array([rank[str(g)] for g in groups])

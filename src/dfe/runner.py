@@ -13,7 +13,12 @@ and records the result in ``manifest.sqlite`` (SQLite, standard library) in the 
   and concurrent runs never give two inputs one output;
 - resume: an input whose content and options match a finished record, with its output present,
   is skipped; a changed input is redone; ``overwrite`` redoes the inputs given;
-- ``report.json`` is derived from the manifest after every input: it accumulates, never forgets.
+- ``report.json`` is derived from the manifest after every input: it accumulates, never forgets;
+- claims: a run claims the inputs it is about to do (pid and host in the ``claims`` table); another
+  run skips an input claimed by a live process (and says so) and takes over a claim whose process
+  is dead; temp files left by a killed run are removed when the next run starts;
+- any failure to resolve, stat or read an input (a symbolic link loop, a vanished file) becomes that
+  input's failed record with one sentence: it never stops the batch.
 
 Crash points for tests (never set them otherwise): ``DFE_CRASH_AT=after:N`` ends the process after
 N finished inputs; ``DFE_CRASH_AT=write`` ends it in the middle of writing the first table.
@@ -25,6 +30,8 @@ import hashlib
 import json
 import logging
 import os
+import re
+import socket
 import sqlite3
 import tempfile
 import time
@@ -36,6 +43,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.sqlite"
 REPORT_NAME = "report.json"
+NATIVE_LOG = "native.log"  # what native libraries (OpenCV, ffmpeg, libpng, MediaPipe) print during a run
 CRASH_ENV = "DFE_CRASH_AT"
 
 
@@ -112,6 +120,48 @@ def _retry_locked(action, seconds: float = 300.0):
             delay = min(2 * delay, 0.5)
 
 
+def _alive(pid: int, host: str | None = None) -> bool:
+    """Whether process ``pid`` of ``host`` may still be running (another host's: assumed so)."""
+    if host and host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    except (OSError, ValueError, OverflowError):
+        return False
+    return True
+
+
+def input_key(path: str | Path) -> str:
+    """The manifest's name for an input: its resolved path; for a path that cannot be resolved
+    (a symbolic link loop) or leads nowhere, its absolute path as given."""
+    path = Path(path)
+    try:
+        if path.is_symlink() and not path.exists():
+            return str(path.absolute())
+        return str(path.resolve())
+    except (OSError, RuntimeError):
+        return str(Path(path).absolute())
+
+
+def unreadable_reason(path: str | Path, error: BaseException | None = None) -> str:
+    """One sentence for an input that cannot be resolved, stat'ed or read."""
+    path = Path(path)
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:
+            return "a symbolic link loop (the link points, through other links, back to itself)"
+        except OSError:
+            return f"a symbolic link to a missing file ({os.readlink(path)})"
+    if isinstance(error, OSError):
+        return f"cannot read the file ({error.strerror or error})"
+    return f"cannot read the file ({error})" if error else "cannot read the file"
+
+
 @dataclass
 class Record:
     """One input's line in the manifest."""
@@ -158,6 +208,7 @@ class Manifest:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"CREATE TABLE IF NOT EXISTS records ({cols})")
             self.db.execute("CREATE UNIQUE INDEX IF NOT EXISTS records_id ON records (id)")
+            self.db.execute("CREATE TABLE IF NOT EXISTS claims (input TEXT PRIMARY KEY, pid INTEGER, host TEXT, since REAL)")
             self._migrate_report()
 
         _retry_locked(setup)  # two runs starting at once: the journal-mode switch does not wait by itself
@@ -194,6 +245,53 @@ class Manifest:
             self.db.execute("ROLLBACK")
             raise
         return rec
+
+    # ------------------------------------------------------------------ claims
+    def claim(self, input_path: str, pid: int | None = None) -> int | None:
+        """Claim an input for process ``pid`` (default: this one): None when claimed, else the pid
+        of the live process of this host that holds it (a dead process's claim is taken over)."""
+        pid = os.getpid() if pid is None else pid
+        _retry_locked(lambda: self.db.execute("BEGIN IMMEDIATE"))
+        try:
+            row = self.db.execute("SELECT pid, host FROM claims WHERE input = ?", (input_path,)).fetchone()
+            if row and row[0] != pid and _alive(row[0], row[1]):
+                self.db.execute("COMMIT")
+                return int(row[0])
+            self.db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?)",
+                            (input_path, pid, socket.gethostname(), time.time()))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return None
+
+    def release(self, input_paths: Iterable[str], pid: int | None = None) -> None:
+        """Drop this process's claims on these inputs."""
+        pid = os.getpid() if pid is None else pid
+        _retry_locked(lambda: self.db.executemany("DELETE FROM claims WHERE input = ? AND pid = ?",
+                                                  [(p, pid) for p in input_paths]))
+
+    def remove_stale_temp_files(self, untagged_age: float = 600.0) -> list[Path]:
+        """Delete the temp files of runs that died (kill -9, power cut): those tagged with the pid
+        of a dead process of this host, and untagged ones (dfe 0.3 wrote no pid) older than
+        ``untagged_age`` seconds. Returns what was removed."""
+        removed = []
+        for f in self.outdir.glob(".*"):
+            if not f.is_file() or not (".partial" in f.name or f.name.endswith(".tmp")) or f.name.startswith(".dfe-write-test-"):
+                continue
+            tag = re.search(r"\.(?:partial-|pid)(\d+)", f.name)
+            if tag and (int(tag.group(1)) == os.getpid() or _alive(int(tag.group(1)), socket.gethostname())):
+                continue
+            if not tag and time.time() - f.stat().st_mtime < untagged_age:
+                continue
+            try:
+                f.unlink()
+                removed.append(f)
+            except OSError:
+                pass
+        if removed:
+            log.info("removed %d temp file(s) of an earlier run that was killed", len(removed))
+        return removed
 
     def _migrate_report(self) -> None:
         """A dfe 0.1 folder (report.json, no manifest yet): its finished tables become records (kept
@@ -235,12 +333,22 @@ class Manifest:
         return "done"
 
     # ------------------------------------------------------------------ the report
+    def record_problems(self, problems) -> None:
+        """A failed record for each input that could not even be read (``io.InputProblem``s), so
+        every input gets a record, a bad one too; the report is rewritten."""
+        for prob in problems:
+            rec = self.assign_id(input_key(prob.path), Path(prob.path).name or "input")
+            rec.status, rec.error, rec.runs = "failed", prob.error, rec.runs + 1
+            self.put(rec)
+            log.error("%s: %s", prob.path, prob.error)
+        self.write_report()
+
     def write_report(self) -> Path:
         """report.json from every record (atomic; a unique temp file per process)."""
         results = [{"input": r.input, "id": r.id, "status": r.status, "output": r.output, "frames": r.frames,
                     "faces": r.faces, "seconds": r.seconds, "error": r.error, "sha256": r.sha256,
                     "options": r.options, "version": r.version, "runs": r.runs} for r in self.records()]
-        fd, tmp = tempfile.mkstemp(dir=self.outdir, prefix=f".{REPORT_NAME}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=self.outdir, prefix=f".{REPORT_NAME}.pid{os.getpid()}.", suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
             json.dump({"results": results}, fh, indent=2)
         os.replace(tmp, self.outdir / REPORT_NAME)
@@ -254,7 +362,7 @@ class Outcome:
     """What one input came to in this run (the manifest holds the lasting record)."""
 
     input: str
-    status: str  # ok | failed | skipped
+    status: str  # ok | failed | skipped (up to date) | claimed (another live run has it)
     id: str = ""
     output: str | None = None
     frames: int = 0
@@ -292,7 +400,7 @@ class _Job:
 
     @property
     def partial(self) -> Path:
-        return self.out.with_name(f".{self.out.stem}.partial{self.out.suffix}")  # hidden until done
+        return self.out.with_name(f".{self.out.stem}.partial-{os.getpid()}{self.out.suffix}")  # hidden until done
 
 
 def _work(process: Callable, path: Path, partial: Path, job_id: str, pass_id: bool,
@@ -316,17 +424,22 @@ def _work(process: Callable, path: Path, partial: Path, job_id: str, pass_id: bo
 
 def _plan(manifest: Manifest, inputs: list[Path], outdir: Path, opts: str, suffix, overwrite: bool,
           stem) -> tuple[list[_Job], list[Outcome]]:
-    """Assign ids, skip finished inputs; the rest become jobs, largest first."""
+    """Assign ids, skip finished inputs and those another live run has claimed; the rest are
+    claimed and become jobs, largest first. An input that cannot be resolved, stat'ed or read is
+    its own failed record."""
     jobs, skipped = [], []
     for path in inputs:
-        key = str(Path(path).resolve())
-        rec = manifest.assign_id(key, stem(Path(path)) if stem else Path(path).stem)
-        out = Path(outdir) / f"{rec.id}{suffix(Path(path)) if callable(suffix) else suffix}"
+        path = Path(path)
+        key = input_key(path)
+        rec = manifest.assign_id(key, (stem(path) if stem else path.stem) or "input")
         try:
-            size, mtime, sha = manifest.fingerprint(Path(path), rec)
-        except OSError as e:
-            rec.status, rec.error, rec.runs = "failed", f"cannot read the file ({e.strerror or e})", rec.runs + 1
+            out = Path(outdir) / f"{rec.id}{suffix(path) if callable(suffix) else suffix}"
+            size, mtime, sha = manifest.fingerprint(path, rec)
+        except (OSError, RuntimeError) as e:
+            rec.status, rec.error, rec.runs = "failed", unreadable_reason(path, e), rec.runs + 1
+            rec.version, rec.finished = dfe_version(), time.time()
             manifest.put(rec)
+            log.error("%s: %s", path, rec.error)
             skipped.append(Outcome(key, "failed", rec.id, error=rec.error))
             continue
         unchanged = rec.sha256 == sha and rec.options in (opts, "legacy")
@@ -336,14 +449,19 @@ def _plan(manifest: Manifest, inputs: list[Path], outdir: Path, opts: str, suffi
                 manifest.put(rec)
             skipped.append(Outcome(key, "skipped", rec.id, str(out), rec.frames, rec.faces))
             continue
-        jobs.append(_Job(Path(path), rec, out, size, mtime, sha))
+        holder = manifest.claim(key)
+        if holder is not None:
+            skipped.append(Outcome(key, "claimed", rec.id,
+                                   error=f"another dfe run (process {holder}) is working on it: skipped"))
+            continue
+        jobs.append(_Job(path, rec, out, size, mtime, sha))
     jobs.sort(key=lambda j: -j.size)
     return jobs, skipped
 
 
 def _commit(manifest: Manifest, job: _Job, opts: str, result) -> Outcome:
     frames, faces, error, seconds, failed = result
-    rec = job.rec
+    rec = manifest.get(job.rec.input) or job.rec  # the runs so far, as recorded (another run may have added one)
     if failed:
         rec = Record(rec.input, rec.id, "failed", None, rec.size, rec.mtime_ns, rec.sha256, opts, "", 0, 0, 0.0,
                      error, dfe_version(), rec.runs + 1, time.time())
@@ -353,6 +471,7 @@ def _commit(manifest: Manifest, job: _Job, opts: str, result) -> Outcome:
                      file_sha256(job.out), frames, faces, 0.0, error, dfe_version(), rec.runs + 1, time.time())
     rec.seconds = round(seconds, 3)
     manifest.put(rec)
+    manifest.release([rec.input])
     manifest.write_report()
     if rec.status == "failed":
         log.error("%s: %s", job.path, rec.error)
@@ -372,7 +491,8 @@ def run_stage(inputs: Iterable[Path], outdir: str | Path, process: Callable[[Pat
               on_error: Callable[[Exception], str] | None = None, show_progress: bool = True,
               stem: Callable[[Path], str] | None = None, pass_id: bool = False, workers: int = 1,
               engine: str = "local", ray_address: str | None = None,
-              frames_of: Callable[[Path], int] | None = None, desc: str = "run") -> list[Outcome]:
+              frames_of: Callable[[Path], int] | None = None, desc: str = "run",
+              unit: str | None = None) -> list[Outcome]:
     """Run ``process`` over ``inputs`` into ``outdir`` with the manifest's naming and resume rules.
 
     Tables are written atomically as ``<id><suffix>`` (``suffix`` may depend on the input; the id
@@ -382,21 +502,27 @@ def run_stage(inputs: Iterable[Path], outdir: str | Path, process: Callable[[Pat
     e.g. one landmarker); ``engine="ray"``: one Ray task per input on a local or joined cluster
     (``ray_address``), outputs written by the tasks to ``outdir`` (a path they all see). Either
     way only this process writes the manifest, in the order inputs finish, largest inputs start
-    first, and one progress display counts frames (``frames_of(path)`` estimates the total).
+    first, and one progress display counts frames (``frames_of(path)`` estimates the total) or,
+    without ``frames_of``, inputs (``unit``, default "table"). What native libraries print while
+    it runs goes to ``native.log`` in ``outdir`` (see :func:`dfe.io.quiet_native`).
     """
-    from dfe.progress import CorpusProgress
+    from dfe.io import NATIVE_LOG_ENV
+    from dfe.progress import Progress
 
     if engine not in ("local", "ray"):
         raise ValueError("engine must be 'local' or 'ray'")
     manifest = Manifest(outdir)
     opts = options_hash(options)
     outcomes: list[Outcome] = []
-    display = None
+    display, jobs = None, []
+    previous_log = os.environ.get(NATIVE_LOG_ENV)
+    os.environ[NATIVE_LOG_ENV] = str(Path(outdir).resolve() / NATIVE_LOG)  # workers inherit it
     try:
+        manifest.remove_stale_temp_files()
         jobs, skipped = _plan(manifest, list(inputs), Path(outdir), opts, suffix, overwrite, stem)
         outcomes += skipped
         total = sum(frames_of(j.path) for j in jobs) if frames_of else len(jobs)
-        display = CorpusProgress(total, desc, enabled=show_progress and bool(jobs))
+        display = Progress(total, desc, "frame" if frames_of else (unit or "table"), enabled=show_progress and bool(jobs))
         if engine == "ray":
             outcomes += _run_ray(manifest, jobs, process, opts, pass_id, on_error, display, frames_of, ray_address)
         elif workers > 1 and len(jobs) > 1:
@@ -418,7 +544,14 @@ def run_stage(inputs: Iterable[Path], outdir: str | Path, process: Callable[[Pat
     finally:
         if display is not None:
             display.close()
-        manifest.close()
+        if previous_log is None:
+            os.environ.pop(NATIVE_LOG_ENV, None)
+        else:
+            os.environ[NATIVE_LOG_ENV] = previous_log
+        try:
+            manifest.release([j.rec.input for j in jobs])  # whatever was claimed and not finished
+        finally:
+            manifest.close()
     return outcomes
 
 
@@ -543,8 +676,7 @@ def encode_corpus(tables: list[str | Path], model, outdir: str | Path | None = N
     """``dfe encode``: add tok_1..tok_K to every table, into ``outdir`` (manifest, unique names,
     resume; ``workers``/``engine`` as in :func:`run_stage`) or in place (each table rewritten
     atomically, one process)."""
-    from tqdm.auto import tqdm
-
+    from dfe.progress import counted
     from dfe.table import find_tables, write_table
 
     paths = find_tables(tables)
@@ -554,7 +686,7 @@ def encode_corpus(tables: list[str | Path], model, outdir: str | Path | None = N
                          show_progress=progress, workers=workers, engine=engine, ray_address=ray_address,
                          frames_of=table_rows, desc="encode")
     outcomes = []
-    for path in tqdm(paths, desc="encode", unit="table", disable=not progress or len(paths) < 2):
+    for path in counted(paths, len(paths), "encode", "table", enabled=progress):
         try:
             result = process(path)
             write_table(result.table, path)

