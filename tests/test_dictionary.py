@@ -52,7 +52,8 @@ def test_encoder_search_is_exact_per_level(shape_gain, real_psi):
     z = tok.model.encoder(torch.from_numpy(tok.standardiser.forward(real_psi[:200]))).detach().numpy()
     words = tok.model.codebook.numpy()
     err = ((z[:, None, :] - words[None]) ** 2).sum(2)  # (n, words)
-    got, _ = tok.model._best(torch.from_numpy(z))
+    w = tok.model.codebook
+    got, _ = tok.model._best(torch.from_numpy(z), w, 0.5 * (w**2).sum(1))
     rows = np.arange(len(z))
     np.testing.assert_allclose(err[rows, got.numpy()], err.min(1), rtol=1e-4, atol=1e-4)  # ties: neutral photos
     moving = np.linalg.norm(z, axis=1) > 1e-3

@@ -216,25 +216,22 @@ class ShapeGainModel(nn.Module):
         cb = self.codebook
         return self.decoder(cb) - self.decoder(torch.zeros_like(cb[:1]))
 
-    def _best(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Best (action, gain index) for residual rows: for every action the best gain is the one
-        nearest r . u; returns (word ids, the words)."""
-        gains = self.gains
-        p = r @ self.directions.T  # (n, N)
-        gi = torch.bucketize(p, (gains[1:] + gains[:-1]) / 2)
-        action = torch.argmin((gains[gi] - p) ** 2 - p**2, dim=1)
-        g = gi[torch.arange(len(r), device=r.device), action]
-        return action * len(gains) + g, gains[g, None] * self.directions[action]
+    def _best(self, r: torch.Tensor, words: torch.Tensor, half_sq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The word nearest each residual row (argmin |r - w|^2 = argmax r.w - |w|^2/2): (ids, words)."""
+        idx = torch.argmax(r @ words.T - half_sq, dim=1)
+        return idx, words[idx]
 
     @torch.no_grad()
     def indices(self, z: torch.Tensor) -> torch.Tensor:
         """Greedy residual search, then ``config.refine_passes`` passes re-choosing each level's word
         for what the other levels leave (the error never grows): (n, K) word ids."""
         K = self.config.levels
+        words = self.codebook
+        half_sq = 0.5 * (words**2).sum(1)
         ids, parts = [], []
         r = z
         for k in range(K):
-            w, v = self._best(r)
+            w, v = self._best(r, words, half_sq)
             ids.append(w)
             parts.append(v)
             r = r - v
@@ -243,7 +240,7 @@ class ShapeGainModel(nn.Module):
         for _ in range(self.config.refine_passes):
             for k in range(K):
                 rest = z - (total - parts[:, k])
-                w, v = self._best(rest)
+                w, v = self._best(rest, words, half_sq)
                 better = ((rest - v) ** 2).sum(1) < ((rest - parts[:, k]) ** 2).sum(1) - 1e-7
                 ids[better, k] = w[better]
                 total = total + torch.where(better[:, None], v - parts[:, k], torch.zeros_like(v))
