@@ -111,3 +111,17 @@ def test_model_file_says_which_quantizer_and_old_files_load(shape_gain, real_psi
     assert legacy.config.quantizer == "rvq-vae"
     np.testing.assert_array_equal(legacy.encode(real_psi), old.encode(real_psi))
     np.testing.assert_allclose(legacy.decode(legacy.encode(real_psi[:5])), old.decode(old.encode(real_psi[:5])))
+
+
+def test_strength_weighted_bag_counts_intensity():
+    import pandas as pd
+
+    from dfe.bow import BagOfTokens
+
+    df = pd.DataFrame({"success": [1, 1, 0], "tok_1": [2, 2, -1], "tok_2": [0, 3, -1],
+                       "strength_1": [0.5, 0.25, np.nan], "strength_2": [-0.1, 1.0, np.nan]})
+    vec = BagOfTokens(4, norm=None, strength=True).fit([df]).transform([df]).toarray()[0]
+    np.testing.assert_allclose(vec, [0.0, 0.0, 0.75, 1.0])  # negative strengths count 0, failed frames not at all
+    per = BagOfTokens(4, levels="per_level", norm=None, strength=True).fit([df]).transform([df]).toarray()[0]
+    np.testing.assert_allclose(per, [0, 0, 0.75, 0, 0, 0, 0, 1.0])
+    assert BagOfTokens(4, norm=None).fit([df]).transform([df]).toarray()[0].tolist() == [1, 0, 2, 1]

@@ -121,9 +121,13 @@ def test_fast_encode_matches_residual_vq(corpus):
     """encode() of an rvq-vae model uses a direct residual nearest-code search; it must equal ResidualVQ's own."""
     import torch
 
-    tok = Tokenizer.fit(corpus.train[:2000], progress=False, quantizer="rvq-vae", codebook_size=32, epochs=1)
+    tok = Tokenizer.fit(corpus.train[:400], progress=False, quantizer="rvq-vae", codebook_size=16, epochs=1)
     assert tok.config.quantizer == "rvq-vae" and tok.gain_levels == 1
     x = torch.from_numpy(tok.standardiser.forward(corpus.test[:500]))
     with torch.no_grad():
         _, expected, _ = tok.model.rvq(tok.model.encoder(x))
-    np.testing.assert_array_equal(tok.encode(corpus.test[:500]), expected.numpy())
+    got, expected = tok.encode(corpus.test[:500]), expected.numpy()
+    differ = got != expected  # a barely trained codebook has identical (dead) codes: ties may go either way
+    cb = tok.model.codebook.detach().numpy()
+    assert differ.mean() < 0.02
+    np.testing.assert_allclose(cb[got[differ]], cb[expected[differ]], atol=1e-5)
