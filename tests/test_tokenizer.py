@@ -117,12 +117,17 @@ def test_fit_and_encode_real_tables_cli(extracted, real_model, tmp_path):
     assert bad2.returncode != 0 and "not found" in bad2.stderr and "Traceback" not in bad2.stderr
 
 
-def test_fast_encode_matches_residual_vq(synthetic_tokenizer, corpus):
-    """encode() uses a direct residual nearest-code search; it must equal ResidualVQ's own."""
+def test_fast_encode_matches_residual_vq(corpus):
+    """encode() of an rvq-vae model uses a direct residual nearest-code search; it must equal ResidualVQ's own."""
     import torch
 
-    tok = synthetic_tokenizer
+    tok = Tokenizer.fit(corpus.train[:400], progress=False, quantizer="rvq-vae", codebook_size=16, epochs=1)
+    assert tok.config.quantizer == "rvq-vae" and tok.gain_levels == 1
     x = torch.from_numpy(tok.standardiser.forward(corpus.test[:500]))
     with torch.no_grad():
         _, expected, _ = tok.model.rvq(tok.model.encoder(x))
-    np.testing.assert_array_equal(tok.encode(corpus.test[:500]), expected.numpy())
+    got, expected = tok.encode(corpus.test[:500]), expected.numpy()
+    differ = got != expected  # a barely trained codebook has identical (dead) codes: ties may go either way
+    cb = tok.model.codebook.detach().numpy()
+    assert differ.mean() < 0.02
+    np.testing.assert_allclose(cb[got[differ]], cb[expected[differ]], atol=1e-5)

@@ -102,7 +102,8 @@ def corpus_usage(tok: Tokenizer, tables: list | None) -> Usage:
     frames = pd.concat(parts, ignore_index=True) if parts else None
     if frames is None or frames.empty:
         return Usage(np.zeros((N, K), dtype=np.int64))
-    tokens = frames[[f"tok_{k + 1}" for k in range(K)]].to_numpy(np.int64)
+    tokens = tok.action_codes(frames[[f"tok_{k + 1}" for k in range(K)]].to_numpy(np.int64))
+    frames[[f"tok_{k + 1}" for k in range(K)]] = tokens  # shape-gain: one page per action, any intensity
     per_level = np.stack([np.bincount(tokens[:, k], minlength=N) for k in range(K)], 1)
     return Usage(per_level, frames, tokens)
 
@@ -336,7 +337,7 @@ def build_atlas(tok: Tokenizer, outdir: str | Path, tables: list | None = None, 
     usage = corpus_usage(tok, tables)
     N = tok.codebook_size
     used = usage.per_level.sum(1) > 0
-    codes = ([c for c in range(N) if used[c]] if used.any() else list(range(N)))
+    codes = ([c for c in range(N) if used[c]] if used.any() else sorted(set(tok.action_codes(np.arange(N)).tolist())))
     codes.sort(key=lambda c: (int(usage.level[c]) or 99, -int(usage.per_level[c].sum()), c))
     codes = codes[:max_codes] if max_codes else codes
     surface = surface_for(tok, flame)

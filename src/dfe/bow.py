@@ -39,7 +39,8 @@ class BagOfTokens(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, codebook_size: int = 256, levels: str = "pooled", weighting: str = "tf",
-                 norm: str | None = "l1", bigrams: bool = False):
+                 norm: str | None = "l1", bigrams: bool = False, strength: bool = False):
+        self.strength = strength  # tables: each token counts its strength_k (cm, >= 0) instead of 1
         self.codebook_size = codebook_size
         self.levels = levels
         self.weighting = weighting
@@ -53,7 +54,11 @@ class BagOfTokens(TransformerMixin, BaseEstimator):
         for df in X:
             if isinstance(df, pd.DataFrame):
                 self.n_skipped_ += int((df["success"] != 1).sum())
-                tokens = _ok(df)[token_columns(df)].to_numpy(np.int64)
+                ok = _ok(df)
+                tokens = ok[token_columns(df)].to_numpy(np.int64)
+                if self.strength:
+                    cols = [f"strength_{c.split('_')[1]}" for c in token_columns(df)]
+                    weights = np.clip(np.nan_to_num(ok[cols].to_numpy(float)), 0, None)
             else:
                 tokens = np.asarray(df, dtype=np.int64)
                 keep = (tokens >= 0).all(1)
@@ -62,7 +67,12 @@ class BagOfTokens(TransformerMixin, BaseEstimator):
             if tokens.size and tokens.max() >= N:
                 raise ValueError(f"token id {tokens.max()} >= codebook_size {N}")
             K = tokens.shape[1] if tokens.ndim == 2 else 1
-            if self.levels == "per_level":
+            if self.strength and isinstance(df, pd.DataFrame):
+                if self.levels != "pooled" and self.levels != "per_level":
+                    raise ValueError("strength-weighted bags are pooled or per_level")
+                per = [np.bincount(tokens[:, k], weights=weights[:, k], minlength=N) for k in range(K)]
+                vec = np.concatenate(per) if self.levels == "per_level" else np.sum(per, axis=0)
+            elif self.levels == "per_level":
                 vec = np.concatenate([np.bincount(tokens[:, k], minlength=N) for k in range(K)]).astype(float)
             elif self.levels == "weighted":
                 vec = sum(np.bincount(tokens[:, k], minlength=N) / (k + 1) for k in range(K)).astype(float)

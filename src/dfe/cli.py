@@ -203,9 +203,11 @@ def fit(
     tables: list[str] = typer.Argument(..., metavar="TABLES...", help="Per-frame tables or folders of them (from `dfe extract`)."),
     output: Path = typer.Option(..., "-o", "--output", help="Model file to write (e.g. model.dfe)."),
     psi_kind: str = typer.Option("geometry", help="geometry (1404), blendshapes (52), flame (53) or flame+eyelids (55)."),
-    codebook_size: int = typer.Option(256, "--codebook-size", "-N", help="Codes in the shared codebook."),
+    codebook_size: int = typer.Option(256, "--codebook-size", "-N", help="Codes in the shared codebook (shape-gain: actions x gain levels; fewer when the corpus is too small, with a warning)."),
     levels: int = typer.Option(4, "--levels", "-K", help="Tokens per frame (residual levels)."),
-    epochs: int = typer.Option(40, help="Maximum epochs (early stopping on the held-out videos)."),
+    quantizer: str = typer.Option("shape-gain", help="shape-gain (actions with an intensity, the default) or rvq-vae (transformer + ResidualVQ)."),
+    gain_levels: int = typer.Option(4, help="shape-gain: intensities per action."),
+    epochs: int = typer.Option(40, help="rvq-vae: maximum epochs (early stopping on the held-out videos)."),
     decoder: str = typer.Option("linear", help="linear (exactly additive tokens) or mlp."),
     sparsity: float = typer.Option(0.1, help="Weight of the L1 sparsity on code deformations (0 = off)."),
     orthogonal: float = typer.Option(0.0, help="Weight of the codebook orthogonality loss (0 = off)."),
@@ -213,7 +215,7 @@ def fit(
     max_frames: Optional[int] = typer.Option(None, help="Hold at most this many frames in memory: a random sample, stratified by video."),
     device: str = typer.Option("auto", help="auto (a CUDA GPU when there is one), cpu or cuda."),
 ):
-    """Train a tokenizer (residual-VQ VAE) on extracted tables; held-out split by video."""
+    """Train a tokenizer (shape-gain dictionary, or the residual-VQ VAE) on extracted tables; held-out split by video."""
     from dfe.runner import RunError, check_output_file
     from dfe.tokenizer import fit_tables
 
@@ -223,6 +225,7 @@ def fit(
         _fail(str(e))
     try:
         tok = fit_tables(tables, psi_kind=psi_kind, codebook_size=codebook_size, levels=levels, epochs=epochs,
+                         quantizer=quantizer, gain_levels=gain_levels,
                          decoder=decoder, sparsity_weight=sparsity, orthogonal_weight=orthogonal, seed=seed,
                          max_frames=max_frames, device=device)
     except (ValueError, FileNotFoundError) as e:

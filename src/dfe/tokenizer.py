@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = "dfe-tokenizer"
 FORMAT_VERSION = 1
+MIN_STEPS = 2000  # rvq-vae: optimizer steps a fit gets at least (small corpora run more epochs)
 
 
 def resolve_device(name: str | torch.device = "cpu") -> torch.device:
@@ -54,7 +55,12 @@ class TokenizerConfig:
 
     psi_kind: str = "geometry"
     dim: int = 1404
-    codebook_size: int = 256
+    quantizer: str = "shape-gain"  # shape-gain (dfe.dictionary, the default) | rvq-vae (transformer + ResidualVQ)
+    codebook_size: int = 256  # token ids (words); shape-gain: actions x gain_levels
+    gain_levels: int = 4  # shape-gain: intensities per action (log2 of it are bits of every token)
+    merge_cosine: float = 0.9  # shape-gain: actions closer than this are merged (the freed one replaced)
+    lloyd_iters: int = 25  # shape-gain: training iterations
+    refine_passes: int = 1  # shape-gain: encoding passes that re-choose each level's word given the others
     levels: int = 4
     latent_dim: int = 64
     d_model: int = 64
@@ -73,6 +79,11 @@ class TokenizerConfig:
     patience: int = 5
     val_fraction: float = 0.1
     seed: int = 0
+
+    @property
+    def n_actions(self) -> int:
+        """Distinct actions (directions): the codebook size over the gain levels (rvq-vae: every code)."""
+        return self.codebook_size // self.gain_levels if self.quantizer == "shape-gain" else self.codebook_size
 
     @classmethod
     def from_dict(cls, d: dict) -> "TokenizerConfig":
@@ -175,6 +186,70 @@ class RVQVAE(nn.Module):
         z = self.encoder(x)
         quantized, indices, commit = self.rvq(z)
         return self.decoder(quantized), indices, commit.sum()
+
+
+class ShapeGainModel(nn.Module):
+    """The shape-gain dictionary (:mod:`dfe.dictionary`) as a model: a linear encoder (the training
+    data's principal directions), the shared actions and gains, and the linear decoder back to psi.
+    Token ``c * G + g`` is ``gains[g] * directions[c]`` at every level (so every token has one exact
+    deformation); psi_hat = b + W (sum of the K words)."""
+
+    def __init__(self, config: TokenizerConfig, latent_dim: int | None = None):
+        super().__init__()
+        self.config = config
+        latent = latent_dim or config.latent_dim
+        self.encoder = nn.Linear(config.dim, latent, bias=False)
+        self.decoder = nn.Linear(latent, config.dim)
+        self.register_buffer("directions", torch.zeros(config.n_actions, latent))
+        self.register_buffer("gains", torch.ones(config.gain_levels))
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """(N * G, latent): every word."""
+        return (self.directions[:, None, :] * self.gains[None, :, None]).reshape(-1, self.directions.shape[1])
+
+    def latent(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(n, k) tokens of levels 1..k -> (n, latent) sum of their words."""
+        return self.codebook[tokens].sum(1)
+
+    def code_deformations(self) -> torch.Tensor:
+        cb = self.codebook
+        return self.decoder(cb) - self.decoder(torch.zeros_like(cb[:1]))
+
+    def _best(self, r: torch.Tensor, words: torch.Tensor, half_sq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The word nearest each residual row (argmin |r - w|^2 = argmax r.w - |w|^2/2): (ids, words)."""
+        idx = torch.argmax(r @ words.T - half_sq, dim=1)
+        return idx, words[idx]
+
+    @torch.no_grad()
+    def indices(self, z: torch.Tensor) -> torch.Tensor:
+        """Greedy residual search, then ``config.refine_passes`` passes re-choosing each level's word
+        for what the other levels leave (the error never grows): (n, K) word ids."""
+        K = self.config.levels
+        words = self.codebook
+        half_sq = 0.5 * (words**2).sum(1)
+        ids, parts = [], []
+        r = z
+        for k in range(K):
+            w, v = self._best(r, words, half_sq)
+            ids.append(w)
+            parts.append(v)
+            r = r - v
+        ids, parts = torch.stack(ids, 1), torch.stack(parts, 1)
+        total = parts.sum(1)
+        for _ in range(self.config.refine_passes):
+            for k in range(K):
+                rest = z - (total - parts[:, k])
+                w, v = self._best(rest, words, half_sq)
+                better = ((rest - v) ** 2).sum(1) < ((rest - parts[:, k]) ** 2).sum(1) - 1e-7
+                ids[better, k] = w[better]
+                total = total + torch.where(better[:, None], v - parts[:, k], torch.zeros_like(v))
+                parts[better, k] = v[better]
+        return ids
+
+    def forward(self, x: torch.Tensor):
+        idx = self.indices(self.encoder(x))
+        return self.decoder(self.latent(idx)), idx, x.new_zeros(())
 
 
 @dataclass
@@ -318,14 +393,25 @@ class Tokenizer:
         np.random.seed(cfg.seed)
         train_idx, val_idx = split_groups(len(psi), groups, cfg.val_fraction, cfg.seed)
         std = Standardiser.fit(psi, cfg.psi_kind, train_idx)
+        if cfg.quantizer == "shape-gain":
+            model = cls._fit_shape_gain(cfg, std.forward(psi[train_idx]))
+            return cls._finish(cfg, model, std, torch.device("cpu"), psi, groups, train_idx, val_idx,
+                               data_summary, start, cfg.lloyd_iters, cfg.lloyd_iters)
+        if cfg.quantizer != "rvq-vae":
+            raise ValueError(f"quantizer must be 'shape-gain' or 'rvq-vae', not {cfg.quantizer!r}")
         x_all = torch.from_numpy(std.forward(psi))  # one standardised copy; batches are gathered from it
         train_t, val_t = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
         dev = resolve_device(device)
         model = RVQVAE(cfg, make_patches(cfg)).to(dev)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-        # small corpora: shrink the batch so an epoch is at least ~16 optimizer steps
+        # small corpora: shrink the batch so an epoch is at least ~16 optimizer steps, and run enough
+        # epochs for MIN_STEPS optimizer steps in all (a 600-frame corpus got 640 steps before dfe 0.4)
         batch_size = int(min(cfg.batch_size, max(32, len(train_t) // 16)))
         steps_per_epoch = max(1, math.ceil(len(train_t) / batch_size))
+        if cfg.epochs * steps_per_epoch < MIN_STEPS:
+            cfg.epochs = int(min(10 * cfg.epochs, math.ceil(MIN_STEPS / steps_per_epoch)))
+            cfg.patience = max(cfg.patience, cfg.epochs // 8)
+            log.info("small corpus: %d epochs of %d steps", cfg.epochs, steps_per_epoch)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
         gen = torch.Generator().manual_seed(cfg.seed)
         with torch.no_grad():  # ResidualVQ's k-means init on a large sample, not just the first batch
@@ -367,6 +453,45 @@ class Tokenizer:
         bar.close()
         if best_state is not None:
             model.load_state_dict(best_state)
+        del x_all, best_state  # the standardised copy is not needed any more
+        return cls._finish(cfg, model, std, dev, psi, groups, train_idx, val_idx, data_summary, start,
+                           epoch + 1, best_epoch + 1)
+
+    @staticmethod
+    def _fit_shape_gain(cfg: TokenizerConfig, x_train: np.ndarray) -> ShapeGainModel:
+        """Principal directions of the standardised training psi (uncentred: zero stays the neutral
+        face), then :func:`dfe.dictionary.fit_shape_gain` in that latent space."""
+        from dfe.dictionary import actions_for_data, fit_shape_gain
+
+        n_actions = actions_for_data(len(x_train), cfg.n_actions)
+        if n_actions < cfg.n_actions:
+            log.warning("%d training frames are too few for %d actions x %d gains: using %d actions "
+                        "(%d codes); pass --codebook-size %d or more data", len(x_train), cfg.n_actions,
+                        cfg.gain_levels, n_actions, n_actions * cfg.gain_levels, n_actions * cfg.gain_levels)
+            cfg.codebook_size = n_actions * cfg.gain_levels
+        latent = int(min(cfg.latent_dim, len(x_train), cfg.dim))
+        cfg.latent_dim = latent
+        _, _, vt = np.linalg.svd(x_train[:: max(1, len(x_train) // 20000)], full_matrices=False)
+        basis = vt[:latent].astype(np.float32)  # (L, D) orthonormal rows
+        book, stats = fit_shape_gain(x_train @ basis.T, levels=cfg.levels, n_actions=n_actions,
+                                     n_gains=cfg.gain_levels, iters=cfg.lloyd_iters,
+                                     merge_cosine=cfg.merge_cosine, seed=cfg.seed, per_level_gains=False)
+        log.info("shape-gain dictionary: %s", {k: v for k, v in stats.items() if k != "relative_error"})
+        model = ShapeGainModel(cfg, latent)
+        with torch.no_grad():
+            model.encoder.weight.copy_(torch.from_numpy(basis))
+            model.decoder.weight.copy_(torch.from_numpy(basis.T.copy()))
+            model.decoder.bias.zero_()
+            model.directions.copy_(torch.from_numpy(book.directions))
+            model.gains.copy_(torch.from_numpy(book.gains))
+        return model
+
+    @classmethod
+    def _finish(cls, cfg, model, std, dev, psi, groups, train_idx, val_idx, data_summary, start,
+                epochs_run: int, best_epoch: int) -> "Tokenizer":
+        """The tokenizer and its training summary (held-out fit, codebook use)."""
+        import time
+
         tok = cls(cfg, model, std)
         tok.device = dev
         data = dict(data_summary or {})
@@ -374,9 +499,8 @@ class Tokenizer:
             groups = np.asarray(groups).astype(str)
             data["train_groups"] = sorted(set(groups[train_idx]))
             data["val_groups"] = sorted(set(groups[val_idx]))
-        summary = TrainingSummary(n_train=len(train_idx), n_val=len(val_idx), epochs_run=epoch + 1,
-                                  best_epoch=best_epoch + 1, torch_threads=torch.get_num_threads(), data=data)
-        del x_all, best_state  # the standardised copy is not needed any more
+        summary = TrainingSummary(n_train=len(train_idx), n_val=len(val_idx), epochs_run=epochs_run,
+                                  best_epoch=best_epoch, torch_threads=torch.get_num_threads(), data=data)
         all_tokens = tok.encode(psi)
         held_idx = val_idx if len(val_idx) else train_idx
         held = psi[held_idx]
@@ -425,6 +549,22 @@ class Tokenizer:
     def codebook_size(self) -> int:
         return self.config.codebook_size
 
+    @property
+    def gain_levels(self) -> int:
+        """Intensities per action: token ``t`` is action ``t // gain_levels`` at intensity
+        ``t % gain_levels`` (1 for rvq-vae models: every code is its own action)."""
+        return self.config.gain_levels if self.config.quantizer == "shape-gain" else 1
+
+    def actions(self, tokens: np.ndarray) -> np.ndarray:
+        """The action (direction) of every token id."""
+        return np.asarray(tokens) // self.gain_levels
+
+    def action_codes(self, tokens: np.ndarray) -> np.ndarray:
+        """Every token id replaced by its action's strongest word (``action * G + G - 1``): one code
+        per action, e.g. for the atlas, whatever intensity the token had (rvq-vae: unchanged)."""
+        G = self.gain_levels
+        return self.actions(tokens) * G + (G - 1)
+
     def check_psi(self, psi: np.ndarray) -> np.ndarray:
         psi = np.asarray(psi, dtype=np.float32)
         if psi.ndim == 1:
@@ -449,7 +589,10 @@ class Tokenizer:
     def decode(self, tokens: np.ndarray) -> np.ndarray:
         """(n, k) tokens (k <= K levels) -> (n, D) psi in the data's units (cm for geometry)."""
         tokens = torch.as_tensor(np.atleast_2d(tokens), dtype=torch.long, device=self.device)
-        codes = self.model.codebook[tokens].sum(1)  # (n, latent)
+        if isinstance(self.model, ShapeGainModel):
+            codes = self.model.latent(tokens)  # each level at its own intensities
+        else:
+            codes = self.model.codebook[tokens].sum(1)  # (n, latent)
         return self.standardiser.inverse(self.model.decoder(codes).cpu().numpy())
 
     def decode_prefix(self, tokens: np.ndarray, k: int) -> np.ndarray:
@@ -573,9 +716,14 @@ class Tokenizer:
         if int(meta.get("format_version", 0)) > FORMAT_VERSION:
             raise ModelError(f"{path} was written by a newer dfe ({meta.get('dfe_version')}); upgrade dfe")
         try:
-            cfg = TokenizerConfig.from_dict(json.loads(meta["config"]))
+            stored = json.loads(meta["config"])
+            stored.setdefault("quantizer", "rvq-vae")  # model files before dfe 0.4 are all RVQ-VAEs
+            cfg = TokenizerConfig.from_dict(stored)
             summary = TrainingSummary(**json.loads(meta.get("training", "{}")))
-            model = RVQVAE(cfg, tensors["model.encoder.patches"].numpy())
+            if cfg.quantizer == "shape-gain":
+                model = ShapeGainModel(cfg, int(tensors["model.encoder.weight"].shape[0]))
+            else:
+                model = RVQVAE(cfg, tensors["model.encoder.patches"].numpy())
             state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
             missing, unexpected = model.load_state_dict(state, strict=False)
             if unexpected or [k for k in missing if not _is_codebook_alias(k)]:
@@ -590,8 +738,8 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"Tokenizer(psi_kind={c.psi_kind!r}, dim={c.dim}, codebook_size={c.codebook_size}, "
-                f"levels={c.levels}, decoder={c.decoder!r})")
+        return (f"Tokenizer(quantizer={c.quantizer!r}, psi_kind={c.psi_kind!r}, dim={c.dim}, "
+                f"codebook_size={c.codebook_size}, levels={c.levels}, decoder={c.decoder!r})")
 
 
 def tensor_checksums(tensors: dict) -> dict[str, str]:

@@ -1,0 +1,127 @@
+"""The shape-gain dictionary (dfe.dictionary, the default quantizer) on real frames of ../shared."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from dfe.dictionary import _replace, _unit, max_pair_cosine
+from dfe.table import find_tables, psi_array, read_table
+from dfe.tokenizer import RVQVAE, Standardiser, Tokenizer, TokenizerConfig, cosine_rows, fit_tables, make_patches
+
+
+@pytest.fixture(scope="module")
+def real_psi(extracted):
+    return np.concatenate([psi_array(read_table(p)) for p in find_tables([extracted])])
+
+
+@pytest.fixture(scope="module")
+def shape_gain(extracted):
+    return fit_tables([extracted], progress=False, codebook_size=64, gain_levels=4, seed=0)
+
+
+def test_tokens_are_actions_with_intensities(shape_gain, real_psi):
+    tok = shape_gain
+    assert tok.config.quantizer == "shape-gain" and tok.gain_levels == 4
+    assert tok.summary.val_cosine >= 0.8, tok.summary  # held-out videos/photos; measured ~0.9
+    tokens = tok.encode(real_psi)
+    # a token id is action * G + intensity: the word is exactly the action's direction times a gain
+    dirs = tok.model.directions.numpy()
+    gains = tok.model.gains.numpy()
+    words = tok.model.codebook.numpy()
+    np.testing.assert_allclose(words[4 * 3 + 2], gains[2] * dirs[3], rtol=1e-5)
+    assert np.all(np.diff(gains) > 0) and np.allclose(np.linalg.norm(dirs, axis=1), 1, atol=1e-4)
+    # one exact deformation per token, summed over levels
+    bias = tok.decode(np.zeros((1, 0), np.int64))[0]
+    summed = bias + sum(tok.decode_code(tokens[:20, k]) for k in range(tok.levels))
+    np.testing.assert_allclose(tok.decode(tokens[:20]), summed, atol=1e-4)
+    # words of one action differ only in size: the atlas shows each action once
+    assert set(tok.action_codes(np.arange(64)).tolist()) == set(range(3, 64, 4))
+    # distinct actions: merged while training, so no two of them are near-duplicates
+    assert max_pair_cosine(dirs) < 0.95
+
+
+def test_encoder_search_is_exact_per_level(shape_gain, real_psi):
+    """Greedy level 1 is the (action, gain) pair that minimises the error, checked by brute force."""
+    import torch
+
+    tok = shape_gain
+    z = tok.model.encoder(torch.from_numpy(tok.standardiser.forward(real_psi[:200]))).detach().numpy()
+    words = tok.model.codebook.numpy()
+    err = ((z[:, None, :] - words[None]) ** 2).sum(2)  # (n, words)
+    w = tok.model.codebook
+    got, _ = tok.model._best(torch.from_numpy(z), w, 0.5 * (w**2).sum(1))
+    rows = np.arange(len(z))
+    np.testing.assert_allclose(err[rows, got.numpy()], err.min(1), rtol=1e-4, atol=1e-4)  # ties: neutral photos
+    moving = np.linalg.norm(z, axis=1) > 1e-3
+    assert moving.sum() > 50 and (got.numpy()[moving] == err.argmin(1)[moving]).mean() > 0.98
+    # refinement never makes a frame worse than plain greedy
+    greedy = tok.config.refine_passes
+    tok.config.refine_passes = 0
+    plain = tok.reconstruction_error(real_psi)
+    tok.config.refine_passes = greedy
+    assert np.all(tok.reconstruction_error(real_psi) <= plain + 1e-5)
+
+
+def test_replaced_codes_never_clone_a_live_code(real_psi):
+    rng = np.random.default_rng(0)
+    dirs = _unit(rng.normal(size=(8, real_psi.shape[1]))).astype(np.float32)
+    dirs[5] = dirs[1]  # a freed code that sits on a live one
+    live = np.ones(8, bool)
+    live[[5, 6]] = False
+    resid = np.concatenate([np.repeat(dirs[1:2] * 3, 5, axis=0), real_psi[:50]])  # worst residuals: live code 1
+    assert _replace(dirs, np.array([5, 6]), live, resid, 0.9) == 2
+    sim = _unit(dirs) @ _unit(dirs).T
+    np.fill_diagonal(sim, -1)
+    assert sim[[5, 6]].max() < 0.9
+
+
+def test_small_corpus_gets_fewer_actions_with_a_warning(real_psi, caplog):
+    psi = real_psi[:120]
+    with caplog.at_level(logging.WARNING, logger="dfe.tokenizer"):
+        tok = Tokenizer.fit(psi, progress=False, codebook_size=256, gain_levels=4)
+    n_train = tok.summary.n_train
+    assert tok.config.n_actions == n_train // 8 and tok.codebook_size == 4 * (n_train // 8)
+    assert f"using {n_train // 8} actions" in caplog.text
+    assert tok.encode(psi).max() < tok.codebook_size
+
+
+def test_model_file_says_which_quantizer_and_old_files_load(shape_gain, real_psi, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = shape_gain.save(tmp_path / "sg.dfe")
+    back = Tokenizer.load(path)
+    assert back.config.quantizer == "shape-gain"
+    np.testing.assert_array_equal(back.encode(real_psi), shape_gain.encode(real_psi))
+    # a model file from before the quantizer option (no "quantizer" in its config) is an rvq-vae
+    cfg = TokenizerConfig(quantizer="rvq-vae", codebook_size=16)  # untrained: only the file format matters
+    old = Tokenizer(cfg, RVQVAE(cfg, make_patches(cfg)), Standardiser.fit(real_psi, "geometry"))
+    p = old.save(tmp_path / "old.dfe")
+    with safe_open(str(p), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    cfg = json.loads(meta["config"])
+    del cfg["quantizer"], cfg["gain_levels"], cfg["merge_cosine"], cfg["lloyd_iters"], cfg["refine_passes"]
+    meta["config"] = json.dumps(cfg)
+    save_file(tensors, str(tmp_path / "legacy.dfe"), metadata=meta)
+    legacy = Tokenizer.load(tmp_path / "legacy.dfe")
+    assert legacy.config.quantizer == "rvq-vae"
+    np.testing.assert_array_equal(legacy.encode(real_psi), old.encode(real_psi))
+    np.testing.assert_allclose(legacy.decode(legacy.encode(real_psi[:5])), old.decode(old.encode(real_psi[:5])))
+
+
+def test_strength_weighted_bag_counts_intensity():
+    import pandas as pd
+
+    from dfe.bow import BagOfTokens
+
+    df = pd.DataFrame({"success": [1, 1, 0], "tok_1": [2, 2, -1], "tok_2": [0, 3, -1],
+                       "strength_1": [0.5, 0.25, np.nan], "strength_2": [-0.1, 1.0, np.nan]})
+    vec = BagOfTokens(4, norm=None, strength=True).fit([df]).transform([df]).toarray()[0]
+    np.testing.assert_allclose(vec, [0.0, 0.0, 0.75, 1.0])  # negative strengths count 0, failed frames not at all
+    per = BagOfTokens(4, levels="per_level", norm=None, strength=True).fit([df]).transform([df]).toarray()[0]
+    np.testing.assert_allclose(per, [0, 0, 0.75, 0, 0, 0, 0, 1.0])
+    assert BagOfTokens(4, norm=None).fit([df]).transform([df]).toarray()[0].tolist() == [1, 0, 2, 1]
