@@ -14,7 +14,7 @@ from conftest import run_dfe
 
 def test_synthetic_fidelity_beats_random_codebook_and_rises_with_levels(synthetic_tokenizer, corpus):
     tok = synthetic_tokenizer
-    fid = fidelity(tok, corpus.train[:1500], corpus.test[:500]).set_index("encoding")
+    fid = fidelity(tok, corpus.train[:600], corpus.test[:300]).set_index("encoding")
     dfe_cos = fid.loc["dfe tokens (K=4)", "cosine_mean"]
     rand_cos = fid.loc["random codebook RVQ (K=4)", "cosine_mean"]
     print(fid[["bits", "cosine_mean", "mse_mean", "train_cosine_mean"]])
