@@ -10,7 +10,7 @@ import pytest
 
 from dfe.dictionary import _replace, _unit, max_pair_cosine
 from dfe.table import find_tables, psi_array, read_table
-from dfe.tokenizer import RVQVAE, Standardiser, Tokenizer, TokenizerConfig, cosine_rows, fit_tables, make_patches
+from dfe.tokenizer import RVQVAE, Standardiser, Tokenizer, TokenizerConfig, fit_tables, make_patches
 
 
 @pytest.fixture(scope="module")
