@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from build_face_model import (TEST_UNITS, VIDEOS, Aligned, align_data, collect_landmarks,  # noqa: E402
+from build_face_model import (ANCHORS, TEST_UNITS, VIDEOS, Aligned, align_data, collect_landmarks,  # noqa: E402
                               model_sets, units_of)
 
 from dfe.identity import FaceModel, build_face_model  # noqa: E402
@@ -230,32 +230,32 @@ def main(argv=None) -> int:
         print(f"{s:8s} {int((anchor_weights(canonical_mesh(), s) > 0).sum()):6d} {pose_leak(d, a, None, smile[s]):10.2f} "
               f"{pose_leak(d, a, m, smile[s]):8.2f} {min(pc.values()):15.2f} {min(v[0] for v in sh.values()):9.2f} "
               f"{np.median([v[0] for v in sh.values()]):12.2f}")
-    a = aligned["rigid"]
+    a = aligned[ANCHORS]
     print("\nShare kept per unit (median over London people; cos: median cosine of the two changes)")
     rows = {"dfe 0.3": share_table(d, aligned["basis"], models["dfe 0.3 (basis anchors, real expressions)"], people)}
     for var in ("synth", "units", "synth+units"):
-        rows[var] = share_table(d, a, build_face_model(**model_sets(d, a, var)), people)
+        rows[var] = share_table(d, a, build_face_model(**model_sets(d, a, var, anchors=ANCHORS)), people)
     if not args.skip_louo:
         rows["synth+units LOUO"] = {u: kept(*unit_changes(d, a, build_face_model(**model_sets(
-            d, a, "synth+units", drop_units=units_of(u))), u, people)) for u in TEST_UNITS}
+            d, a, "synth+units", drop_units=units_of(u), anchors=ANCHORS)), u, people)) for u in TEST_UNITS}
     print_shares(rows)
     print("\nWho vs what on London (defaults): neutral/smile worst vertex, per region neutral / largest unit change")
-    for name in ("dfe 0.3 (basis anchors, real expressions)", "dfe 0.4 (rigid anchors)"):
-        al = aligned["basis"] if "basis" in name else a
+    for name in models:
+        al = aligned[name.split("(")[1].split()[0]]
         w = who_vs_what(d, al, models[name], people)
         print(f"  {name}: neutral/smile {w['neutral_over_smile']:.2f}, cos {w['cos']:.3f}, size {w['size']:.2f}, "
-              f"re-id {w['reid']}/{w['n']}, pose leak {pose_leak(d, al, models[name], smile['basis' if 'basis' in name else 'rigid']):.2f}; "
+              f"re-id {w['reid']}/{w['n']}, pose leak {pose_leak(d, al, models[name], smile['basis']):.2f}; "
               + ", ".join(f"{k} {v:.2f}" for k, v in w["regions"].items()))
     print("\nNaming (16 units, London people): top-named unit right; controls unnamed")
-    for name in ("dfe 0.3 (basis anchors, real expressions)", "dfe 0.4 (rigid anchors)"):
-        al = aligned["basis"] if "basis" in name else a
+    for name in models:
+        al = aligned[name.split("(")[1].split()[0]]
         n = naming(d, al, models[name], people)
         print(f"  {name}: right {n['default']:.2f} with defaults vs {n['ref']:.2f} with the real neutral "
               f"(ratio {n['default'] / max(n['ref'], 1e-9):.2f}); controls unnamed {n['default_unnamed']:.2f} vs "
               f"{n['ref_unnamed']:.2f}")
     print("\nVideo: every frame's psi fitted on the frame alone vs psi from the track's calm-frame neutral "
           "(face model built without that video)")
-    for name, anchors, var in (("dfe 0.3", "basis", "dfe 0.3"), ("dfe 0.4", "rigid", "synth+units")):
+    for name, anchors, var in (("dfe 0.3", "basis", "dfe 0.3"), ("dfe 0.4", ANCHORS, "synth+units")):
         al = aligned[anchors]
         res = video_check(d, al, lambda vids: build_face_model(**model_sets(d, al, var, videos=vids, anchors=anchors)))
         for v, r in res.items():

@@ -2,7 +2,7 @@
 
     python scripts/build_face_model.py [--shared ../shared] [-o src/dfe/data/face_model.npz] [--cache F]
 
-Sources, all seen through dfe's own landmarker and alignment (rigid anchors, psi version 2), so the
+Sources, all seen through dfe's own landmarker and alignment (the 33 basis points; psi version 2), so the
 model lives in MediaPipe's landmark space, not in a scanner's:
 - identity: the 80 neutral faces, ``faces/canada`` (40) and the neutral photos of ``faces/london``
   (40) -> mean face and identity directions;
@@ -120,7 +120,7 @@ TRAIN_UNITS: dict[str, list[str]] = {
     "AU12L": ["AU12L=0.6"], "AU15L": ["AU15L=0.6"], "AU20L": ["AU20L=0.6"],
 }
 CONDITIONS = {"control": [], **TEST_UNITS, **TRAIN_UNITS}
-ANCHORS = "rigid"  # the alignment the shipped model (and so psi version 2) uses
+ANCHORS = "basis"  # the alignment the shipped model (psi version 2) uses: dfe 0.3's
 UNIT_SD = 0.3  # cm: prior spread of each unit's intensity in the explicit expression subspace
 
 
@@ -238,7 +238,7 @@ def units_of(condition: str) -> set[str]:
 
 
 def model_sets(d: dict, a: Aligned, variant: str, drop_units: frozenset | set = frozenset(),
-               videos: tuple[str, ...] = VIDEOS, london_people: list[int] | None = None, anchors: str = "rigid",
+               videos: tuple[str, ...] = VIDEOS, london_people: list[int] | None = None, anchors: str = ANCHORS,
                unit_sd: float = UNIT_SD, synth_weight: float = 1.0) -> dict:
     """Arguments of ``build_face_model`` on Canada (neutrals, synth photos) + the videos, never London
     unless ``london_people`` names some (leave-one-person-out). ``variant``: ``dfe 0.3`` (real

@@ -25,7 +25,7 @@ NEUTRAL_MIN_FRAMES = 3
 PSI_VERSION = 2
 PSI_VERSIONS = {
     1: "dfe 0.3 and earlier: 33 Procrustes basis points, a face model whose expression side saw smiles and talking",
-    2: "dfe 0.4: rigid anchors without cheeks and jaw, a face model whose expression side knows every FACS unit",
+    2: "dfe 0.4: the same 33 anchors, a face model whose expression side also learned every FACS unit (dfe synth)",
 }
 
 
@@ -77,19 +77,22 @@ MOVING_ANCHORS = (117, 119, 121, 143, 147, 205, 346, 348, 350, 372, 376, 425, 12
 # The points that move least over ICT FaceKit's unit shapes: the side of the face by the ears, the
 # eye corners, the nose's bridge and tip.
 SKULL_ANCHORS = (127, 356, 234, 454, 162, 389, 132, 361, 33, 263, 133, 362, 6, 197, 195, 5, 4)
-ANCHOR_SCHEMES = ("rigid", "basis", "skull", "mediapipe", "robust")
+ANCHOR_SCHEMES = ("basis", "rigid", "skull", "mediapipe", "robust")
 
 
-def anchor_weights(mesh: CanonicalMesh, scheme: str = "rigid") -> np.ndarray:
+def anchor_weights(mesh: CanonicalMesh, scheme: str = "basis") -> np.ndarray:
     """Per-vertex weights for the rigid fit.
 
-    ``rigid`` (default since psi version 2): MediaPipe's 33 Procrustes basis points less those on
-    moving regions (:data:`MOVING_ANCHORS`: cheeks, the nose's wings, the jaw's corner), equally
-    weighted: forehead, eye corners, nose bridge and tip, the side of the face. ``basis`` (psi
-    version 1, dfe 0.3): all 33, equally weighted. ``skull``: :data:`SKULL_ANCHORS`.
-    ``mediapipe``: the 33 with MediaPipe's own weights. ``robust``: MediaPipe's weights plus the
-    rest of the face with small weights, re-weighted per frame by residual. Measured in
-    ``bench/expressions.py`` (pose leak against the units kept) and ``bench/identity.py``.
+    ``basis`` (default): MediaPipe's 33 Procrustes basis points, equally weighted. ``rigid``: the
+    33 less those on moving regions (:data:`MOVING_ANCHORS`: cheeks, the nose's wings, the jaw's
+    corner; 15 left: forehead, eye corners, nose bridge and tip, the side of the face). ``skull``:
+    :data:`SKULL_ANCHORS`. ``mediapipe``: the 33 with MediaPipe's own weights. ``robust``:
+    MediaPipe's weights plus the rest of the face with small weights, re-weighted per frame by
+    residual. Measured on ../shared/faces/pose against London smiles (median worst-vertex leak /
+    median smile): basis 0.36, rigid 0.35, skull 0.39, mediapipe 0.44, robust 0.53. ``rigid`` keeps
+    cheek units whole with perfect landmarks (cosine 0.83+ vs 0.56 for AU6+AU12) but, with fewer
+    points, averages MediaPipe's jitter less: the d = 0 synth controls come out named 47% of the
+    time with their real neutral (basis 28%), so basis stays the default (bench/expressions.py).
     """
     w = np.zeros(N_VERTICES)
     if scheme in ("basis", "rigid"):
@@ -108,7 +111,7 @@ def anchor_weights(mesh: CanonicalMesh, scheme: str = "rigid") -> np.ndarray:
     raise ValueError(f"anchor scheme must be one of {', '.join(ANCHOR_SCHEMES)}, not {scheme!r}")
 
 
-def realigned(displacement: np.ndarray, scheme: str = "rigid", mesh: CanonicalMesh | None = None) -> np.ndarray:
+def realigned(displacement: np.ndarray, scheme: str = "basis", mesh: CanonicalMesh | None = None) -> np.ndarray:
     """What a similarity re-alignment on ``scheme``'s anchors leaves of a (468, 3) displacement:
     the canonical face moved by it, aligned back onto the canonical face, minus the canonical face
     (the most psi can show of it with perfect landmarks)."""
@@ -119,7 +122,7 @@ def realigned(displacement: np.ndarray, scheme: str = "rigid", mesh: CanonicalMe
 
 
 def align_to_canonical(landmarks: np.ndarray, width: int, height: int,
-                       mesh: CanonicalMesh | None = None, scheme: str = "rigid",
+                       mesh: CanonicalMesh | None = None, scheme: str = "basis",
                        iterations: int = 3) -> Alignment:
     """Remove head pose: similarity transform of the observed mesh onto the canonical face."""
     mesh = mesh or canonical_mesh()

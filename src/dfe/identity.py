@@ -167,7 +167,7 @@ def load_face_model(path: str | None = None) -> FaceModel:
 
 # ---------------------------------------------------------------------- building the model
 
-def unit_expression_shapes(anchors: str = "rigid", leave_out=()) -> np.ndarray:
+def unit_expression_shapes(anchors: str = "basis", leave_out=()) -> np.ndarray:
     """The FACS units' registered shapes (ICT FaceKit, :mod:`dfe.units`; each side of a bilateral
     unit alone) at 1 cm peak, as psi can show them after a similarity alignment on ``anchors``:
     (U, 1404), the explicit expression subspace. ``leave_out``: units (e.g. ``{"AU4"}``) left out."""
