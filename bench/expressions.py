@@ -177,6 +177,28 @@ def video_check(d: dict, a: Aligned, build) -> dict:
     return out
 
 
+def worst_frames_figure(shared: Path, results: dict, out: Path, per_video: int = 8) -> Path:
+    """A contact sheet of the worst-decile frames of each video (lowest cosine first), captioned."""
+    import cv2
+
+    rows = []
+    for v, r in results.items():
+        cap = cv2.VideoCapture(str(shared / "videos" / v))
+        tiles = []
+        for frame, cos, peak in r["worst_decile"][:per_video]:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, frame)
+            ok, img = cap.read()
+            img = cv2.resize(img if ok else np.zeros((360, 640, 3), np.uint8), (320, 180))
+            cv2.putText(img, f"{v[:12]} f{frame} cos {cos:.2f} {peak:.1f}cm", (4, 16), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.45, (0, 255, 255), 1, cv2.LINE_AA)
+            tiles.append(img)
+        cap.release()
+        tiles += [np.zeros_like(tiles[0])] * (per_video - len(tiles))
+        rows.append(np.concatenate([np.concatenate(tiles[:4], 1), np.concatenate(tiles[4:8], 1)], 0))
+    cv2.imwrite(str(out), np.concatenate(rows, 0))
+    return out
+
+
 def perfect_landmarks(anchors: str) -> dict[str, float]:
     """Cosine between each test unit's displacement and what a re-alignment on ``anchors`` leaves."""
     from dfe.expression import realigned
@@ -206,6 +228,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/dfe_expressions.npz"))
     ap.add_argument("--people", type=int, default=None, help="only the first N people of each set (quick look)")
     ap.add_argument("--skip-louo", action="store_true", help="skip the leave-one-unit-out models (16 builds)")
+    ap.add_argument("--figure", type=Path, default=Path("/tmp/dfe_expressions_worst_frames.png"),
+                    help="where to write the worst-decile video frames (outside the repo: real people)")
     args = ap.parse_args(argv)
     d = collect_landmarks(args.shared, args.cache, args.people)
     nl = int(d["synth_london"])
@@ -258,6 +282,8 @@ def main(argv=None) -> int:
     for name, anchors, var in (("dfe 0.3", "basis", "dfe 0.3"), ("dfe 0.4", ANCHORS, "synth+units")):
         al = aligned[anchors]
         res = video_check(d, al, lambda vids: build_face_model(**model_sets(d, al, var, videos=vids, anchors=anchors)))
+        if name == "dfe 0.4":
+            print(f"  worst-decile frames: {worst_frames_figure(args.shared, res, args.figure)}")
         for v, r in res.items():
             worst_frames = ", ".join(f"{f} ({c:.2f}, {p:.2f} cm)" for f, c, p in r["worst_decile"][:8])
             print(f"  {name} {v}: median cos {r['median_cos']:.3f} over {r['frames']} frames; worst decile "

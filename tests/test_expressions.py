@@ -64,8 +64,8 @@ def test_shipped_face_model_keeps_brow_and_lip_actions_in_a_single_photo():
                 dfl = (default[k] - default["control"]).ravel()
                 shares.setdefault(k, []).append(float(ref @ dfl / (ref @ ref)))
     print({k: np.round(v, 2) for k, v in shares.items()})
-    assert min(shares["AU4"]) > 0.55 and min(shares["AU1+AU2"]) > 0.55
-    assert min(shares["AU24"]) > 0.4
+    assert min(shares["AU4"]) > 0.5 and min(shares["AU1+AU2"]) > 0.5  # measured 0.60-0.78
+    assert min(shares["AU24"]) > 0.45  # measured 0.54-0.68
 
 
 @pytest.fixture(scope="module")
