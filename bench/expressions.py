@@ -248,7 +248,7 @@ def main(argv=None) -> int:
 
     for s, a in aligned.items():
         m = build_face_model(**model_sets(d, a, "synth+units", anchors=s))
-        models[f"dfe 0.4 ({s} anchors)"] = m
+        models[f"psi v2 ({s} anchors)"] = m
         sh = share_table(d, a, m, people)
         pc = perfect_landmarks(s)
         print(f"{s:8s} {int((anchor_weights(canonical_mesh(), s) > 0).sum()):6d} {pose_leak(d, a, None, smile[s]):10.2f} "
@@ -279,10 +279,10 @@ def main(argv=None) -> int:
               f"{n['ref_unnamed']:.2f}")
     print("\nVideo: every frame's psi fitted on the frame alone vs psi from the track's calm-frame neutral "
           "(face model built without that video)")
-    for name, anchors, var in (("dfe 0.3", "basis", "dfe 0.3"), ("dfe 0.4", ANCHORS, "synth+units")):
+    for name, anchors, var in (("dfe 0.3", "basis", "dfe 0.3"), ("psi v2", ANCHORS, "synth+units")):
         al = aligned[anchors]
         res = video_check(d, al, lambda vids: build_face_model(**model_sets(d, al, var, videos=vids, anchors=anchors)))
-        if name == "dfe 0.4":
+        if name == "psi v2":
             print(f"  worst-decile frames: {worst_frames_figure(args.shared, res, args.figure)}")
         for v, r in res.items():
             worst_frames = ", ".join(f"{f} ({c:.2f}, {p:.2f} cm)" for f, c, p in r["worst_decile"][:8])

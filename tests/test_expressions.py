@@ -83,7 +83,7 @@ def test_tables_record_the_psi_version_and_mixing_versions_is_one_sentence(one_t
     df = read_table(one_table)
     assert psi_version(df) == PSI_VERSION == 2
     assert file_psi_version(one_table) == 2
-    old = tmp_path / "old_photo.parquet"  # a table written before dfe 0.4: no psi_version column
+    old = tmp_path / "old_photo.parquet"  # a table written by dfe 0.3 and earlier: no psi_version column
     write_table(df.drop(columns=["psi_version"]), old)
     assert file_psi_version(old) == 1
     csv = tmp_path / "old_csv.csv"
@@ -110,7 +110,7 @@ def test_tokenizer_records_the_psi_version_and_refuses_other_psi(one_table, tmp_
     assert (encode_table(df, tok)["tok_1"] >= 0).all()
     with pytest.raises(ValueError, match="psi version 1 but the model was trained on psi version 2"):
         encode_table(df.drop(columns=["psi_version"]), tok)
-    tok.summary.data.pop("psi_version")  # a model written before dfe 0.4
+    tok.summary.data.pop("psi_version")  # a model written by dfe 0.3 and earlier
     assert tok.psi_version == 1
     path = tok.save(tmp_path / "old.dfe")
     assert Tokenizer.load(path).psi_version == 1

@@ -25,7 +25,7 @@ NEUTRAL_MIN_FRAMES = 3
 PSI_VERSION = 2
 PSI_VERSIONS = {
     1: "dfe 0.3 and earlier: 33 Procrustes basis points, a face model whose expression side saw smiles and talking",
-    2: "dfe 0.4: the same 33 anchors, a face model whose expression side also learned every FACS unit (dfe synth)",
+    2: "issue 22 (after dfe 0.3.0): the same 33 anchors, a face model whose expression side also learned every FACS unit (dfe synth)",
 }
 
 

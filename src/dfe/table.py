@@ -3,7 +3,7 @@
 Columns (in order):
 ``file, frame, timestamp, face_id, success, presence, reason, bbox_x, bbox_y, bbox_w, bbox_h,
 pose_yaw, pose_pitch, pose_roll, pose_tx, pose_ty, pose_tz, pose_scale, align_rmse,
-<52 blendshapes under MediaPipe's names>, psi_kind, psi_version (absent before dfe 0.4: version 1),
+<52 blendshapes under MediaPipe's names>, psi_kind, psi_version (absent in dfe 0.3 and earlier tables: version 1),
 neutral_source, neutral_frames,
 lm_0 .. lm_1433 (478 landmarks x, y, z normalised), id_0 .. id_{k-1} (identity coefficients of the
 face model fit; absent in dfe 0.1 tables), psi_0 .. psi_{D-1}``
@@ -35,7 +35,7 @@ TABLE_SUFFIXES = {".parquet", ".csv"}
 
 
 def psi_version(df: pd.DataFrame, name: str = "the table") -> int:
-    """The psi version of a table (``psi_version`` column; tables written before dfe 0.4 have none:
+    """The psi version of a table (``psi_version`` column; tables written by dfe 0.3 and earlier have none:
     version 1). Raises ValueError with one sentence when the table mixes versions."""
     if "psi_version" not in df.columns:
         return 1

@@ -590,7 +590,7 @@ class Tokenizer:
     @property
     def psi_version(self) -> int:
         """The psi version the model was trained on (:data:`dfe.expression.PSI_VERSIONS`); models
-        written before dfe 0.4 have none recorded: version 1."""
+        written by dfe 0.3 and earlier have none recorded: version 1."""
         return int(self.summary.data.get("psi_version", 1))
 
     def check_psi_version(self, version: int, name: str = "this table") -> None:
