@@ -20,6 +20,13 @@ from dfe.mesh import N_VERTICES, CanonicalMesh, canonical_mesh
 PSI_KINDS = {"geometry": N_VERTICES * 3, "blendshapes": 52, "flame": 53, "flame+eyelids": 55}
 NEUTRAL_SHARE = 0.10  # share of a track's frames (least blendshape activity) averaged into its neutral
 NEUTRAL_MIN_FRAMES = 3
+# How geometry psi is made, recorded in every table (``psi_version`` column) and model file, so that
+# psi of two makings is never silently mixed. Tables and models without a record are version 1.
+PSI_VERSION = 2
+PSI_VERSIONS = {
+    1: "dfe 0.3 and earlier: 33 Procrustes basis points, a face model whose expression side saw smiles and talking",
+    2: "issue 22 (after dfe 0.3.0): the same 33 anchors, a face model whose expression side also learned every FACS unit (dfe synth)",
+}
 
 
 @dataclass
@@ -64,25 +71,54 @@ def similarity_procrustes(src: np.ndarray, dst: np.ndarray, weights: np.ndarray)
     return s, rot, t
 
 
+# Procrustes basis points that move with facial actions: cheeks (under the eyes, beside the nose and
+# the mouth: AU6, AU7, AU9, AU12), the nose's wings (AU9, AU11) and the jaw's corner (AU26-30).
+MOVING_ANCHORS = (117, 119, 121, 143, 147, 205, 346, 348, 350, 372, 376, 425, 129, 358, 198, 420, 136, 365)
+# The points that move least over ICT FaceKit's unit shapes: the side of the face by the ears, the
+# eye corners, the nose's bridge and tip.
+SKULL_ANCHORS = (127, 356, 234, 454, 162, 389, 132, 361, 33, 263, 133, 362, 6, 197, 195, 5, 4)
+ANCHOR_SCHEMES = ("basis", "rigid", "skull", "mediapipe", "robust")
+
+
 def anchor_weights(mesh: CanonicalMesh, scheme: str = "basis") -> np.ndarray:
     """Per-vertex weights for the rigid fit.
 
-    ``basis`` (default): MediaPipe's 33 Procrustes basis points, equally weighted. ``mediapipe``:
-    the same points with MediaPipe's own weights. ``robust``: MediaPipe's weights plus the rest of
-    the face with small weights, re-weighted per frame by residual. Measured on
-    ../shared/faces/pose against London smiles (median worst-vertex leak / median smile, 20
-    people): basis 0.37, mediapipe 0.44, robust 0.53, so basis is the default.
+    ``basis`` (default): MediaPipe's 33 Procrustes basis points, equally weighted. ``rigid``: the
+    33 less those on moving regions (:data:`MOVING_ANCHORS`: cheeks, the nose's wings, the jaw's
+    corner; 15 left: forehead, eye corners, nose bridge and tip, the side of the face). ``skull``:
+    :data:`SKULL_ANCHORS`. ``mediapipe``: the 33 with MediaPipe's own weights. ``robust``:
+    MediaPipe's weights plus the rest of the face with small weights, re-weighted per frame by
+    residual. Measured on ../shared/faces/pose against London smiles (median worst-vertex leak /
+    median smile): basis 0.36, rigid 0.35, skull 0.39, mediapipe 0.44, robust 0.53. ``rigid`` keeps
+    cheek units whole with perfect landmarks (cosine 0.83+ vs 0.56 for AU6+AU12) but, with fewer
+    points, averages MediaPipe's jitter less: the d = 0 synth controls come out named 47% of the
+    time with their real neutral (basis 28%), so basis stays the default (bench/expressions.py).
     """
     w = np.zeros(N_VERTICES)
-    if scheme == "basis":
+    if scheme in ("basis", "rigid"):
         w[mesh.basis_ids] = 1.0
+        if scheme == "rigid":
+            w[list(MOVING_ANCHORS)] = 0.0
+        return w
+    if scheme == "skull":
+        w[list(SKULL_ANCHORS)] = 1.0
         return w
     w[mesh.basis_ids] = mesh.basis_weights
     if scheme == "mediapipe":
         return w
     if scheme == "robust":
         return w + 0.002
-    raise ValueError("scheme must be basis, mediapipe or robust")
+    raise ValueError(f"anchor scheme must be one of {', '.join(ANCHOR_SCHEMES)}, not {scheme!r}")
+
+
+def realigned(displacement: np.ndarray, scheme: str = "basis", mesh: CanonicalMesh | None = None) -> np.ndarray:
+    """What a similarity re-alignment on ``scheme``'s anchors leaves of a (468, 3) displacement:
+    the canonical face moved by it, aligned back onto the canonical face, minus the canonical face
+    (the most psi can show of it with perfect landmarks)."""
+    mesh = mesh or canonical_mesh()
+    moved = mesh.vertices + np.asarray(displacement, dtype=np.float64).reshape(N_VERTICES, 3)
+    s, rot, t = similarity_procrustes(moved, mesh.vertices, anchor_weights(mesh, scheme))
+    return s * moved @ rot.T + t - mesh.vertices
 
 
 def align_to_canonical(landmarks: np.ndarray, width: int, height: int,

@@ -216,6 +216,7 @@ def observe_file(path: str | Path, options: ExtractOptions | None = None,
     own = landmarker is None or kind == "video"  # VIDEO mode needs a fresh tracker per file
     lm = FaceLandmarker(kind, options.max_faces, options.landmarker_model) if own else landmarker
     tracker = FaceTracker()
+    anchors = load_face_model(options.face_model).anchors  # psi is aligned as the face model was built
     meta, aligned, blend, lms = [], [], [], []
 
     def add_faceless_row(base: dict, reason: str) -> None:
@@ -235,7 +236,7 @@ def observe_file(path: str | Path, options: ExtractOptions | None = None,
                 continue
             h, w = frame.rgb.shape[:2]
             found = lm.detect(frame.rgb, int(round(frame.timestamp * 1000)))
-            fits = [(o, expression.align_to_canonical(o.landmarks, w, h, mesh)) for o in found]
+            fits = [(o, expression.align_to_canonical(o.landmarks, w, h, mesh, anchors)) for o in found]
             kept = [(o, a) for o, a in fits if a.rmse <= options.max_align_rmse]
             tracker.assign([o for o, _ in kept], frame.index)  # sets each kept face's face_id
             kept.sort(key=lambda pair: pair[0].face_id)
@@ -280,6 +281,7 @@ def observations_table(obs: FileObservations, identity_mode: str = "auto", face_
         source[rows] = neutral.source
         n_neutral[rows] = neutral.frames
     df["psi_kind"] = "geometry"
+    df["psi_version"] = model.psi_version
     df["neutral_source"] = source
     df["neutral_frames"] = n_neutral
     blocks = [df, frame_action_units_and_gaze(psi, obs.blendshapes, obs.landmarks, df["bbox_w"], df["bbox_h"]),

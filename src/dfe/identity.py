@@ -77,6 +77,16 @@ class FaceModel:
     meta: dict = field(default_factory=dict)
 
     @property
+    def psi_version(self) -> int:
+        """The psi version this model makes (:data:`dfe.expression.PSI_VERSIONS`); 1 when unrecorded."""
+        return int(self.meta.get("psi_version", 1))
+
+    @property
+    def anchors(self) -> str:
+        """The alignment's anchor scheme the model was built with (``basis`` when unrecorded)."""
+        return str(self.meta.get("anchors", "basis"))
+
+    @property
     def n_identity(self) -> int:
         return len(self.identity_var)
 
@@ -157,6 +167,17 @@ def load_face_model(path: str | None = None) -> FaceModel:
 
 # ---------------------------------------------------------------------- building the model
 
+def unit_expression_shapes(anchors: str = "basis", leave_out=()) -> np.ndarray:
+    """The FACS units' registered shapes (ICT FaceKit, :mod:`dfe.units`; each side of a bilateral
+    unit alone) at 1 cm peak, as psi can show them after a similarity alignment on ``anchors``:
+    (U, 1404), the explicit expression subspace. ``leave_out``: units (e.g. ``{"AU4"}``) left out."""
+    from dfe.expression import realigned
+    from dfe.units import side_units, unit_shape
+
+    return np.array([realigned(unit_shape(u), anchors).ravel() for u in side_units() if u.au not in set(leave_out)])
+
+
+
 def fit_rig(displacements: np.ndarray, blendshapes: np.ndarray, ridge: float = 1.0) -> np.ndarray:
     """Ridge map blendshape scores -> displacement (52, 1404), least squares over the samples."""
     b = rig_inputs(blendshapes)
@@ -167,13 +188,22 @@ def fit_rig(displacements: np.ndarray, blendshapes: np.ndarray, ridge: float = 1
 def build_face_model(neutral_faces: np.ndarray, neutral_blendshapes: np.ndarray,
                      expressions: np.ndarray, expression_blendshapes: np.ndarray,
                      noise: float = DEFAULT_NOISE, ridge: float = 1.0, n_identity: int | None = None,
-                     n_expression_factors: int = 128, meta: dict | None = None) -> FaceModel:
+                     n_expression_factors: int = 128, meta: dict | None = None,
+                     synth_expressions: np.ndarray | None = None, synth_blendshapes: np.ndarray | None = None,
+                     synth_controls: np.ndarray | None = None, synth_weight: float = 1.0,
+                     unit_shapes: np.ndarray | None = None, unit_sd: float = 0.0) -> FaceModel:
     """Build the model from real MediaPipe data, all aligned to the canonical face (cm):
 
     - ``neutral_faces`` (n, 468, 3): one neutral face per person -> mean and identity directions;
     - ``expressions`` (m, 468, 3): expression displacements with a known neutral (expressive frame
       minus the same person's neutral) and their blendshapes -> the rig and the expression
-      covariance. Neutral faces enter the rig as displacement 0 at their own blendshapes.
+      covariance. Neutral faces enter the rig as displacement 0 at their own blendshapes;
+    - ``synth_expressions`` (s, 468, 3) and ``synth_blendshapes``: ``dfe synth`` photos of the
+      neutral faces as MediaPipe sees them (warped photo minus the real photo), into the rig and,
+      weighted ``synth_weight``, into the expression covariance; ``synth_controls`` (blendshapes of
+      the d = 0 photos) enter the rig as displacement 0;
+    - ``unit_shapes`` (U, 1404): an explicit expression subspace (one row per unit at 1 cm) with
+      an independent prior of ``unit_sd`` cm per unit, added to the expression covariance.
     """
     x = np.asarray(neutral_faces, dtype=np.float64).reshape(len(neutral_faces), DIM)
     mean = x.mean(0)
@@ -183,15 +213,25 @@ def build_face_model(neutral_faces: np.ndarray, neutral_blendshapes: np.ndarray,
     if n_identity is not None:
         keep[n_identity:] = False
     e = np.asarray(expressions, dtype=np.float64).reshape(len(expressions), DIM)
-    rig = fit_rig(np.vstack([e, np.zeros_like(x)]),
-                  np.vstack([np.asarray(expression_blendshapes), np.asarray(neutral_blendshapes)]), ridge)
+    s = (np.zeros((0, DIM)) if synth_expressions is None
+         else np.asarray(synth_expressions, dtype=np.float64).reshape(len(synth_expressions), DIM))
+    s_bs = np.zeros((0, 52)) if synth_blendshapes is None else np.asarray(synth_blendshapes)
+    c_bs = np.zeros((0, 52)) if synth_controls is None else np.asarray(synth_controls)
+    rig = fit_rig(np.vstack([e, s, np.zeros_like(x), np.zeros((len(c_bs), DIM))]),
+                  np.vstack([np.asarray(expression_blendshapes), s_bs, np.asarray(neutral_blendshapes), c_bs]), ridge)
     missed = e - rig_inputs(expression_blendshapes) @ rig
     # expression covariance: real displacements and what the rig misses of them, as a factor F
-    samples = np.vstack([e, missed]) / np.sqrt(len(e))
-    _, esv, evt = np.linalg.svd(samples, full_matrices=False)
+    blocks = [np.vstack([e, missed]) / np.sqrt(len(e))]
+    if len(s):
+        s_missed = s - rig_inputs(s_bs) @ rig
+        blocks.append(np.sqrt(synth_weight) * np.vstack([s, s_missed]) / np.sqrt(len(s)))
+    _, esv, evt = np.linalg.svd(np.vstack(blocks), full_matrices=False)
     factor = esv[:n_expression_factors, None] * evt[:n_expression_factors]
-    info = {"neutral_faces": len(x), "expression_samples": len(e), "ridge": ridge,
-            "expression_factors": len(factor)}
+    if unit_shapes is not None and unit_sd > 0:
+        factor = np.vstack([factor, unit_sd * np.asarray(unit_shapes, dtype=np.float64).reshape(-1, DIM)])
+    info = {"neutral_faces": len(x), "expression_samples": len(e), "synth_samples": len(s), "ridge": ridge,
+            "synth_weight": synth_weight, "unit_shapes": 0 if unit_shapes is None else len(unit_shapes),
+            "unit_sd_cm": unit_sd, "expression_factors": len(factor)}
     return FaceModel(mean, vt[keep], var[keep], factor, rig, noise, {**info, **(meta or {})})
 
 

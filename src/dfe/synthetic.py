@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dfe.expression import PSI_VERSION
 from dfe.mesh import MOUTH_CORNERS, canonical_mesh
 
 
@@ -122,7 +123,7 @@ def event_sequences(n_videos: int = 80, n_frames: int = 240, fps: float = 30.0, 
             weights = weights[::-1]
         psi = weights @ actions + rng.normal(scale=noise, size=(n_frames, actions.shape[1])).astype(np.float32)
         meta = pd.DataFrame({"video": f"seq{v:03d}", "frame": np.arange(n_frames), "timestamp": np.arange(n_frames) / fps,
-                             "face_id": 0, "success": 1, "psi_kind": "geometry"})
+                             "face_id": 0, "success": 1, "psi_kind": "geometry", "psi_version": PSI_VERSION})
         block = pd.DataFrame(psi.astype(np.float32), columns=[f"psi_{i}" for i in range(psi.shape[1])])
         videos.append(pd.concat([meta, block], axis=1))
         ys.append(label)

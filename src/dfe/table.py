@@ -3,7 +3,8 @@
 Columns (in order):
 ``file, frame, timestamp, face_id, success, presence, reason, bbox_x, bbox_y, bbox_w, bbox_h,
 pose_yaw, pose_pitch, pose_roll, pose_tx, pose_ty, pose_tz, pose_scale, align_rmse,
-<52 blendshapes under MediaPipe's names>, psi_kind, neutral_source, neutral_frames,
+<52 blendshapes under MediaPipe's names>, psi_kind, psi_version (absent in dfe 0.3 and earlier tables: version 1),
+neutral_source, neutral_frames,
 AU01_r .. AU45_r, AU01_c .. AU45_c (OpenFace's action units from geometry, :mod:`dfe.action_units`),
 AU01_r_blendshapes .. (the same units from the blendshapes), gaze_0_x .. gaze_angle_y
 (:mod:`dfe.gaze`; the last three groups are absent in tables before dfe 0.4),
@@ -44,6 +45,45 @@ AU_PRESENCE_COLUMNS = [f"{au}_c" for au in OPENFACE_AU_PRESENCE]  # 0/1 (NaN whe
 AU_BLENDSHAPE_COLUMNS = [f"{au}_r_blendshapes" for au in OPENFACE_AU_INTENSITY]  # blendshape source, same scale
 GAZE_COLUMNS = ["gaze_0_x", "gaze_0_y", "gaze_0_z", "gaze_1_x", "gaze_1_y", "gaze_1_z", "gaze_angle_x", "gaze_angle_y"]
 FRAME_AU_GAZE_COLUMNS = AU_INTENSITY_COLUMNS + AU_PRESENCE_COLUMNS + AU_BLENDSHAPE_COLUMNS + GAZE_COLUMNS
+
+
+def psi_version(df: pd.DataFrame, name: str = "the table") -> int:
+    """The psi version of a table (``psi_version`` column; tables written by dfe 0.3 and earlier have none:
+    version 1). Raises ValueError with one sentence when the table mixes versions."""
+    if "psi_version" not in df.columns:
+        return 1
+    found = sorted({int(v) for v in pd.to_numeric(df["psi_version"], errors="coerce").dropna()})
+    if len(found) > 1:
+        raise ValueError(f"{name} mixes psi versions {' and '.join(map(str, found))}: "
+                         "re-extract its inputs with one dfe version")
+    return found[0] if found else 1
+
+
+def file_psi_version(path: str | Path) -> int:
+    """The psi version of a table file, reading that one column only (see :func:`psi_version`)."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        if "psi_version" not in pq.read_schema(path).names:
+            return 1
+        return psi_version(pq.read_table(path, columns=["psi_version"]).to_pandas(), path.name)
+    df = pd.read_csv(path, usecols=lambda c: c == "psi_version")
+    return psi_version(df, path.name)
+
+
+def check_psi_versions(versions: dict[str, int], what: str = "these tables") -> int:
+    """The one psi version of several tables (name -> version), or ValueError with one sentence
+    naming which tables are which version."""
+    by_version: dict[int, list[str]] = {}
+    for name, v in versions.items():
+        by_version.setdefault(int(v), []).append(name)
+    if len(by_version) > 1:
+        parts = [f"{', '.join(names[:3])}{' and %d more' % (len(names) - 3) if len(names) > 3 else ''} "
+                 f"{'is' if len(names) == 1 else 'are'} psi version {v}" for v, names in sorted(by_version.items())]
+        raise ValueError(f"{what} mix psi made two ways ({'; '.join(parts)}): re-extract the older ones "
+                         "with this dfe (psi version 1 is dfe 0.3 and earlier)")
+    return next(iter(by_version), 1)
 
 
 def identity_columns(k: int) -> list[str]:
@@ -292,9 +332,11 @@ def window_video(item_id: str) -> str:
 
 def load_tables(paths: list[str | Path]) -> pd.DataFrame:
     """Concatenate tables, adding a ``video`` column (the table's stem)."""
-    frames = []
+    frames, versions = [], {}
     for p in find_tables(paths):
         df = read_table(p)
+        versions[Path(p).name] = psi_version(df, Path(p).name)
         df.insert(0, "video", video_id(p))
         frames.append(df)
+    check_psi_versions(versions)
     return pd.concat(frames, ignore_index=True)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dfe.expression import PSI_KINDS
+from dfe.expression import PSI_KINDS, PSI_VERSION
 from dfe.mesh import TOPOLOGY_ID, canonical_mesh
 
 log = logging.getLogger(__name__)
@@ -495,6 +495,8 @@ class Tokenizer:
         tok = cls(cfg, model, std)
         tok.device = dev
         data = dict(data_summary or {})
+        if cfg.psi_kind == "geometry":
+            data.setdefault("psi_version", PSI_VERSION)  # fitted on today's psi unless the tables said otherwise
         if groups is not None:  # what the model saw, so evaluations can tell whether their test groups are new to it
             groups = np.asarray(groups).astype(str)
             data["train_groups"] = sorted(set(groups[train_idx]))
@@ -680,6 +682,7 @@ class Tokenizer:
             "format": FORMAT, "format_version": str(FORMAT_VERSION), "dfe_version": __version__,
             "psi_kind": self.config.psi_kind, "dim": str(self.config.dim),
             "topology_id": TOPOLOGY_ID if self.config.psi_kind == "geometry" else "",
+            "psi_version": str(self.psi_version),
             "config": json.dumps(asdict(self.config)), "training": json.dumps(asdict(self.summary)),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -735,6 +738,19 @@ class Tokenizer:
             raise ModelError(f"{path} was trained on mesh topology {meta.get('topology_id')!r}, dfe uses {TOPOLOGY_ID!r}")
         extras = {k[6:]: v.numpy() for k, v in tensors.items() if k.startswith("extra.")}
         return cls(cfg, model, std, summary, extras)
+
+    @property
+    def psi_version(self) -> int:
+        """The psi version the model was trained on (:data:`dfe.expression.PSI_VERSIONS`); models
+        written by dfe 0.3 and earlier have none recorded: version 1."""
+        return int(self.summary.data.get("psi_version", 1))
+
+    def check_psi_version(self, version: int, name: str = "this table") -> None:
+        """ValueError with one sentence when geometry psi of ``version`` meets this model."""
+        if self.config.psi_kind == "geometry" and int(version) != self.psi_version:
+            raise ValueError(f"{name} holds psi version {version} but the model was trained on psi version "
+                             f"{self.psi_version}: psi made two ways cannot share tokens; re-extract the table or "
+                             "refit the model with this dfe")
 
     def __repr__(self) -> str:
         c = self.config
@@ -808,7 +824,10 @@ def fit_tables(paths, psi_kind: str = "geometry", progress: bool = True, max_fra
     (a random sample, stratified by video), so corpora larger than memory can be fitted."""
     from dfe.table import find_tables, read_table, video_id
 
+    from dfe.table import check_psi_versions, file_psi_version
+
     tables = find_tables(paths)
+    version = check_psi_versions({p.name: file_psi_version(p) for p in tables}) if psi_kind == "geometry" else None
     counts = [int((read_table(p, columns=["success"])["success"] == 1).sum()) for p in tables]
     if sum(counts) < 10:
         raise ValueError(f"only {sum(counts)} frames with a face in these tables; need at least 10")
@@ -828,6 +847,8 @@ def fit_tables(paths, psi_kind: str = "geometry", progress: bool = True, max_fra
     psi = np.concatenate(parts)
     data = {"tables": len(tables), "frames": int(sum(counts)), "frames_used": int(len(psi)),
             "videos": sorted(map(video_id, tables))[:200]}
+    if version is not None:
+        data["psi_version"] = version
     tok = Tokenizer.fit(psi, groups=np.asarray(groups), progress=progress, data_summary=data, psi_kind=psi_kind,
                         device=device, **config)
     if psi_kind == "blendshapes" and geo_parts and sum(map(len, geo_parts)) == len(psi):
@@ -848,6 +869,9 @@ def encode_table(df, tok: Tokenizer):
     where success == 0). ``strength_k`` is :meth:`Tokenizer.strength` of the level-k token."""
     import pandas as pd
 
+    from dfe.table import psi_version
+
+    tok.check_psi_version(psi_version(df))
     ok = (df["success"] == 1).to_numpy()
     psi = table_psi(df, tok.config.psi_kind)
     tokens = tok.encode(psi)
