@@ -45,8 +45,6 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/dfe-starter")
     ap.add_argument("--out", default=str(ROOT / "src" / "dfe" / "data" / "starter.dfe"))
     ap.add_argument("--reuse-tables", action="store_true", help="fit on the tables already in --work")
-    ap.add_argument("--epochs", type=int, default=None, help="fewer epochs than the default (a short recipe)")
-    ap.add_argument("--reuse-tables", action="store_true", help="fit on the tables already extracted in --work")
     args = ap.parse_args()
     work = Path(args.work)
     opts = ExtractOptions(progress=False, landmarks=False)  # the bundled face model: psi as users get it

@@ -59,17 +59,7 @@ def corpus():
 
 @pytest.fixture(scope="session")
 def synthetic_tokenizer(corpus):
-    """A short fit of the default configuration on part of the 20-action synthetic corpus: enough
-    for the tests of what a fitted tokenizer does (additivity, strengths, code peaks)."""
-    from dfe.tokenizer import Tokenizer
-
-    return Tokenizer.fit(corpus.train[:8000], progress=False, epochs=6)
-
-
-@pytest.fixture(scope="session")
-def trained_synthetic_tokenizer(corpus):
-    """The default tokenizer fully fitted on the synthetic corpus (40 epochs on 20k vectors: over a
-    minute on 2 cores, so only slow tests use it)."""
+    """The default tokenizer fitted on the 20-action synthetic corpus (about 20 s on 2 cores)."""
     from dfe.tokenizer import Tokenizer
 
     return Tokenizer.fit(corpus.train, progress=False)

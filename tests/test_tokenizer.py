@@ -13,9 +13,8 @@ from dfe.tokenizer import ModelError, Tokenizer, cosine_rows
 from conftest import run_dfe
 
 
-@pytest.mark.slow
-def test_synthetic_fidelity_and_action_recovery(trained_synthetic_tokenizer, corpus):
-    tok = trained_synthetic_tokenizer
+def test_synthetic_fidelity_and_action_recovery(synthetic_tokenizer, corpus):
+    tok = synthetic_tokenizer
     tokens = tok.encode(corpus.test)
     assert tokens.shape == (len(corpus.test), 4) and tokens.dtype == np.int64
     cos = cosine_rows(tok.decode(tokens), corpus.test).mean()
