@@ -123,10 +123,11 @@ def _replace(dirs: np.ndarray, free: np.ndarray, live: np.ndarray, final_resid: 
 
 def fit_shape_gain(z: np.ndarray, levels: int = 4, n_actions: int = 64, n_gains: int = 4, iters: int = 25,
                    merge_cosine: float = 0.9, min_count: int = 2, seed: int = 0,
-                   per_level_gains: bool = False) -> tuple[ShapeGainCodebook, dict]:
+                   per_level_gains: bool = False, on_iteration=None) -> tuple[ShapeGainCodebook, dict]:
     """Train the shared shape-gain codebook on (n, L) latent rows; returns it and training stats.
     ``per_level_gains``: one gain table per level (level 1 carries the big movements, level K the
-    fine ones) instead of one for all."""
+    fine ones) instead of one for all. ``on_iteration(relative_error)``: called after each
+    iteration (progress displays)."""
     z = np.asarray(z, dtype=np.float32)
     book = _init(z, levels, n_actions, n_gains, seed, per_level_gains)
     dirs, gains = book.directions.copy(), np.atleast_2d(book.gains).copy()
@@ -150,6 +151,8 @@ def fit_shape_gain(z: np.ndarray, levels: int = 4, n_actions: int = 64, n_gains:
             np.add.at(gcount[row], g, 1)
             r = r - gv[:, None] * dirs[a]
         history.append(float((r**2).sum(1).mean() / max((z**2).sum(1).mean(), 1e-12)))
+        if on_iteration is not None:
+            on_iteration(history[-1])
         live = count >= min_count
         dirs = np.where(live[:, None], _unit(num), dirs).astype(np.float32)
         gains = np.where(gcount > 0, gsum / np.maximum(gcount, 1), gains)

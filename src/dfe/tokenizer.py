@@ -25,6 +25,7 @@ from torch import nn
 
 from dfe.expression import PSI_KINDS, PSI_VERSION
 from dfe.mesh import TOPOLOGY_ID, canonical_mesh
+from dfe.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -394,7 +395,7 @@ class Tokenizer:
         train_idx, val_idx = split_groups(len(psi), groups, cfg.val_fraction, cfg.seed)
         std = Standardiser.fit(psi, cfg.psi_kind, train_idx)
         if cfg.quantizer == "shape-gain":
-            model = cls._fit_shape_gain(cfg, std.forward(psi[train_idx]))
+            model = cls._fit_shape_gain(cfg, std.forward(psi[train_idx]), progress)
             return cls._finish(cfg, model, std, torch.device("cpu"), psi, groups, train_idx, val_idx,
                                data_summary, start, cfg.lloyd_iters, cfg.lloyd_iters)
         if cfg.quantizer != "rvq-vae":
@@ -419,8 +420,6 @@ class Tokenizer:
             sample = torch.randperm(len(train_t), generator=gen)[:4096]
             model.rvq(model.encoder(x_all[train_t[sample]].to(dev)))
         best, best_state, best_epoch, bad = float("inf"), None, 0, 0
-        from dfe.progress import Progress
-
         bar = Progress(cfg.epochs, "fit", "epoch", enabled=progress)
         epoch = 0
         for epoch in range(cfg.epochs):
@@ -458,7 +457,7 @@ class Tokenizer:
                            epoch + 1, best_epoch + 1)
 
     @staticmethod
-    def _fit_shape_gain(cfg: TokenizerConfig, x_train: np.ndarray) -> ShapeGainModel:
+    def _fit_shape_gain(cfg: TokenizerConfig, x_train: np.ndarray, progress: bool = False) -> ShapeGainModel:
         """Principal directions of the standardised training psi (uncentred: zero stays the neutral
         face), then :func:`dfe.dictionary.fit_shape_gain` in that latent space."""
         from dfe.dictionary import actions_for_data, fit_shape_gain
@@ -473,9 +472,17 @@ class Tokenizer:
         cfg.latent_dim = latent
         _, _, vt = np.linalg.svd(x_train[:: max(1, len(x_train) // 20000)], full_matrices=False)
         basis = vt[:latent].astype(np.float32)  # (L, D) orthonormal rows
+        bar = Progress(cfg.lloyd_iters, "fit", "iteration", enabled=progress)
+
+        def tick(relative_error: float) -> None:
+            bar.note(f"relative error {relative_error:.4f}")
+            bar.update(1)
+
         book, stats = fit_shape_gain(x_train @ basis.T, levels=cfg.levels, n_actions=n_actions,
                                      n_gains=cfg.gain_levels, iters=cfg.lloyd_iters,
-                                     merge_cosine=cfg.merge_cosine, seed=cfg.seed, per_level_gains=False)
+                                     merge_cosine=cfg.merge_cosine, seed=cfg.seed, per_level_gains=False,
+                                     on_iteration=tick)
+        bar.close()
         log.info("shape-gain dictionary: %s", {k: v for k, v in stats.items() if k != "relative_error"})
         model = ShapeGainModel(cfg, latent)
         with torch.no_grad():
