@@ -115,6 +115,7 @@ def test_london_smile_task_end_to_end(encoded, real_model, tmp_path):
     per_seed = folds[folds["features"] == "psi functionals"].groupby("seed")["macro_f1"].mean()
     assert np.isclose(comp.set_index("features").loc["psi functionals", "macro_f1_seed_std"], per_seed.std(ddof=0))
     assert "repeated with 2 seeds" in (out / "comparison.md").read_text()
+    assert "Face model (if the tables were extracted with the bundled one): Identity was removed" in (out / "comparison.md").read_text()
     # smiles vs neutral photos (psi against the person's neutral photo): dfe separates them
     assert comp.set_index("features").loc["dfe tokens (BoW)", "macro_f1_mean"] >= 0.9
     assert (out / "comparison.md").read_text().count("|") > 20 and (out / "comparison.png").stat().st_size > 0

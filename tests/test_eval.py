@@ -60,6 +60,9 @@ def test_evaluate_report_on_real_tables(extracted, real_model, tmp_path):
     md = (out / "report.md").read_text()
     assert "Fidelity" in md and "Diversity" in md and "Retrieval" in md
     assert (out / "fidelity_levels.png").stat().st_size > 0 and (out / "usage.png").stat().st_size > 0
+    # the report says the bundled face model may have seen the tested people (it names its sets and videos)
+    assert "Face model" in md and any("London" in src for src in report["face_model"]["sources"])
+    assert set(report["face_model"]["inputs_named_in_it"]) == {"WolfgangLanger_Pexels", "single_face"} & set(report["split"]["test_videos"])
     print(md)
     # the report's dfe fidelity is that of each held-out frame's own tokens: recomputed here frame by
     # frame (encode one frame, decode it, cosine to its psi) over the same held-out videos

@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from dfe.identity import face_model_provenance
 from dfe.labels import group_codes, numeric_if_numbers, read_labels, read_video_features, require_columns
 
 from dfe.table import BLENDSHAPE_COLUMNS, psi_columns, token_columns, window_id, window_video
@@ -705,6 +706,8 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
               f"repeated with {seeds} seed{'s' if seeds > 1 else ''} ({seed}..{seed + seeds - 1}) for the fold assignment; "
               "in each, every video is tested once, by a model that never saw its group. Tokens: "
               + tokenizer_statement(data, refit_tokenizer, model)
+              + ". Face model (if the tables were extracted with the bundled one): "
+              + face_model_provenance([window_video(i) for i in data.ids])["statement"].rstrip(".")
               + f". Mean (std) over the folds of all seeds; `_seed_std` is the spread of the seeds' means (how much "
               f"one fold assignment moves the result); the last columns give dfe minus each baseline on {key} "
               f"with a paired bootstrap 95% CI over the pooled predictions of all seeds.\n\n")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dfe.identity import face_model_provenance
 from dfe.labels import group_codes, groups_for, read_labels, require_columns
 from dfe.residual_kmeans import ResidualKMeans
 from dfe.tokenizer import Tokenizer, codebook_stats, cosine_rows, split_groups, table_psi
@@ -242,6 +243,7 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
                                              "test_videos": test_videos, "seed": seed},
               "overlap_groups": overlap, "refit": refit_info,
               "validation_note": _validation_note(tok if refit_info is None else None, test_videos),
+              "face_model": face_model_provenance(test_videos),
               "fidelity": fid.to_dict("records"), "level_curve_cosine": curve, "diversity": div,
               "retrieval": ret.to_dict("records"), "notes": notes}
     if refit_info:
@@ -341,6 +343,8 @@ def _markdown(report: dict, fid: pd.DataFrame, ret: pd.DataFrame) -> str:
     honesty = (f"**The model file was not scored**: {refit['reason']}, so a tokenizer of its configuration was fitted "
                f"on the {refit['train_frames']} training frames and scored instead.\n\n" if refit else
                f"The model never trained on any held-out video{report.get('validation_note', '')}.\n\n")
+    face = report.get("face_model")
+    honesty += (f"Face model (if the tables were extracted with the bundled one): {face['statement']}\n\n" if face else "")
     return (f"# dfe evaluate\n\n{report['model']}\n\nHeld out by {s['by']}: {s['n_test_groups']} groups, "
             f"{s['test_frames']} frames; {s['train_frames']} training frames (seed {s['seed']}). Held-out groups: "
             f"{', '.join(s['test_groups'])}.\n\n{honesty}## Fidelity (held-out geometry psi)\n\n"

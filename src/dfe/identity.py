@@ -165,6 +165,23 @@ def load_face_model(path: str | None = None) -> FaceModel:
     return FaceModel.load(path or DATA_FILE)
 
 
+def face_model_provenance(ids: list[str], path: str | None = None) -> dict:
+    """Whether the face model that removed identity may have seen the tested inputs (``ids``:
+    table ids), in one statement for reports, with the sets and videos its metadata records."""
+    model = load_face_model(path)
+    meta = model.meta or {}
+    named = sorted(set(map(str, ids)) & {Path(v).stem for v in meta.get("videos", [])})
+    which = f"your face model {path}" if path else "the bundled face model"
+    sources = meta.get("sources", [])
+    statement = (f"Identity was removed with {which} ({meta.get('neutral_faces', '?')} neutral faces from: "
+                 + ("; ".join(s.split(':')[0] for s in sources) or "sources not recorded") + "). "
+                 "It records its source sets, not its people, so dfe cannot rule out that it saw the tested "
+                 "people: if the media come from those sets (the shared London photos do), it did"
+                 + (f"; {len(named)} inputs share a name with its recorded videos ({', '.join(named[:5])})" if named else "")
+                 + ". Build one without them (scripts/build_face_model.py, --face-model) for a strict hold-out.")
+    return {"file": str(path or DATA_FILE), "sources": sources, "inputs_named_in_it": named, "statement": statement}
+
+
 # ---------------------------------------------------------------------- building the model
 
 def unit_expression_shapes(anchors: str = "basis", leave_out=()) -> np.ndarray:

@@ -660,20 +660,9 @@ def dictionary_saw(tok, ids: list[str]) -> list[str]:
 
 
 def face_model_statement(config: StudyConfig, ids: list[str]) -> dict:
-    from dfe.identity import DATA_FILE, load_face_model
+    from dfe.identity import face_model_provenance
 
-    model = load_face_model(config.face_model)
-    meta = model.meta or {}
-    named = sorted(set(ids) & {Path(v).stem for v in meta.get("videos", [])})
-    which = "your face model " + str(config.face_model) if config.face_model else "the bundled face model"
-    sources = meta.get("sources", [])
-    return {"file": str(config.face_model or DATA_FILE), "sources": sources, "inputs_named_in_it": named,
-            "statement": (f"Identity was removed with {which} ({meta.get('neutral_faces', '?')} neutral faces from: "
-                          + ("; ".join(s.split(':')[0] for s in sources) or "sources not recorded") + "). "
-                          "It records its source sets, not its people, so dfe cannot rule out that it saw the tested "
-                          "people: if the media come from those sets (the shared London photos do), it did"
-                          + (f"; {len(named)} inputs share a name with its recorded videos ({', '.join(named[:5])})" if named else "")
-                          + ". Build one without them (scripts/build_face_model.py, --face-model) for a strict hold-out.")}
+    return face_model_provenance(ids, config.face_model)
 
 
 def collect_results(config: StudyConfig, plan: StudyPlan, outcomes, enc_failed, tok, table_ids: dict,
