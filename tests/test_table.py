@@ -78,3 +78,24 @@ def test_blendshape_and_landmark_blocks():
     lm = pd.DataFrame(np.arange(1434)[None].repeat(2, 0), columns=LANDMARK_COLUMNS)
     out = landmarks_array(lm)
     assert out.shape == (2, 478, 3) and out[1, 2].tolist() == [6, 7, 8]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Tables and report.json are readable by others as a plain open() would make them (mkstemp
+    alone gives 0600)."""
+    import os
+
+    import pandas as pd
+
+    from dfe.runner import Manifest
+    from dfe.table import write_table
+
+    umask = os.umask(0o022)
+    try:
+        path = write_table(pd.DataFrame({"frame": [0], "success": [1]}), tmp_path / "t.parquet")
+        manifest = Manifest(tmp_path)
+        report = manifest.write_report()
+        manifest.close()
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644 and report.stat().st_mode & 0o777 == 0o644

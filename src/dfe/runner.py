@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from dfe.table import publish
+
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.sqlite"
@@ -351,7 +353,7 @@ class Manifest:
         fd, tmp = tempfile.mkstemp(dir=self.outdir, prefix=f".{REPORT_NAME}.pid{os.getpid()}.", suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
             json.dump({"results": results}, fh, indent=2)
-        os.replace(tmp, self.outdir / REPORT_NAME)
+        publish(tmp, self.outdir / REPORT_NAME)
         return self.outdir / REPORT_NAME
 
 

@@ -275,11 +275,20 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
             import pyarrow.parquet as pq
 
             pq.write_table(to_arrow(df), tmp, compression="zstd")
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def publish(tmp: str | Path, path: str | Path) -> None:
+    """Move a finished temp file into place with the permissions a plain ``open`` would give
+    (mkstemp makes files readable by their owner alone)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
 
 
 def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
