@@ -34,7 +34,7 @@ def main() -> None:
     london = SHARED / "faces" / "london"
     media = [str(london / f"{i:03d}_{e}.jpg") for i in range(1, 100) for e in ("neutral", "smiling")
              if (london / f"{i:03d}_{e}.jpg").is_file()][: 2 * a.people]
-    media += [str(p) for p in sorted((SHARED / "videos").glob("*.m*"))]
+    media += [str(p) for p in sorted((SHARED / "videos").iterdir()) if p.suffix.lower() in (".mp4", ".mov")]
     shutil.rmtree(a.out, ignore_errors=True)
     config = StudyConfig(media=media, labels=str(SHARED / "faces" / "london.csv"), target="expression", group="person",
                          output=a.out, fit=a.fit, seeds=a.seeds, folds=a.folds, workers=a.workers)

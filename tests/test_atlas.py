@@ -134,7 +134,7 @@ def test_atlas_of_1024_codes(tmp_path):
     from dfe.tokenizer import Tokenizer
 
     corpus = action_corpus(n_train=6000, n_test=10)
-    tok = Tokenizer.fit(corpus.train, progress=False, codebook_size=1024, epochs=2)
+    tok = Tokenizer.fit(corpus.train, progress=False, codebook_size=1024, epochs=2, quantizer="rvq-vae")  # 1,024 code pages
     start = time.perf_counter()
     result = build_atlas(tok, tmp_path / "atlas", progress=False)
     seconds = time.perf_counter() - start
