@@ -332,7 +332,8 @@ def events_corpus(tables: list, model, outdir, options: EventOptions = EventOpti
             raise ValueError(f"{path} is not a dfe per-frame table (no success, timestamp or face_id column)")
         if not token_columns(df):
             df = encode_table(df, model)
-        df = df.assign(video=video)
+        df = df.copy()  # one block again after encode's column inserts (no fragmentation warning)
+        df["video"] = video
         ev = token_events(df, model, options)
         ev = name_events(ev, name_codes(model, sorted(set(ev["code"].astype(int)))))
         media = str(df["file"].iloc[0]) if "file" in df.columns and len(df) else None
