@@ -15,7 +15,7 @@ import pandas as pd
 
 from dfe.identity import face_model_provenance
 from dfe.labels import group_codes, groups_for, read_labels, require_columns
-from dfe.residual_kmeans import ResidualKMeans
+from dfe.residual_kmeans import ResidualKMeans, nearest_centres
 from dfe.tokenizer import Tokenizer, codebook_stats, cosine_rows, split_groups, table_psi
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,8 @@ def residual_quantize(psi: np.ndarray, codebook: np.ndarray, levels: int) -> np.
     """Greedy residual quantization of psi with a fixed codebook (a baseline without learning)."""
     out = np.zeros_like(psi)
     resid = psi.copy()
-    norms = (codebook**2).sum(1)
     for _ in range(levels):
-        idx = np.argmin(norms[None] - 2 * resid @ codebook.T, axis=1)
+        idx = nearest_centres(resid, codebook)
         out += codebook[idx]
         resid -= codebook[idx]
     return out

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dfe.io import quiet_native
+
 log = logging.getLogger(__name__)
 
 MODEL_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
@@ -84,14 +86,6 @@ def _quiet_native_logs() -> None:
         pass
 
 
-def _silenced_stderr():
-    """MediaPipe's native code logs to file descriptor 2 while it loads and closes: into the run's
-    log instead (:class:`dfe.io.quiet_native`)."""
-    from dfe.io import quiet_native
-
-    return quiet_native("MediaPipe")
-
-
 IMAGE_SEARCH_FACES = 5  # IMAGE mode looks for at least this many faces, then keeps the largest
 
 
@@ -109,7 +103,7 @@ class FaceLandmarker:
             raise ValueError("mode must be 'image' or 'video'")
         _quiet_native_logs()
         path = verified_model_path(str(model_path) if model_path else None)
-        with _silenced_stderr():
+        with quiet_native("MediaPipe"):  # its native code logs to fd 2 while it loads and closes
             from mediapipe.tasks.python import vision
             from mediapipe.tasks.python.core.base_options import BaseOptions
 
@@ -159,7 +153,7 @@ class FaceLandmarker:
 
     def close(self) -> None:
         if getattr(self, "_impl", None) is not None:
-            with _silenced_stderr():
+            with quiet_native("MediaPipe"):  # its native code logs to fd 2 while it loads and closes
                 self._impl.close()
             self._impl = None
 

@@ -12,6 +12,11 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 
+def nearest_centres(rows: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Index of each row's nearest centre (squared Euclidean distance, one matrix product)."""
+    return np.argmin((centres**2).sum(1)[None] - 2 * rows @ centres.T, axis=1)
+
+
 class ResidualKMeans(TransformerMixin, BaseEstimator):
     """K levels of N centres each, fitted greedily on residuals (scikit-learn estimator).
 
@@ -54,8 +59,7 @@ class ResidualKMeans(TransformerMixin, BaseEstimator):
         residual = np.asarray(X, dtype=np.float64).copy()
         codes = np.empty((len(residual), len(self.codebooks_)), dtype=np.int64)
         for level, book in enumerate(self.codebooks_):
-            norms = (book**2).sum(1)
-            codes[:, level] = np.argmin(norms[None] - 2 * residual @ book.T, axis=1)
+            codes[:, level] = nearest_centres(residual, book)
             residual -= book[codes[:, level]]
         return codes
 

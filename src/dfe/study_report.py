@@ -153,10 +153,15 @@ def _dictionary(outdir: Path, r: dict) -> str:
             f"<div class='prov'>{_e(r['provenance']['dictionary'])}</div>")
 
 
+def _not_run(title: str, what: str, why: str) -> str:
+    """A report section for a step that could not run, with its sentence."""
+    return f"<h2>{_e(title)}</h2><p class='failed'>{what}: {_e(why)}.</p>"
+
+
 def _fidelity(outdir: Path, r: dict) -> str:
     f = r["fidelity"]
     if "skipped" in f:
-        return f"<h2>Fidelity per level against the baselines</h2><p class='failed'>Not measured: {_e(f['skipped'])}.</p>"
+        return _not_run("Fidelity per level against the baselines", "Not measured", f["skipped"])
     rows = "".join(f"<tr><td>{_e(x['encoding'])}</td><td class='num'>{x['bits']}</td><td class='num'>{_f(x['cosine_mean'])}</td>"
                    f"<td class='num'>{_f(x.get('mse_mean'), 4)}</td></tr>" for x in f["rows"])
     d = f["diversity"]
@@ -173,7 +178,7 @@ def _fidelity(outdir: Path, r: dict) -> str:
 def _prediction(outdir: Path, r: dict) -> str:
     p = r["prediction"]
     if "skipped" in p:
-        return f"<h2>Prediction: {_e(r['config']['target'])}</h2><p class='failed'>Not run: {_e(p['skipped'])}.</p>"
+        return _not_run(f"Prediction: {r['config']['target']}", "Not run", p["skipped"])
     key = p["metric"]
     rows = "".join(f"<tr><td>{_e(x['features'])}</td><td class='num'>{_f(x[key])}</td><td class='num'>{_f(x['ci95_low'])}"
                    f"–{_f(x['ci95_high'])}</td><td class='num'>{_f(x[key + '_fold_mean'])} ± {_f(x[key + '_fold_std'])}</td>"
