@@ -13,8 +13,8 @@ import argparse
 import time
 
 
-from dfe.synthetic import action_corpus, action_recovery
-from dfe.tokenizer import Tokenizer, codebook_stats, cosine_rows, fit_tables
+from dfe.extraction.synthetic import action_corpus, action_recovery
+from dfe.tokens.tokenizer import Tokenizer, codebook_stats, cosine_rows, fit_tables
 
 SETTINGS = {
     "default (N=256, K=4, sparsity 0.1, linear)": {},

@@ -4,7 +4,7 @@
 
 - Presence thresholds: AU*_r of the 40 Canada neutral photos, psi from a face model built on London
   people only (no Canada person in it): the 97.5th percentile per unit (at least 0.05 cm) -> the
-  values of dfe.action_units.PRESENCE_THRESHOLDS. The straight-ahead iris offset (dfe.gaze.REST_OFFSET)
+  values of dfe.extraction.action_units.PRESENCE_THRESHOLDS. The straight-ahead iris offset (dfe.extraction.gaze.REST_OFFSET)
   is the median over the same photos.
 - London smiles (tested with those thresholds): psi from a face model built on Canada people only
   (single photos, no London person in the model), and with the person's own neutral photo: share of
@@ -35,11 +35,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from dfe.action_units import action_unit_table, blendshape_intensities, geometry_intensities  # noqa: E402
-from dfe.extraction import extract_file, observations_table, observe_file  # noqa: E402
-from dfe.face import FaceLandmarker  # noqa: E402
-from dfe.gaze import gaze_from_landmarks, image_size  # noqa: E402
-from dfe.identity import build_face_model  # noqa: E402
+from dfe.extraction.action_units import action_unit_table, blendshape_intensities, geometry_intensities  # noqa: E402
+from dfe.extraction.pipeline import extract_file, observations_table, observe_file  # noqa: E402
+from dfe.extraction.face import FaceLandmarker  # noqa: E402
+from dfe.extraction.gaze import gaze_from_landmarks, image_size  # noqa: E402
+from dfe.extraction.identity import build_face_model  # noqa: E402
 from dfe.table import AU_INTENSITY_COLUMNS, OPENFACE_AU_INTENSITY, psi_array, write_table  # noqa: E402
 
 UNITS = [au for au in OPENFACE_AU_INTENSITY if au != "AU23"]
@@ -61,7 +61,7 @@ def face_models(shared: Path, canada_obs, london_neutral_obs):
     """A Canada-only model (London tested) and a London-only model (Canada tested), one recipe:
     identity from the 40 neutrals of one set, expressions from the shared video tracks."""
     from build_face_model import VIDEOS
-    from dfe.expression import estimate_neutral
+    from dfe.extraction.expression import estimate_neutral
 
     video_expr, video_bs = [], []
     for name in VIDEOS:
@@ -93,7 +93,8 @@ def build_synth(folder: Path, faces: Path, people: int, intensity: float) -> Non
     ``index.csv`` in scripts/build_synth_corpus.py's layout."""
     import json
 
-    from dfe.synth import close_landmarker, synthesize
+    from dfe.extraction.synth import close_landmarker
+    from dfe.runs.synth import synthesize
 
     photos = sorted((faces / "london").glob("*_neutral.jpg"))[:people]
     plan = {"control": []} | {f"{au}_{intensity:g}": [f"{au}={intensity:g}"] for au in UNITS if au != "AU25"}
@@ -126,7 +127,7 @@ def synth_labels(folder: Path) -> pd.DataFrame:
 def synth_report(folder: Path, lm, model, faces: Path):
     """Per-unit AUC of each unit's own _r column (its photos vs the other units' photos), geometry
     and blendshape sources, psi from ``model`` (single photos; no tested person in it)."""
-    from dfe.units import canonical_au
+    from dfe.extraction.units import canonical_au
 
     lab = synth_labels(folder)
     if lab.empty:
@@ -144,7 +145,7 @@ def synth_report(folder: Path, lm, model, faces: Path):
 
 
 def _synth_aucs(label, df, unit, lab):
-    from dfe.units import canonical_au
+    from dfe.extraction.units import canonical_au
 
     print(f"\nsynth photos ({label}): {len(df)} ({lab['person'].nunique()} people)")
     print(f"{'unit':8s} {'n':>4s} {'AUC geometry':>13s} {'AUC blendshapes':>16s}")
@@ -185,8 +186,8 @@ def main() -> None:
         # --- thresholds and rest gaze on Canada (London-only face model)
         ca = tables(canada_obs, london_model)
         q = {au: max(0.05, float(np.nanpercentile(ca[f"{au}_r"], 97.5))) for au in UNITS}
-        from dfe.action_units import unit_coefficients
-        from dfe.units import unit_basis
+        from dfe.extraction.action_units import unit_coefficients
+        from dfe.extraction.units import unit_basis
         _, units = unit_basis()
         c = unit_coefficients(psi_array(ca))
         q["AU28"] = max(0.05, float(np.nanpercentile(c[:, [i for i, u in enumerate(units) if u.au == "AU28"]].mean(1), 97.5)))
@@ -223,7 +224,7 @@ def main() -> None:
             print("\nsynth photos: not given (--synth DIR); the per-unit AUC on dfe synth photos is pending")
 
         # --- landmarks vs py-feat
-        from dfe.openface import openface_frame
+        from dfe.extraction.openface import openface_frame
 
         sf = extract_file(faces / "single_face.jpg", landmarker=lm)
         of = openface_frame(sf)
@@ -278,7 +279,7 @@ def main() -> None:
     t_g = (time.perf_counter() - t) / len(psi)
     print(f"\ncost per frame ({len(psi)} frames): action units {t_au * 1e3:.3f} ms, gaze {t_g * 1e3:.3f} ms")
     with tempfile.TemporaryDirectory() as tmp:
-        from dfe.openface import openface_frame
+        from dfe.extraction.openface import openface_frame
         from dfe.table import FRAME_AU_GAZE_COLUMNS
 
         sizes = {}
@@ -289,7 +290,7 @@ def main() -> None:
             print(f"bytes per frame, {k}: {v:,.0f}")
 
     if args.plot:
-        from dfe.timeline import action_unit_figure
+        from dfe.views.timeline import action_unit_figure
 
         action_unit_figure(df, args.plot, title="WolfgangLanger_Pexels.mp4")
         print(f"\nwrote {args.plot}")

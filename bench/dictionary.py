@@ -42,7 +42,7 @@ def person_of(path: Path) -> str:
 def build_heldout_face_model(shared: Path, out: Path) -> Path:
     """The face model of scripts/build_face_model.py without the test people."""
     from build_face_model import CREDITS, collect_face_data, training_sets
-    from dfe.identity import build_face_model
+    from dfe.extraction.identity import build_face_model
 
     data = collect_face_data(shared)
     canada_ids = [p.stem for p in sorted((shared / "faces" / "canada").glob("*.jpg"))]
@@ -59,7 +59,8 @@ def build_heldout_face_model(shared: Path, out: Path) -> Path:
 
 
 def prepare(args) -> None:
-    from dfe.extraction import ExtractOptions, extract
+    from dfe.extraction.pipeline import ExtractOptions
+    from dfe.runs.extract import extract
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -120,7 +121,7 @@ def split(work: Path, train_synth: bool = False) -> dict:
 
 
 def mean_cosine(recon: np.ndarray, psi: np.ndarray) -> float:
-    from dfe.tokenizer import cosine_rows
+    from dfe.tokens.tokenizer import cosine_rows
 
     moving = np.linalg.norm(psi, axis=1) > 1e-6
     return float(cosine_rows(recon[moving], psi[moving]).mean())
@@ -151,8 +152,8 @@ def encoders(data: dict, seed: int, quantizers: list[str], bits: int, levels: in
     from sklearn.cluster import KMeans
     from sklearn.linear_model import Ridge
 
-    from dfe.eval import pca_bits
-    from dfe.tokenizer import Tokenizer
+    from dfe.analysis.evaluate import pca_bits
+    from dfe.tokens.tokenizer import Tokenizer
 
     train, n = data["train"], 2**bits
     out = {}
@@ -208,7 +209,8 @@ def synth_train(args) -> None:
     """Unit photos of training people only (every unit, side and combination of
     scripts/build_synth_corpus.py at ``--intensities``), into WORK/synth_train."""
     from build_synth_corpus import conditions
-    from dfe.synth import close_landmarker, synthesize
+    from dfe.extraction.synth import close_landmarker
+    from dfe.runs.synth import synthesize
 
     faces = args.shared / "faces"
     london = [p for p in sorted((faces / "london").glob("*_neutral.jpg")) if p.stem.split("_")[0] not in TEST_PEOPLE]

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfe.bow import BagOfTokens, EventFeatures
-from dfe.events import EventOptions, token_events, track_events
-from dfe.tokenizer import Tokenizer
+from dfe.analysis.features import BagOfTokens, EventFeatures
+from dfe.analysis.events import EventOptions, token_events, track_events
+from dfe.tokens.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

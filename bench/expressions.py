@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from build_face_model import (ANCHORS, TEST_UNITS, VIDEOS, Aligned, align_data, collect_landmarks,  # noqa: E402
                               model_sets, units_of)
 
-from dfe.identity import FaceModel, build_face_model  # noqa: E402
+from dfe.extraction.identity import FaceModel, build_face_model  # noqa: E402
 
 # ---------------------------------------------------------------------- figures
 
@@ -75,7 +75,7 @@ def worst(psi: np.ndarray) -> np.ndarray:
 
 def region_vertices() -> dict[str, np.ndarray]:
     """The issue's six regions, from the naming model's regions (both sides)."""
-    from dfe.naming import default_model
+    from dfe.views.naming import default_model
 
     sides = default_model().region_sides
     both = {k: np.union1d(v["left"], v["right"]) for k, v in sides.items()}
@@ -123,7 +123,7 @@ def pose_leak(d: dict, a: Aligned, model: FaceModel | None, smile_cm: float) -> 
 
 
 def top_unit_right(psi: np.ndarray, condition: str) -> bool | None:
-    from dfe.naming import name_displacement
+    from dfe.views.naming import name_displacement
 
     if np.isnan(psi[0, 0]):
         return None
@@ -135,7 +135,7 @@ def top_unit_right(psi: np.ndarray, condition: str) -> bool | None:
 
 def naming(d: dict, a: Aligned, model: FaceModel, people: list[int]) -> dict:
     """Top-named unit right (unit photos) and ``unnamed`` (controls), real neutral vs defaults."""
-    from dfe.naming import name_displacement
+    from dfe.views.naming import name_displacement
 
     neutral = a.london_neutral[people]
     out = {"ref": [], "default": [], "ref_unnamed": 0, "default_unnamed": 0}
@@ -160,7 +160,7 @@ def naming(d: dict, a: Aligned, model: FaceModel, people: list[int]) -> dict:
 def video_check(d: dict, a: Aligned, build) -> dict:
     """Every frame of each shared video: psi fitted on that frame alone vs psi from the track's
     calm-frame neutral, the face model built without that video (``build(videos)``)."""
-    from dfe.identity import calm_frames
+    from dfe.extraction.identity import calm_frames
 
     out = {}
     for v in VIDEOS:
@@ -201,8 +201,8 @@ def worst_frames_figure(shared: Path, results: dict, out: Path, per_video: int =
 
 def perfect_landmarks(anchors: str) -> dict[str, float]:
     """Cosine between each test unit's displacement and what a re-alignment on ``anchors`` leaves."""
-    from dfe.expression import realigned
-    from dfe.units import displacement, parse_units
+    from dfe.extraction.expression import realigned
+    from dfe.extraction.units import displacement, parse_units
 
     out = {}
     for name, specs in TEST_UNITS.items():
@@ -243,8 +243,8 @@ def main(argv=None) -> int:
     print("Anchor sets: pose leak (8 pose photos, worst-vertex spread / median smile) and units kept")
     print(f"{'anchors':8s} {'points':>6s} {'leak fixed':>10s} {'leak fit':>8s} {'perfect cos min':>15s} "
           f"{'share min':>9s} {'share median':>12s}")
-    from dfe.mesh import canonical_mesh
-    from dfe.expression import anchor_weights
+    from dfe.extraction.mesh import canonical_mesh
+    from dfe.extraction.expression import anchor_weights
 
     for s, a in aligned.items():
         m = build_face_model(**model_sets(d, a, "synth+units", anchors=s))

@@ -18,8 +18,8 @@ DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "videos" / "WolfgangL
 
 
 def bare_loop(path: Path) -> int:
-    from dfe.face import FaceLandmarker
-    from dfe.io import iter_video
+    from dfe.extraction.face import FaceLandmarker
+    from dfe.extraction.io import iter_video
 
     n = 0
     with FaceLandmarker("video") as lm:
@@ -30,7 +30,8 @@ def bare_loop(path: Path) -> int:
 
 
 def full_stage(path: Path) -> int:
-    from dfe.extraction import ExtractOptions, extract
+    from dfe.extraction.pipeline import ExtractOptions
+    from dfe.runs.extract import extract
 
     with tempfile.TemporaryDirectory() as out:
         report = extract([path], out, ExtractOptions(progress=False))

@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from build_face_model import VIDEOS, collect_face_data, training_sets  # noqa: E402
 
-from dfe.identity import FaceModel, build_face_model, calm_frames  # noqa: E402
-from dfe.expression import estimate_neutral  # noqa: E402
-from dfe.mesh import canonical_mesh  # noqa: E402
+from dfe.extraction.identity import FaceModel, build_face_model, calm_frames  # noqa: E402
+from dfe.extraction.expression import estimate_neutral  # noqa: E402
+from dfe.extraction.mesh import canonical_mesh  # noqa: E402
 
 
 def worst(psi: np.ndarray) -> np.ndarray:
@@ -162,8 +162,9 @@ def task(data, shared: Path) -> None:
 
     import pandas as pd
 
-    from dfe.bow import evaluate_task
-    from dfe.extraction import ExtractOptions, extract
+    from dfe.analysis.task import evaluate_task
+    from dfe.extraction.pipeline import ExtractOptions
+    from dfe.runs.extract import extract
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -53,7 +53,7 @@ def corpus(folder: Path, copies: int) -> list[Path]:
 
 
 def extraction(work: Path, copies: int) -> Path:
-    from dfe.extraction import media_frames
+    from dfe.extraction.pipeline import media_frames
 
     media = work / "media"
     media.mkdir()
@@ -101,7 +101,7 @@ def tables(folder: Path) -> None:
 
 FIT_CODE = """
 import sys, time, resource, numpy as np
-from dfe.tokenizer import Tokenizer, sample_sizes
+from dfe.tokens.tokenizer import Tokenizer, sample_sizes
 n, keep = int(sys.argv[1]), int(sys.argv[2])
 rng = np.random.default_rng(0)
 groups = np.repeat(np.arange(1000), n // 1000)

@@ -8,7 +8,7 @@ displacement d (the photo's ``.truth`` table):
 
 - ``cos``: cosine(psi, d); ``gain``: psi . d / |d|^2 (the share of d that psi shows along d);
 - ``cos_align``: cosine(psi, d less its similarity part), the most a similarity alignment on the
-  33 basis points can leave of d (``dfe.synth.alignable_part``): cos_align << 1 is the landmarker
+  33 basis points can leave of d (``dfe.extraction.synth.alignable_part``): cos_align << 1 is the landmarker
   not following the warp, cos < cos_align is the alignment removing part of d;
 - blendshapes that rise: mean change of MediaPipe's blendshapes (warped - source) above 0.05;
 - control rows (d = 0): mean absolute pixel error against the source and the peak |psi| (cm).
@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfe.expression import align_to_canonical
-from dfe.face import BLENDSHAPE_NAMES, FaceLandmarker
-from dfe.io import read_image
-from dfe.synth import alignable_part
+from dfe.extraction.expression import align_to_canonical
+from dfe.extraction.face import BLENDSHAPE_NAMES, FaceLandmarker
+from dfe.extraction.io import read_image
+from dfe.extraction.synth import alignable_part
 
 
 def _cos(a, b) -> float:

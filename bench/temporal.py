@@ -18,10 +18,11 @@ import time
 import numpy as np
 import pandas as pd
 
-from dfe.bow import BagOfTokens, TaskData, cross_validate
-from dfe.synthetic import event_sequences
+from dfe.analysis.features import BagOfTokens
+from dfe.analysis.task import TaskData, cross_validate
+from dfe.extraction.synthetic import event_sequences
 from dfe.table import psi_array
-from dfe.tokenizer import Tokenizer
+from dfe.tokens.tokenizer import Tokenizer
 
 
 def windows(psi: np.ndarray, w: int) -> np.ndarray:

@@ -15,8 +15,8 @@ import time
 import numpy as np
 import torch
 
-from dfe.synthetic import action_corpus
-from dfe.tokenizer import Tokenizer, cosine_rows
+from dfe.extraction.synthetic import action_corpus
+from dfe.tokens.tokenizer import Tokenizer, cosine_rows
 
 
 def rate(fn, n: int, repeat: int = 3) -> float:

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dfe.expression import PSI_VERSION, anchor_weights, estimate_neutral, landmarks_to_image_space, similarity_procrustes
-from dfe.extraction import observe_file
-from dfe.face import FaceLandmarker
-from dfe.identity import DATA_FILE, build_face_model, unit_expression_shapes
-from dfe.mesh import canonical_mesh
+from dfe.extraction.expression import PSI_VERSION, anchor_weights, estimate_neutral, landmarks_to_image_space, similarity_procrustes
+from dfe.extraction.pipeline import observe_file
+from dfe.extraction.face import FaceLandmarker
+from dfe.extraction.identity import DATA_FILE, build_face_model, unit_expression_shapes
+from dfe.extraction.mesh import canonical_mesh
 
 ROOT = Path(__file__).resolve().parents[1]
 VIDEOS = ("WolfgangLanger_Pexels.mp4", "single_face.mp4")
@@ -92,7 +92,7 @@ def collect_face_data(shared: Path) -> FaceData:
 
 def training_sets(data: FaceData, leave_out_person: str | None = None, london: bool = True,
                   videos: tuple[str, ...] = VIDEOS) -> dict:
-    """Arguments for :func:`dfe.identity.build_face_model`, leaving out one London person, or all
+    """Arguments for :func:`dfe.extraction.identity.build_face_model`, leaving out one London person, or all
     of London (``london=False``: Canada neutrals and the video tracks only), or some videos."""
     keep = [i for i, p in enumerate(data.persons) if london and p != leave_out_person]
     neutral = np.concatenate([data.canada, data.london_neutral[keep]])
@@ -140,9 +140,9 @@ def collect_landmarks(shared: Path, cache: Path | None = None, people: int | Non
             return {k: z[k] for k in z.files}
     import cv2
 
-    from dfe.io import read_image
-    from dfe.synth import JPEG_QUALITY, SynthError, close_landmarker, load_photo, synthesize_face
-    from dfe.units import parse_units
+    from dfe.extraction.io import read_image
+    from dfe.extraction.synth import JPEG_QUALITY, SynthError, close_landmarker, load_photo, synthesize_face
+    from dfe.extraction.units import parse_units
 
     faces = shared / "faces"
     persons = sorted({r["person"] for r in csv.DictReader(open(faces / "london.csv"))})

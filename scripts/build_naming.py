@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-from dfe.mesh import canonical_mesh
+from dfe.extraction.mesh import canonical_mesh
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS_ICT68 = [30, 36, 45, 48, 54, 8]

@@ -4,7 +4,7 @@ Every unit of dfe's AU table (both sides, and each side alone for lateral units)
 combinations (AU1+AU2, AU4+AU7, AU6+AU12, AU1+AU4+AU15, AU9+AU10, AU17+AU24; AU20 and AU26/27 are
 units of their own, AU25 has no ICT FaceKit shape: low AU26/27 parts the lips) at several
 intensities, plus a d = 0 control per person (resampling and JPEG only). One folder per condition
-(``AU12L_0.6/``, ``AU1+AU2_0.6/``, ``control/``), each written by ``dfe.synth.synthesize`` with its
+(``AU12L_0.6/``, ``AU1+AU2_0.6/``, ``control/``), each written by ``dfe.runs.synth.synthesize`` with its
 manifest; ``index.csv`` lists every photo with its condition, person, source and status.
 
 The corpus holds derived photos of real people: write it OUTSIDE the repository.
@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from dfe.synth import close_landmarker, synthesize
-from dfe.units import ACTION_UNITS, is_bilateral
+from dfe.extraction.synth import close_landmarker
+from dfe.runs.synth import synthesize
+from dfe.extraction.units import ACTION_UNITS, is_bilateral
 
 REPO = Path(__file__).resolve().parents[1]
 COMBINATIONS = [("AU1", "AU2"), ("AU4", "AU7"), ("AU6", "AU12"), ("AU1", "AU4", "AU15"), ("AU9", "AU10"),

@@ -15,8 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dfe.synth import load_photo, synthesize_face  # noqa: E402
-from dfe.units import parse_units  # noqa: E402
+from dfe.extraction.synth import load_photo, synthesize_face  # noqa: E402
+from dfe.extraction.units import parse_units  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PANELS = [([], "neutral (d = 0)"), (["AU1=0.6", "AU2=0.6"], "AU1+AU2 brows raised"), (["AU4=0.6"], "AU4 brow lowerer"),

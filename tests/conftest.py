@@ -42,7 +42,8 @@ def shared() -> Path:
 @pytest.fixture(scope="session")
 def extracted(tmp_path_factory) -> Path:
     """Tables of every shared video and London photo (neutral photos as references)."""
-    from dfe.extraction import ExtractOptions, extract
+    from dfe.extraction.pipeline import ExtractOptions
+    from dfe.runs.extract import extract
 
     out = tmp_path_factory.mktemp("extracted")
     report = extract([VIDEOS, FACES / "london"], out, ExtractOptions(neutral="auto", progress=False))
@@ -52,7 +53,7 @@ def extracted(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def corpus():
-    from dfe.synthetic import action_corpus
+    from dfe.extraction.synthetic import action_corpus
 
     return action_corpus()
 
@@ -60,7 +61,7 @@ def corpus():
 @pytest.fixture(scope="session")
 def synthetic_tokenizer(corpus):
     """The default tokenizer fitted on the 20-action synthetic corpus (about 20 s on 2 cores)."""
-    from dfe.tokenizer import Tokenizer
+    from dfe.tokens.tokenizer import Tokenizer
 
     return Tokenizer.fit(corpus.train, progress=False)
 
@@ -68,7 +69,7 @@ def synthetic_tokenizer(corpus):
 @pytest.fixture(scope="session")
 def real_model(extracted, tmp_path_factory):
     """A small, short (5-epoch) tokenizer fitted on the tables extracted from ../shared, saved to disk."""
-    from dfe.tokenizer import fit_tables
+    from dfe.tokens.tokenizer import fit_tables
 
     tok = fit_tables([extracted], progress=False, codebook_size=64, epochs=5)
     path = tmp_path_factory.mktemp("model") / "model.dfe"

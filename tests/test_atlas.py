@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import dfe
-from dfe.mesh import MOUTH_CORNERS, canonical_mesh
-from dfe.naming import name_displacement
+from dfe.extraction.mesh import MOUTH_CORNERS, canonical_mesh
+from dfe.views.naming import name_displacement
 
 from conftest import run_dfe
 
@@ -53,8 +53,8 @@ def test_names_from_geometry():
 
 
 def test_blendshape_codes_get_the_same_kind_of_names():
-    from dfe.face import BLENDSHAPE_NAMES
-    from dfe.naming import blendshape_geometry
+    from dfe.extraction.face import BLENDSHAPE_NAMES
+    from dfe.views.naming import blendshape_geometry
 
     scores = np.zeros(len(BLENDSHAPE_NAMES))
     scores[BLENDSHAPE_NAMES.index("jawOpen")] = 0.8
@@ -80,8 +80,8 @@ def dump_dom(url: str, tmp_path: Path) -> str:
 
 
 def test_atlas_site(extracted, tmp_path):
-    from dfe.atlas import build_atlas
-    from dfe.tokenizer import Tokenizer
+    from dfe.views.atlas import build_atlas
+    from dfe.tokens.tokenizer import Tokenizer
 
     tok = Tokenizer.load(STARTER)
     wolfgang = [extracted / "WolfgangLanger_Pexels.parquet"]
@@ -129,9 +129,9 @@ def test_atlas_cli(real_model, extracted, tmp_path):
 def test_atlas_of_1024_codes(tmp_path):
     import time
 
-    from dfe.atlas import build_atlas
-    from dfe.synthetic import action_corpus
-    from dfe.tokenizer import Tokenizer
+    from dfe.views.atlas import build_atlas
+    from dfe.extraction.synthetic import action_corpus
+    from dfe.tokens.tokenizer import Tokenizer
 
     corpus = action_corpus(n_train=6000, n_test=10)
     tok = Tokenizer.fit(corpus.train, progress=False, codebook_size=1024, epochs=2, quantizer="rvq-vae")  # 1,024 code pages

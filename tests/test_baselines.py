@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from conftest import SHARED, run_dfe
-from dfe.baselines import load_baseline
-from dfe.bow import BlendshapeFunctionals
+from dfe.analysis.baselines import load_baseline
+from dfe.analysis.features import BlendshapeFunctionals
 from dfe.table import AU_INTENSITY_COLUMNS, AU_PRESENCE_COLUMNS, read_table, write_table
 
 OPENFACE_TEST = SHARED / "openface" / "OpenFace_Test.csv"

@@ -11,7 +11,8 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.metrics import f1_score
 from sklearn.pipeline import make_pipeline
 
-from dfe.bow import BagOfTokens, BlendshapeFunctionals, TaskData, check_folds, cross_validate, load_task
+from dfe.analysis.features import BagOfTokens, BlendshapeFunctionals
+from dfe.analysis.task import TaskData, check_folds, cross_validate, load_task
 
 from conftest import run_dfe
 
@@ -198,7 +199,7 @@ def test_cross_validation_never_trains_on_test_groups():
     the same group; and every video is predicted exactly once."""
     from sklearn.base import BaseEstimator, TransformerMixin
 
-    import dfe.bow as bow
+    import dfe.analysis.features as bow
 
     seen = []
 
@@ -230,7 +231,8 @@ def test_cross_validation_never_trains_on_test_groups():
 
 
 def test_functionals_and_scores_by_hand():
-    from dfe.bow import ccc, functionals, scores
+    from dfe.analysis.task import ccc, scores
+    from dfe.analysis.features import functionals
 
     v = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0], [3.0, 1.0], [4.0, 1.0]])
     f = functionals(v, threshold=1.5).reshape(6, 2)
@@ -259,7 +261,8 @@ def test_weightings_and_errors_by_hand():
     with pytest.raises(ValueError, match="token id 2 >= codebook_size 2"):
         BagOfTokens(2).fit([b])
     assert BagOfTokens(3).fit([np.array([[0], [1], [-1]])]).n_skipped_ == 1
-    from dfe.bow import functionals, split_windows
+    from dfe.analysis.features import functionals
+    from dfe.analysis.task import split_windows
 
     assert functionals(np.zeros((0, 2)), threshold=0.5).shape == (12,)
     video = pd.DataFrame({"timestamp": [0.0, 0.5, 1.0, 1.9, 2.0], "video": "v", "success": 1})
@@ -268,7 +271,7 @@ def test_weightings_and_errors_by_hand():
 
 
 def test_fold_counts_scores_and_edge_cases_by_hand():
-    from dfe.bow import scores
+    from dfe.analysis.task import scores
 
     # 2 groups are enough; the folds shrink to the groups of the rarest class
     two = TaskData([None] * 4, list("abcd"), np.array([0, 1, 0, 1]), np.array(["g1", "g1", "g2", "g2"]),
@@ -291,7 +294,8 @@ def test_fold_counts_scores_and_edge_cases_by_hand():
 
 
 def test_psi_functionals_and_small_variance_correlation_by_hand():
-    from dfe.bow import PsiFunctionals, scores
+    from dfe.analysis.features import PsiFunctionals
+    from dfe.analysis.task import scores
 
     df = pd.DataFrame({"psi_0": [3.0, 0.0], "psi_1": [4.0, 0.0], "psi_2": [0.0, 0.0],
                        "psi_3": [0.0, 1.0], "psi_4": [0.0, 0.0], "psi_5": [0.0, 0.0], "success": [1, 1]})
@@ -306,7 +310,7 @@ def test_bootstrap_metric_equals_scikit_learn_per_resample():
     """The vectorised metric of the paired bootstrap is scikit-learn's macro-F1 (and dfe's CCC) on every row."""
     from sklearn.metrics import f1_score
 
-    from dfe.bow import ccc, primary_metric
+    from dfe.analysis.task import ccc, primary_metric
 
     rng = np.random.default_rng(0)
     y, pred = rng.choice(["a", "b", "c"], (40, 25)), rng.choice(["a", "b", "c", "d"], (40, 25))

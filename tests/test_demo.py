@@ -9,7 +9,7 @@ import zipfile
 import pandas as pd
 import pytest
 
-from dfe.demo import load_starter
+from dfe.runs.demo import load_starter
 
 from conftest import run_dfe
 

@@ -1,4 +1,4 @@
-"""The shape-gain dictionary (dfe.dictionary, the default quantizer) on real frames of ../shared."""
+"""The shape-gain dictionary (dfe.tokens.dictionary, the default quantizer) on real frames of ../shared."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import logging
 import numpy as np
 import pytest
 
-from dfe.dictionary import _replace, _unit, max_pair_cosine
+from dfe.tokens.dictionary import _replace, _unit, max_pair_cosine
 from dfe.table import find_tables, psi_array, read_table
-from dfe.tokenizer import RVQVAE, Standardiser, Tokenizer, TokenizerConfig, fit_tables, make_patches
+from dfe.tokens.tokenizer import RVQVAE, Standardiser, Tokenizer, TokenizerConfig, fit_tables, make_patches
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_replaced_codes_never_clone_a_live_code(real_psi):
 
 def test_small_corpus_gets_fewer_actions_with_a_warning(real_psi, caplog):
     psi = real_psi[:120]
-    with caplog.at_level(logging.WARNING, logger="dfe.tokenizer"):
+    with caplog.at_level(logging.WARNING, logger="dfe.tokens.tokenizer"):
         tok = Tokenizer.fit(psi, progress=False, codebook_size=256, gain_levels=4)
     n_train = tok.summary.n_train
     assert tok.config.n_actions == n_train // 8 and tok.codebook_size == 4 * (n_train // 8)
@@ -116,7 +116,7 @@ def test_model_file_says_which_quantizer_and_old_files_load(shape_gain, real_psi
 def test_strength_weighted_bag_counts_intensity():
     import pandas as pd
 
-    from dfe.bow import BagOfTokens
+    from dfe.analysis.features import BagOfTokens
 
     df = pd.DataFrame({"success": [1, 1, 0], "tok_1": [2, 2, -1], "tok_2": [0, 3, -1],
                        "strength_1": [0.5, 0.25, np.nan], "strength_2": [-0.1, 1.0, np.nan]})

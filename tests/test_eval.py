@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from dfe.eval import distinct_per_1000, fidelity, level_curve, residual_quantize
+from dfe.analysis.evaluate import distinct_per_1000, fidelity, level_curve, residual_quantize
 
 from conftest import run_dfe
 
@@ -40,7 +40,7 @@ def test_evaluate_report_on_real_tables(extracted, real_model, tmp_path):
     """The README tour: `dfe fit tables/` then `dfe evaluate tables/` scores the fit's own held-out
     videos in one pass (no refit), against baselines fitted on exactly the videos it trained on."""
     from dfe.table import load_tables, psi_array
-    from dfe.tokenizer import Tokenizer
+    from dfe.tokens.tokenizer import Tokenizer
 
     tok = Tokenizer.load(real_model)
     trained = set(tok.summary.data["train_groups"])
@@ -87,7 +87,7 @@ def test_evaluate_report_on_real_tables(extracted, real_model, tmp_path):
 def test_evaluate_refits_an_old_model_and_says_how_long_first(extracted, real_model, tmp_path):
     """A model that does not record what it trained on (dfe 0.2) is not scored: a tokenizer of its
     configuration is fitted on a seeded split, announced with its expected time, and saved."""
-    from dfe.tokenizer import Tokenizer
+    from dfe.tokens.tokenizer import Tokenizer
 
     tok = Tokenizer.load(real_model)
     del tok.summary.data["train_groups"], tok.summary.data["val_groups"]
@@ -106,7 +106,7 @@ def test_evaluate_refits_an_old_model_and_says_how_long_first(extracted, real_mo
 
 
 def test_metrics_by_hand():
-    from dfe.eval import _score, diversity, pca_bits, retrieval
+    from dfe.analysis.evaluate import _score, diversity, pca_bits, retrieval
 
     psi = np.array([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]])
     recon = np.array([[1.0, 1.0], [0.0, 1.0], [1.0, 1.0]])
@@ -136,7 +136,7 @@ def test_metrics_by_hand():
 def test_retrieval_exact_values():
     """Token overlap finds the frame with the same psi direction (cosine 1); blendshape distance,
     built to mislead here, finds the orthogonal one (cosine 0)."""
-    from dfe.eval import retrieval
+    from dfe.analysis.evaluate import retrieval
 
     tokens = np.array([[1, 2], [1, 2], [3, 4], [3, 5]])
     psi = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
@@ -152,7 +152,7 @@ def test_retrieval_exact_values():
 def test_level_curve_pca_levels_and_edges_by_hand():
     from types import SimpleNamespace
 
-    from dfe.eval import diversity, level_curve, pca_bits
+    from dfe.analysis.evaluate import diversity, level_curve, pca_bits
 
     psi = np.array([[1.0, 1.0], [0.0, 2.0], [0.0, 0.0]])  # the zero row (a neutral photo) is left out
     prefix = {1: np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]), 2: psi + [[0.0, 0.0], [0.0, 0.0], [1.0, 0.0]]}
@@ -171,7 +171,7 @@ def test_level_curve_pca_levels_and_edges_by_hand():
 
 
 def test_quantize_and_score_edges_by_hand():
-    from dfe.eval import _score, diversity, residual_quantize
+    from dfe.analysis.evaluate import _score, diversity, residual_quantize
 
     # a non-unit codebook: |c|^2 - 2 r.c for r = (1.9, 0): (4 - 7.6, 1 - 0) -> code 0 = (2, 0)
     cb = np.array([[2.0, 0.0], [0.0, 1.0]])

@@ -11,8 +11,7 @@ import pytest
 
 import dfe
 from conftest import run_dfe
-from dfe.events import (EventOptions, flicker, frame_coverage, hysteresis, segments, token_events,
-                        track_events)
+from dfe.analysis.events import EventOptions, flicker, frame_coverage, hysteresis, segments, token_events, track_events
 
 HERE = Path(__file__).resolve().parent
 STARTER = Path(dfe.__file__).parent / "data" / "starter.dfe"
@@ -76,9 +75,10 @@ def test_strength_reads_as_the_codes_peak_displacement(synthetic_tokenizer):
 
 def test_dynamic_features_tell_fast_from_slow_onsets_where_the_bag_cannot(synthetic_tokenizer):
     """Class A: fast onset (3 frames), slow offset (15); class B: the same videos reversed in time."""
-    from dfe.bow import BagOfTokens, EventFeatures, TaskData, cross_validate
-    from dfe.synthetic import event_sequences
-    from dfe.tokenizer import encode_table
+    from dfe.analysis.features import BagOfTokens, EventFeatures
+    from dfe.analysis.task import TaskData, cross_validate
+    from dfe.extraction.synthetic import event_sequences
+    from dfe.tokens.tokenizer import encode_table
 
     tok = synthetic_tokenizer
     seq = event_sequences()
@@ -97,7 +97,7 @@ def test_dynamic_features_tell_fast_from_slow_onsets_where_the_bag_cannot(synthe
 
 
 def test_event_statistics_by_hand():
-    from dfe.bow import event_statistics
+    from dfe.analysis.features import event_statistics
 
     ev = pd.DataFrame({"face_id": 0, "code": [1, 2, 0, 1], "onset": [0.0, 0.5, 0.6, 3.0], "offset": [1.0, 2.0, 0.7, 4.0],
                        "duration": [1.0, 1.5, 0.1, 1.0], "apex": [0.2, 1.0, 0.6, 3.5],
@@ -117,7 +117,7 @@ def test_event_statistics_by_hand():
 @pytest.fixture(scope="module")
 def wolfgang(extracted):
     from dfe.table import read_table
-    from dfe.tokenizer import Tokenizer, encode_table
+    from dfe.tokens.tokenizer import Tokenizer, encode_table
 
     tok = Tokenizer.load(STARTER)
     df = encode_table(read_table(extracted / f"{WOLFGANG}.parquet"), tok)
@@ -146,8 +146,8 @@ def test_wolfgang_events_match_hand_marked_intervals(wolfgang):
 
 
 def test_eaf_round_trip_and_window_labels(wolfgang, tmp_path):
-    from dfe.bow import load_task
-    from dfe.elan import eaf_labels, read_eaf, window_label, write_eaf
+    from dfe.analysis.task import load_task
+    from dfe.analysis.elan import eaf_labels, read_eaf, window_label, write_eaf
 
     df, tok = wolfgang
     ev = token_events(df, tok)
@@ -176,7 +176,7 @@ def test_eaf_round_trip_and_window_labels(wolfgang, tmp_path):
 
 
 def test_duplicate_label_rows_are_one_sentence(tmp_path, wolfgang):
-    from dfe.bow import load_task
+    from dfe.analysis.task import load_task
 
     df, _ = wolfgang
     table = tmp_path / f"{WOLFGANG}.parquet"
@@ -197,7 +197,7 @@ def test_events_cli_writes_tables_eaf_and_timeline_and_resumes(extracted, tmp_pa
     assert run.returncode == 1 and "broken.csv" in run.stderr and "not a dfe per-frame table" in run.stderr
     ev = pd.read_parquet(out / f"{WOLFGANG}.events.parquet")
     assert len(ev) > 20 and (ev["duration"] >= 0.1 - 1e-9).all() and (ev["video"] == WOLFGANG).all()
-    from dfe.elan import read_eaf
+    from dfe.analysis.elan import read_eaf
 
     named = ev[ev["name"] != "unnamed"].iloc[0]  # annotations carry the code's name in words
     assert f"{named['label']}: {named['name']}" in set(read_eaf(out / f"{WOLFGANG}.eaf")["value"])

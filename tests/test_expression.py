@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from dfe.expression import (align_to_canonical, anchor_weights, blendshape_activity, estimate_neutral,
-                            geometry_psi, landmarks_to_image_space, psi_norms, similarity_procrustes)
-from dfe.face import BLENDSHAPE_NAMES
-from dfe.mesh import canonical_mesh
+from dfe.extraction.expression import align_to_canonical, anchor_weights, blendshape_activity, estimate_neutral, geometry_psi, landmarks_to_image_space, psi_norms, similarity_procrustes
+from dfe.extraction.face import BLENDSHAPE_NAMES
+from dfe.extraction.mesh import canonical_mesh
 
 
 def test_landmarks_to_image_space_by_hand():

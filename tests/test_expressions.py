@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from conftest import FACES
-from dfe.expression import PSI_VERSION, align_to_canonical, realigned
-from dfe.identity import FaceModel, load_face_model
-from dfe.mesh import canonical_mesh
+from dfe.extraction.expression import PSI_VERSION, align_to_canonical, realigned
+from dfe.extraction.identity import FaceModel, load_face_model
+from dfe.extraction.mesh import canonical_mesh
 from dfe.table import check_psi_versions, file_psi_version, find_tables, load_tables, psi_version, read_table, write_table
-from dfe.units import displacement, parse_units
+from dfe.extraction.units import displacement, parse_units
 
 
 def _cos(a, b) -> float:
@@ -43,8 +43,8 @@ def test_shipped_face_model_keeps_brow_and_lip_actions_in_a_single_photo():
     """dfe synth photos of two London people (in the model's fit: the held-out figures are the
     bench's): the share of each unit's change that default psi keeps, against the change with the
     person's real neutral photo. dfe 0.3's model kept 0.25-0.35 of brows and AU24."""
-    from dfe.face import FaceLandmarker
-    from dfe.synth import load_photo, synthesize_face
+    from dfe.extraction.face import FaceLandmarker
+    from dfe.extraction.synth import load_photo, synthesize_face
 
     model = load_face_model()
     assert model.psi_version == PSI_VERSION and model.anchors == "basis"
@@ -71,7 +71,8 @@ def test_shipped_face_model_keeps_brow_and_lip_actions_in_a_single_photo():
 @pytest.fixture(scope="module")
 def one_table(tmp_path_factory):
     """One London photo extracted with today's dfe (defaults: no reference)."""
-    from dfe.extraction import ExtractOptions, extract
+    from dfe.extraction.pipeline import ExtractOptions
+    from dfe.runs.extract import extract
 
     out = tmp_path_factory.mktemp("v2")
     report = extract([FACES / "london" / "005_smiling.jpg"], out, ExtractOptions(progress=False))
@@ -100,9 +101,9 @@ def test_tables_record_the_psi_version_and_mixing_versions_is_one_sentence(one_t
 
 
 def test_tokenizer_records_the_psi_version_and_refuses_other_psi(one_table, tmp_path):
-    from dfe.tokenizer import Tokenizer, encode_table
+    from dfe.tokens.tokenizer import Tokenizer, encode_table
 
-    from dfe.demo import starter_model_path
+    from dfe.runs.demo import starter_model_path
 
     tok = Tokenizer.load(starter_model_path())
     assert tok.psi_version == 2  # the starter was retrained on psi version 2
@@ -119,7 +120,7 @@ def test_tokenizer_records_the_psi_version_and_refuses_other_psi(one_table, tmp_
 def test_old_face_model_files_load_as_psi_version_1_and_align_as_they_were_built(tmp_path):
     """A face model without a psi version (dfe 0.3) still loads as version 1 (basis anchors); a
     model built on other anchors aligns extraction on them."""
-    from dfe.extraction import ExtractOptions, extract_file
+    from dfe.extraction.pipeline import ExtractOptions, extract_file
 
     new = load_face_model()
     old = FaceModel(new.mean, new.identity_basis, new.identity_var, new.expression_factor, new.rig, new.noise,
@@ -135,7 +136,7 @@ def test_old_face_model_files_load_as_psi_version_1_and_align_as_they_were_built
     v2 = extract_file(photo, ExtractOptions(face_model=str(rigid_path), identity="canonical"))
     assert v1["psi_version"].iloc[0] == 1 and v2["psi_version"].iloc[0] == 2
     lm = v2[[f"lm_{i}" for i in range(478 * 3)]].to_numpy(float).reshape(478, 3)
-    from dfe.io import read_image
+    from dfe.extraction.io import read_image
 
     h, w = read_image(photo).rgb.shape[:2]
     for table, scheme in ((v1, "basis"), (v2, "rigid")):

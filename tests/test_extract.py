@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 
 from conftest import FACES, VIDEOS, run_dfe
-from dfe.expression import psi_norms
-from dfe.extraction import ExtractOptions, extract, extract_file
-from dfe.io import read_image
-from dfe.mesh import MOUTH_CORNERS, canonical_mesh
+from dfe.extraction.expression import psi_norms
+from dfe.extraction.pipeline import ExtractOptions, extract_file
+from dfe.runs.extract import extract
+from dfe.extraction.io import read_image
+from dfe.extraction.mesh import MOUTH_CORNERS, canonical_mesh
 from dfe.table import psi_array, read_table
 
 

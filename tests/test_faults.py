@@ -52,7 +52,7 @@ def _dead_pid() -> int:
 
 
 def test_killed_runs_leave_no_temp_files_and_claims_are_honoured(tmp_path):
-    from dfe.runner import Manifest
+    from dfe.runs.manifest import Manifest
 
     out = tmp_path / "out"
     photos = [FACES / "london" / f"00{p}_neutral.jpg" for p in (1, 2, 3)]
@@ -197,7 +197,7 @@ def _events(n_codes: int, seed: int = 0) -> pd.DataFrame:
 
 
 def test_timeline_says_what_it_left_out_and_shows_strength():
-    from dfe.timeline import bar_colours, legend_levels, timeline_note
+    from dfe.views.timeline import bar_colours, legend_levels, timeline_note
 
     ev = _events(30)
     note = timeline_note(ev, max_rows=24)
@@ -210,8 +210,8 @@ def test_timeline_says_what_it_left_out_and_shows_strength():
 
 
 def test_atlas_pages_explain_share_and_similarity_and_scale_per_code(tmp_path):
-    from dfe.atlas import build_atlas
-    from dfe.tokenizer import Tokenizer
+    from dfe.views.atlas import build_atlas
+    from dfe.tokens.tokenizer import Tokenizer
 
     tok = Tokenizer.load(STARTER)
     res = build_atlas(tok, tmp_path / "atlas", max_codes=3, progress=False, model_path="my model.dfe")
@@ -222,7 +222,7 @@ def test_atlas_pages_explain_share_and_similarity_and_scale_per_code(tmp_path):
 
 
 def test_event_features_of_photos_warn(caplog):
-    from dfe.bow import EventFeatures
+    from dfe.analysis.features import EventFeatures
 
     photos = [pd.DataFrame({"video": [f"p{i}"], "frame": [0], "timestamp": [0.0], "face_id": [0], "success": [1],
                             "tok_1": [3], "tok_2": [5]}) for i in range(20)]

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from dfe.flame import FlameInputError, FlameModel, find_flame_units, import_flame, read_unit
+from dfe.extraction.flame import FlameInputError, FlameModel, find_flame_units, read_unit
+from dfe.runs.import_flame import import_flame
 from dfe.table import read_table
 
 from conftest import run_dfe

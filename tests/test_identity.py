@@ -14,10 +14,9 @@ import pandas as pd
 import pytest
 
 from conftest import FACES
-from dfe.identity import (DIM, FaceModel, FaceModelError, build_face_model, calm_frames, load_face_model,
-                          rig_inputs, track_neutral)
-from dfe.expression import psi_norms
-from dfe.mesh import MOUTH_CORNERS, canonical_mesh
+from dfe.extraction.identity import DIM, FaceModel, FaceModelError, build_face_model, calm_frames, load_face_model, rig_inputs, track_neutral
+from dfe.extraction.expression import psi_norms
+from dfe.extraction.mesh import MOUTH_CORNERS, canonical_mesh
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
@@ -148,7 +147,7 @@ def test_smiling_only_video_keeps_its_smile(face_data):
     neutral (psi 0.27x the reference); the default model fit on calm frames does not."""
     from build_face_model import training_sets
 
-    from dfe.expression import estimate_neutral
+    from dfe.extraction.expression import estimate_neutral
 
     aligned, bs = face_data.videos["single_face.mp4"]
     ref = (aligned - estimate_neutral(aligned, bs)[0]).reshape(len(aligned), -1)
@@ -167,7 +166,8 @@ def test_smiling_only_video_keeps_its_smile(face_data):
 
 
 def test_extract_identity_modes_and_persons(tmp_path):
-    from dfe.extraction import ExtractOptions, extract
+    from dfe.extraction.pipeline import ExtractOptions
+    from dfe.runs.extract import extract
     from dfe.table import PSI_STEP, identity_columns, psi_array, read_table
 
     photos = [FACES / "london" / "003_neutral.jpg", FACES / "london" / "003_smiling.jpg"]
@@ -213,7 +213,7 @@ def test_cli_rejects_unknown_identity_mode(tmp_path):
 
 def test_track_neutral_modes_and_calm_frames():
     """Which neutral each mode picks, on a toy model: hand-built answers."""
-    from dfe.expression import estimate_neutral
+    from dfe.extraction.expression import estimate_neutral
 
     model = toy_model()
     rng = np.random.default_rng(2)

@@ -51,7 +51,7 @@ def test_every_import_of_the_package_is_declared():
 
 
 def test_the_checker_sees_imports_inside_functions(tmp_path, monkeypatch):
-    """The walk finds an import hidden in a function body (as dfe.elan's pympi was)."""
+    """The walk finds an import hidden in a function body (as dfe.analysis.elan's pympi was)."""
     (tmp_path / "m.py").write_text("def f():\n    from pympi.Elan import Eaf\n    import absl.logging\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert {"pympi", "absl"} <= set(imported_modules(tmp_path))

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from conftest import FACES, run_dfe
-from dfe.demo import starter_model_path
-from dfe.labels import groups_for, read_labels, read_video_features
+from dfe.runs.demo import starter_model_path
+from dfe.analysis.labels import groups_for, read_labels, read_video_features
 
 PEOPLE = sorted({int(p.name[:3]) for p in (FACES / "london").glob("*_neutral.jpg")})
 

@@ -11,14 +11,14 @@ from typer.testing import CliRunner
 
 import dfe
 from conftest import FACES, SHARED
-from dfe.action_units import blendshape_intensities, geometry_intensities, unit_coefficients
+from dfe.extraction.action_units import blendshape_intensities, geometry_intensities, unit_coefficients
 from dfe.cli import app
-from dfe.face import BLENDSHAPE_NAMES
-from dfe.gaze import EYEBALL_RADIUS, REST_OFFSET, gaze_from_landmarks
-from dfe.mesh import canonical_mesh
-from dfe.openface import OpenFaceError, head_pose, read_openface
+from dfe.extraction.face import BLENDSHAPE_NAMES
+from dfe.extraction.gaze import EYEBALL_RADIUS, REST_OFFSET, gaze_from_landmarks
+from dfe.extraction.mesh import canonical_mesh
+from dfe.extraction.openface import OpenFaceError, head_pose, read_openface
 from dfe.table import AU_INTENSITY_COLUMNS, FRAME_AU_GAZE_COLUMNS, read_table
-from dfe.units import displacement, parse_unit
+from dfe.extraction.units import displacement, parse_unit
 
 OPENFACE_TEST = SHARED / "openface" / "OpenFace_Test.csv"
 R = AU_INTENSITY_COLUMNS.index
@@ -30,7 +30,7 @@ def _psi(*specs: str) -> np.ndarray:
 
 def test_intensities_read_the_unit_scale():
     """A displacement built as AU12=0.8 + AU1=0.5 + AU26=0.3 reads those values back (the scale of
-    dfe.units: cm of peak movement), one side at 0.5 reads 0.25 (mean of the sides), and landmark
+    dfe.extraction.units: cm of peak movement), one side at 0.5 reads 0.25 (mean of the sides), and landmark
     noise of 1 mm moves no unit by more than 0.1."""
     rng = np.random.default_rng(0)
     psi = _psi("AU12=0.8", "AU1=0.5", "AU26=0.3")
@@ -70,7 +70,7 @@ def test_blendshape_source_uses_ict_peaks():
 
 def _eye_landmarks(head_yaw_deg: float, eye_yaw_deg: float, eye_pitch_deg: float = 0.0) -> np.ndarray:
     """478 normalised landmarks of the canonical face with irises turned by a known angle, the head
-    turned by a known yaw, projected orthographically (built without dfe.gaze)."""
+    turned by a known yaw, projected orthographically (built without dfe.extraction.gaze)."""
     from scipy.spatial.transform import Rotation
 
     v = canonical_mesh().vertices

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.cluster import KMeans
 
-from dfe.residual_kmeans import ResidualKMeans
-from dfe.tokenizer import cosine_rows
+from dfe.tokens.residual_kmeans import ResidualKMeans
+from dfe.tokens.tokenizer import cosine_rows
 
 
 def test_two_levels_by_hand():

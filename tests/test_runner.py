@@ -55,7 +55,7 @@ def test_same_names_in_one_run_and_across_runs(same_names, tmp_path):
     assert len(report) == 2 and all(r["status"] == "ok" for r in report)
     # the same id for the same input in every run (stable), and labels may name the input
     assert {r["input"]: r["id"] for r in records(two).values()} == {r["input"]: r["id"] for r in recs.values()}
-    from dfe.runner import input_ids
+    from dfe.runs.manifest import input_ids
 
     assert input_ids([two])[str(same_names / "b" / "p.jpg")] == next(i for i in ids if i != "p")
 
@@ -133,7 +133,7 @@ def test_encode_outputs_and_checked_models(tmp_path, same_names):
     tables = tmp_path / "tables"
     dfe("extract", same_names / "a", "-o", tables / "a")
     dfe("extract", same_names / "b", "-o", tables / "b")
-    from dfe.demo import starter_model_path
+    from dfe.runs.demo import starter_model_path
 
     enc = tmp_path / "enc"
     run = dfe("encode", tables, "--model", starter_model_path(), "-o", enc)

@@ -57,15 +57,16 @@ def test_kill_during_a_parallel_run_resumes(serial, tmp_path):
 @pytest.mark.slow
 def test_ray_equals_the_process_pool(serial, tmp_path):
     ray = pytest.importorskip("ray")
-    from dfe.extraction import ExtractOptions, extract
+    from dfe.extraction.pipeline import ExtractOptions
+    from dfe.runs.extract import extract
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         report = extract(INPUTS, tmp_path / "ray", ExtractOptions(progress=False), engine="ray")
         assert report.ok
         encoded = tmp_path / "enc"
-        from dfe.runner import encode_corpus
-        from dfe.tokenizer import Tokenizer
+        from dfe.runs.encode import encode_corpus
+        from dfe.tokens.tokenizer import Tokenizer
         import dfe as pkg
 
         tok = Tokenizer.load(os.path.join(os.path.dirname(pkg.__file__), "data", "starter.dfe"))
@@ -101,7 +102,7 @@ def test_compact_tables_read_old_ones(serial, tmp_path):
 
 
 def test_fps_start_end(tmp_path):
-    from dfe.extraction import ExtractOptions, extract_file
+    from dfe.extraction.pipeline import ExtractOptions, extract_file
 
     df = extract_file(VIDEOS / "WolfgangLanger_Pexels.mp4", ExtractOptions(fps=5, start=2.0, end=6.0, progress=False))
     t = df["timestamp"].to_numpy()
@@ -116,7 +117,7 @@ def test_fps_start_end(tmp_path):
 
 
 def test_fit_from_a_stratified_sample(serial):
-    from dfe.tokenizer import fit_tables, sample_sizes
+    from dfe.tokens.tokenizer import fit_tables, sample_sizes
 
     assert sample_sizes([100, 50, 10], 80) == [50, 25, 5]
     assert sample_sizes([3, 3, 3], 4) == [2, 1, 1] and sum(sample_sizes([7, 5, 1], 6)) == 6
@@ -129,7 +130,7 @@ def test_fit_from_a_stratified_sample(serial):
 def test_devices():
     import torch
 
-    from dfe.tokenizer import resolve_device
+    from dfe.tokens.tokenizer import resolve_device
 
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

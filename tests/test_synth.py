@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 import dfe
 from conftest import FACES
 from dfe.cli import app
-from dfe.expression import align_to_canonical
-from dfe.mesh import canonical_mesh
-from dfe.synth import SynthError, canonical_to_image, image_to_pixels, load_photo, synthesize_face, target_pixels
-from dfe.units import Unit, displacement, parse_units
+from dfe.extraction.expression import align_to_canonical
+from dfe.extraction.mesh import canonical_mesh
+from dfe.extraction.synth import SynthError, canonical_to_image, image_to_pixels, load_photo, synthesize_face, target_pixels
+from dfe.extraction.units import Unit, displacement, parse_units
 
 PHOTO = FACES / "london" / "001_neutral.jpg"
 OTHER = FACES / "canada" / "003f.jpg"
@@ -92,7 +92,7 @@ def test_zero_displacement_reproduces_the_photo_and_border_stays_put():
 def test_warp_moves_mediapipes_landmarks_by_the_intended_displacement():
     """On two real neutral photos, MediaPipe's landmarks on the warped photo move along the
     applied displacement. Floors are generous: bench/synth.py measures the ceiling per unit."""
-    from dfe.face import FaceLandmarker
+    from dfe.extraction.face import FaceLandmarker
 
     with FaceLandmarker("image", 1) as lm:
         for path in (PHOTO, OTHER):
@@ -139,7 +139,7 @@ def test_cli_writes_photo_card_and_truth_and_resumes(tmp_path):
 
 
 def _peak1(unit: Unit) -> np.ndarray:
-    from dfe.units import unit_shape
+    from dfe.extraction.units import unit_shape
 
     return unit_shape(unit)
 

@@ -87,7 +87,7 @@ def test_written_files_get_the_usual_permissions(tmp_path):
 
     import pandas as pd
 
-    from dfe.runner import Manifest
+    from dfe.runs.manifest import Manifest
     from dfe.table import write_table
 
     umask = os.umask(0o022)

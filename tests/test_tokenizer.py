@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dfe.synthetic import action_recovery
+from dfe.extraction.synthetic import action_recovery
 from dfe.table import psi_array, read_table, token_columns
-from dfe.tokenizer import ModelError, Tokenizer, cosine_rows
+from dfe.tokens.tokenizer import ModelError, Tokenizer, cosine_rows
 
 from conftest import run_dfe
 

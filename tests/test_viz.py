@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from dfe.face import FaceLandmarker
-from dfe.mesh import MOUTH_CORNERS, canonical_mesh
-from dfe.synthetic import action_recovery
+from dfe.extraction.face import FaceLandmarker
+from dfe.extraction.mesh import MOUTH_CORNERS, canonical_mesh
+from dfe.extraction.synthetic import action_recovery
 from dfe.table import read_table
-from dfe.tokenizer import Tokenizer
-from dfe.viz import code_displacement, decomposition_figure, face_crop, nearest_by_tokens
+from dfe.tokens.tokenizer import Tokenizer
+from dfe.views.figures import code_displacement, decomposition_figure, face_crop, nearest_by_tokens
 
 from conftest import run_dfe
 

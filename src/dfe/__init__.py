@@ -16,11 +16,11 @@ def __getattr__(name):  # lazy: `import dfe` stays fast and torch loads only whe
 
         return getattr(_extract, name)
     if name == "Tokenizer":
-        from dfe.tokenizer import Tokenizer
+        from dfe.tokens.tokenizer import Tokenizer
 
         return Tokenizer
     if name == "BagOfTokens":
-        from dfe.bow import BagOfTokens
+        from dfe.analysis.features import BagOfTokens
 
         return BagOfTokens
     raise AttributeError(name)

@@ -32,7 +32,7 @@ class _StderrHandler(logging.StreamHandler):
 
 def _version(value: bool) -> None:
     if value:
-        from dfe import __version__
+        from dfe.version import __version__
 
         typer.echo(f"dfe {__version__}")
         raise typer.Exit()
@@ -54,7 +54,7 @@ def _fail(message: str) -> None:
 
 
 def _workers(n: int | None) -> int:
-    from dfe.runner import default_workers
+    from dfe.runs.executors import default_workers
 
     if n is not None and n < 1:
         _fail("--workers must be at least 1")
@@ -63,8 +63,8 @@ def _workers(n: int | None) -> int:
 
 def _finish(outcomes, done: str, tail: str = "", noun: str = "input") -> None:
     """One line per failed or skipped input, a warning naming inputs without a face, the summary
-    sentence (:func:`dfe.progress.summary`), and exit 1 if anything failed."""
-    from dfe.progress import faceless_warning, summary
+    sentence (:func:`dfe.runs.progress.summary`), and exit 1 if anything failed."""
+    from dfe.runs.progress import faceless_warning, summary
 
     for o in outcomes:
         if o.status in ("failed", "claimed"):
@@ -101,8 +101,9 @@ def extract(
     ray_address: Optional[str] = typer.Option(None, help="With --engine ray: join this cluster (default: start a local one)."),
 ):
     """Faces in images and videos -> one per-frame table per input (+ report.json)."""
-    from dfe.extraction import ExtractOptions, extract as run
-    from dfe.identity import IDENTITY_MODES
+    from dfe.extraction.pipeline import ExtractOptions
+    from dfe.runs.extract import extract as run
+    from dfe.extraction.identity import IDENTITY_MODES
 
     if identity not in IDENTITY_MODES:
         _fail(f"--identity must be one of {', '.join(IDENTITY_MODES)}, not {identity!r}")
@@ -131,7 +132,8 @@ def synth(
     workers: Optional[int] = typer.Option(None, help="Processes (default: 1)."),
 ):
     """Warp FACS action units onto real photos, with their ground-truth displacement."""
-    from dfe.synth import SynthError, synthesize
+    from dfe.extraction.synth import SynthError
+    from dfe.runs.synth import synthesize
 
     if not unit and not control:
         _fail("give at least one --unit (e.g. --unit AU4=0.6), or --control for the d = 0 control")
@@ -147,7 +149,7 @@ def status(
     output: Path = typer.Argument(..., help="An output folder of `dfe extract` or `dfe encode`."),
 ):
     """What an output folder holds: done, failed, stale (input changed or gone) and pending inputs."""
-    from dfe.runner import RunError, status as run
+    from dfe.runs.manifest import RunError, status as run
 
     try:
         groups = run(output)
@@ -163,7 +165,7 @@ def status(
 
 
 def _load_model(path: Path):
-    from dfe.tokenizer import ModelError, Tokenizer
+    from dfe.tokens.tokenizer import ModelError, Tokenizer
 
     try:
         return Tokenizer.load(path)
@@ -179,8 +181,9 @@ def import_flame(
     overwrite: bool = typer.Option(False, help="Redo tables that are up to date."),
 ):
     """Paper-faithful input: FLAME expression (50) + jaw pose (3) [+ eyelids (2)] -> per-frame tables."""
-    from dfe.flame import FlameInputError, find_flame_units, flame_table, import_flame as run, read_unit
-    from dfe.runner import RunError
+    from dfe.extraction.flame import FlameInputError, find_flame_units, flame_table, read_unit
+    from dfe.runs.import_flame import import_flame as run
+    from dfe.runs.manifest import RunError
     from dfe.table import write_table
 
     try:
@@ -216,8 +219,8 @@ def fit(
     device: str = typer.Option("auto", help="auto (a CUDA GPU when there is one), cpu or cuda."),
 ):
     """Train a tokenizer (shape-gain dictionary, or the residual-VQ VAE) on extracted tables; held-out split by video."""
-    from dfe.runner import RunError, check_output_file
-    from dfe.tokenizer import fit_tables
+    from dfe.runs.manifest import RunError, check_output_file
+    from dfe.tokens.tokenizer import fit_tables
 
     try:
         check_output_file(output, "model file")
@@ -249,7 +252,8 @@ def encode(
     device: str = typer.Option("cpu", help="auto, cpu or cuda (encoding runs on this device)."),
 ):
     """Add tok_1..tok_K (and recon_error) columns to per-frame tables."""
-    from dfe.runner import RunError, encode_corpus
+    from dfe.runs.manifest import RunError
+    from dfe.runs.encode import encode_corpus
 
     if not in_place and output is None:
         _fail("give -o OUTDIR or --in-place")
@@ -274,8 +278,8 @@ def atlas(
     flame_model: Optional[Path] = typer.Option(None, help="FLAME models: your own FLAME generic_model.pkl (never bundled) to draw codes on the FLAME face; without it, parameter profiles."),
 ):
     """Write a static HTML codebook atlas (opens offline in a browser)."""
-    from dfe.flame import FlameInputError, FlameModel
-    from dfe.atlas import build_atlas
+    from dfe.extraction.flame import FlameInputError, FlameModel
+    from dfe.views.atlas import build_atlas
 
     tok = _load_model(model)
     try:
@@ -302,8 +306,9 @@ def events(
     max_rows: int = typer.Option(24, help="Timeline: draw at most this many codes (coarse levels first); the figure says how many it left out."),
 ):
     """Facial events per video: onset, apex, offset, duration and strength of each code; ELAN files."""
-    from dfe.events import EventOptions, events_corpus
-    from dfe.runner import RunError
+    from dfe.analysis.events import EventOptions
+    from dfe.runs.events import events_corpus
+    from dfe.runs.manifest import RunError
 
     tok = _load_model(model)
     options = EventOptions(levels=levels, max_gap=max_gap, min_duration=min_duration, hold=hold or None)
@@ -316,8 +321,8 @@ def events(
 
 def _frame_row(spec: str):
     """FRAME_SPEC = TABLE_OR_MEDIA[:FRAME[:FACE_ID]] -> one table row."""
-    from dfe.extraction import extract_file
-    from dfe.io import media_kind
+    from dfe.extraction.pipeline import extract_file
+    from dfe.extraction.io import media_kind
     from dfe.table import read_table
 
     parts = spec.split(":")
@@ -340,8 +345,8 @@ def show(
     aus: bool = typer.Option(False, "--aus", help="Draw the action-unit traces over time of the table (or media) instead (no model needed)."),
 ):
     """Render one frame's decomposition into its tokens (coarse to fine) as a PNG; --aus: AU traces over time."""
-    from dfe.io import MediaError
-    from dfe.viz import decomposition_figure
+    from dfe.extraction.io import MediaError
+    from dfe.views.figures import decomposition_figure
 
     if aus:
         _show_aus(frame_spec, output)
@@ -358,10 +363,10 @@ def show(
 
 
 def _show_aus(spec: str, output: Path) -> None:
-    from dfe.extraction import extract_file
-    from dfe.io import MediaError, media_kind
+    from dfe.extraction.pipeline import extract_file
+    from dfe.extraction.io import MediaError, media_kind
     from dfe.table import read_table
-    from dfe.timeline import action_unit_figure
+    from dfe.views.timeline import action_unit_figure
 
     parts = spec.split(":")
     path, face = parts[0], int(parts[2]) if len(parts) > 2 else 0
@@ -382,7 +387,7 @@ def openface(
     overwrite: bool = typer.Option(False, help="Rewrite CSVs that are newer than their table."),
 ):
     """Convert dfe tables to OpenFace 2.2 FeatureExtraction CSVs (action units and gaze computed for old tables)."""
-    from dfe.openface import convert_tables
+    from dfe.runs.openface import convert_tables
 
     try:
         outcomes = convert_tables(tables, output, overwrite)
@@ -403,7 +408,7 @@ def evaluate(
     refit: bool = typer.Option(True, "--refit/--no-refit", help="If the model saw any held-out video: fit one of its configuration on the training split (default), or refuse (--no-refit)."),
 ):
     """Fidelity, diversity and retrieval of the tokens vs blendshapes (AU-like) on held-out videos."""
-    from dfe.eval import evaluate as run
+    from dfe.analysis.evaluate import evaluate as run
 
     tok = _load_model(model)
     try:
@@ -443,8 +448,8 @@ def evaluate_task(
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="The model that encoded the tables: the report then says whether it saw the test videos."),
 ):
     """Predict a per-video label: dfe bag of tokens vs action-unit-like baselines, grouped CV."""
-    from dfe.baselines import load_baselines
-    from dfe.bow import evaluate_task as run
+    from dfe.analysis.baselines import load_baselines
+    from dfe.analysis.task import evaluate_task as run
     from dfe.table import find_tables, video_id
 
     refit = {"codebook_size": codebook_size, "epochs": epochs} if refit_tokenizer else None
@@ -485,7 +490,7 @@ def study(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and an estimated time; do nothing."),
 ):
     """A whole study: extract -> dictionary -> encode -> events -> atlas -> evaluate -> prediction -> index.html."""
-    from dfe.study import StudyConfig, StudyError, plan_study, read_config, run_study
+    from dfe.runs.study import StudyConfig, StudyError, plan_study, read_config, run_study
 
     try:
         if config is not None:
@@ -526,8 +531,8 @@ def demo(
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="A model file (default: the bundled starter)."),
 ):
     """Extract -> encode -> decomposition PNG -> atlas HTML on one face, with the starter model."""
-    from dfe.demo import run_demo
-    from dfe.tokenizer import ModelError
+    from dfe.runs.demo import run_demo
+    from dfe.tokens.tokenizer import ModelError
 
     try:
         r = run_demo(output, media, model)

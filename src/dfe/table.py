@@ -5,9 +5,9 @@ Columns (in order):
 pose_yaw, pose_pitch, pose_roll, pose_tx, pose_ty, pose_tz, pose_scale, align_rmse,
 <52 blendshapes under MediaPipe's names>, psi_kind, psi_version (absent in dfe 0.3 and earlier tables: version 1),
 neutral_source, neutral_frames,
-AU01_r .. AU45_r, AU01_c .. AU45_c (OpenFace's action units from geometry, :mod:`dfe.action_units`),
+AU01_r .. AU45_r, AU01_c .. AU45_c (OpenFace's action units from geometry, :mod:`dfe.extraction.action_units`),
 AU01_r_blendshapes .. (the same units from the blendshapes), gaze_0_x .. gaze_angle_y
-(:mod:`dfe.gaze`; the last three groups are absent in tables before dfe 0.4),
+(:mod:`dfe.extraction.gaze`; the last three groups are absent in tables before dfe 0.4),
 lm_0 .. lm_1433 (478 landmarks x, y, z normalised), id_0 .. id_{k-1} (identity coefficients of the
 face model fit; absent in dfe 0.1 tables), psi_0 .. psi_{D-1}``
 and after ``dfe encode``: ``tok_1 .. tok_K, recon_error``.
@@ -26,7 +26,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfe.face import BLENDSHAPE_NAMES, N_LANDMARKS
+
+N_LANDMARKS = 478
+
+# MediaPipe's 52 blendshape categories, in its output order (ARKit names; index 0 is _neutral).
+BLENDSHAPE_NAMES = (
+    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
+    "browOuterUpRight", "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft",
+    "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight",
+    "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft",
+    "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen",
+    "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
+    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight",
+    "mouthPressLeft", "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower",
+    "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight",
+    "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
+    "noseSneerLeft", "noseSneerRight",
+)
+
 
 META_COLUMNS = ["file", "frame", "timestamp", "face_id", "success", "presence", "reason",
                 "bbox_x", "bbox_y", "bbox_w", "bbox_h",
@@ -40,7 +57,7 @@ TABLE_SUFFIXES = {".parquet", ".csv"}
 OPENFACE_AU_INTENSITY = ["AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14",
                          "AU15", "AU17", "AU20", "AU23", "AU25", "AU26", "AU45"]
 OPENFACE_AU_PRESENCE = OPENFACE_AU_INTENSITY[:-1] + ["AU28", "AU45"]
-AU_INTENSITY_COLUMNS = [f"{au}_r" for au in OPENFACE_AU_INTENSITY]  # geometry source, cm (dfe.units scale)
+AU_INTENSITY_COLUMNS = [f"{au}_r" for au in OPENFACE_AU_INTENSITY]  # geometry source, cm (dfe.extraction.units scale)
 AU_PRESENCE_COLUMNS = [f"{au}_c" for au in OPENFACE_AU_PRESENCE]  # 0/1 (NaN where a unit is not measured)
 AU_BLENDSHAPE_COLUMNS = [f"{au}_r_blendshapes" for au in OPENFACE_AU_INTENSITY]  # blendshape source, same scale
 GAZE_COLUMNS = ["gaze_0_x", "gaze_0_y", "gaze_0_z", "gaze_1_x", "gaze_1_y", "gaze_1_z", "gaze_angle_x", "gaze_angle_y"]
@@ -87,7 +104,7 @@ def check_psi_versions(versions: dict[str, int], what: str = "these tables") -> 
 
 
 def identity_columns(k: int) -> list[str]:
-    """Names of the identity coefficient columns ``id_0 .. id_{k-1}`` (see :mod:`dfe.identity`)."""
+    """Names of the identity coefficient columns ``id_0 .. id_{k-1}`` (see :mod:`dfe.extraction.identity`)."""
     return [f"id_{i}" for i in range(k)]
 
 
@@ -135,7 +152,7 @@ def blendshapes_array(df: pd.DataFrame, successful_only: bool = True) -> np.ndar
 
 def has_action_units(df: pd.DataFrame) -> bool:
     """Whether a table carries the per-frame action units and gaze (dfe 0.4 extraction); older
-    tables read as they are and get them from :func:`dfe.openface.add_action_units`."""
+    tables read as they are and get them from :func:`dfe.extraction.openface.add_action_units`."""
     return set(AU_INTENSITY_COLUMNS) <= set(df.columns)
 
 

@@ -1,0 +1,473 @@
+"""A prediction task from per-video tables: join labels, cross-validate feature sets by person, compare them with paired bootstraps, write the report (dfe evaluate-task)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+import numpy as np
+import pandas as pd
+from dfe.extraction.identity import face_model_provenance
+from dfe.analysis.labels import group_codes, numeric_if_numbers, read_labels, read_video_features, require_columns
+from dfe.table import BLENDSHAPE_COLUMNS, token_columns, window_id, window_video
+from dfe.analysis.features import BagOfTokens, BlendshapeBoW, BlendshapeFunctionals, EventFeatures, PsiFunctionals, UserFeatures
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VideoFeatures:
+    """Another tool's output summarised per video, a baseline beside the tokens (built by
+    :mod:`dfe.analysis.baselines`): ``table``'s first column is the video id (a table's stem), the others
+    numbers; ``notes``: sentences for the report (which tables it has no row for)."""
+
+    name: str
+    table: pd.DataFrame
+    notes: list[str]
+
+
+def keep_videos_with(data: TaskData, baselines: list[VideoFeatures], window: float | None = None) -> TaskData:
+    """Only the videos every baseline has a row for, so every feature set is scored on the same
+    videos (the paired CIs need that); the baselines' notes join the report's warnings."""
+    if window:
+        raise ValueError("--baseline summarises whole videos: it cannot be combined with --window")
+    have = [set(b.table.iloc[:, 0].astype(str)) for b in baselines]
+    keep = np.array([i for i, vid in enumerate(data.ids) if all(vid in h for h in have)], dtype=int)
+    if not len(keep):
+        raise ValueError(f"no labelled video has a row in every baseline ({', '.join(b.name for b in baselines)}): "
+                         "the baseline files are matched to the tables by file stem")
+    notes = [n for b in baselines for n in b.notes]
+    for n in notes:
+        log.warning(n)
+    return TaskData([data.videos[i] for i in keep], [data.ids[i] for i in keep], data.y[keep], data.groups[keep],
+                    data.task, data.warnings + notes)
+
+
+def split_windows(df: pd.DataFrame, seconds: float) -> list[pd.DataFrame]:
+    """Cut one video's table into consecutive windows of ``seconds`` (pseudo-videos)."""
+    if not seconds:
+        return [df]
+    idx = np.floor(df["timestamp"].to_numpy() / seconds).astype(int)
+    out = []
+    for w in np.unique(idx):
+        part = df[idx == w].copy()
+        part["window"] = int(w)
+        part["video"] = window_id(df["video"].iloc[0], w)
+        out.append(part)
+    return out
+
+
+def _seconds(path) -> float:
+    """A table's length in seconds from 0 (where ELAN's time starts) to its last frame's end."""
+    from dfe.analysis.events import duration
+    from dfe.table import read_table
+
+    t = read_table(path, columns=["timestamp"])["timestamp"].to_numpy(float)
+    return float(t.min() + duration(t)) if len(t) else 0.0
+
+
+@dataclass
+class TaskData:
+    videos: list[pd.DataFrame]
+    ids: list[str]
+    y: np.ndarray
+    groups: np.ndarray
+    task: str  # classification | regression
+    warnings: list[str]
+
+
+def input_aliases(paths: list[Path]) -> dict[str, str]:
+    """{input media path, as written and resolved: table id} from each table's ``file`` column."""
+    out: dict[str, str] = {}
+    for path in paths:
+        files = read_table(path, columns=["file"])["file"].dropna().unique()
+        for f in files[:1]:
+            out[str(f)] = out[str(Path(f).resolve())] = video_id(path)
+    return out
+
+
+def load_task(tables: list, labels: str | Path, target: str, group: str | None = None,
+              id_column: str | None = None, window: float | None = None, task: str | None = None,
+              need_tokens: bool = True) -> TaskData:
+    """Join per-video tables with a labels file (one row per video: id, target, optional group).
+    ``need_tokens=False``: tables without tok_* columns are fine (tokens are refit per fold)."""
+    from dfe.table import find_tables, read_table, video_id
+
+    from dfe.analysis.elan import eaf_labels, is_eaf_labels
+
+    if is_eaf_labels(labels):  # ELAN files: the tier named by ``target`` gives each window's label
+        durations = {video_id(p): _seconds(p) for p in find_tables(tables)}
+        lab = eaf_labels(labels, target, window, durations)
+    else:  # ids and groups stay text ("001" is not 1); a target that is all numbers becomes numeric
+        lab = read_labels(labels)
+        if target in lab.columns:
+            lab[target] = numeric_if_numbers(lab[target])
+    id_col = id_column or lab.columns[0]
+    require_columns(lab, [id_col, target] + ([group] if group else []), labels)
+    lab[id_col] = lab[id_col].astype(str)
+    # a label file may name the input media instead of the table ids: each table's `file` column holds its input
+    aliases = input_aliases(find_tables(tables))
+    lab[id_col] = [aliases.get(str(Path(v).resolve()), v) if ("/" in v or "\\" in v) else v for v in lab[id_col]]
+    lab = lab.dropna(subset=[target])
+    if lab[id_col].duplicated().any():
+        dup = lab.loc[lab[id_col].duplicated(), id_col].iloc[0]
+        raise ValueError(f"labels file {labels} has more than one row for {dup!r}: give each video (or window) one row")
+    lab = lab.set_index(id_col)
+    # ids "video@k" label window k of a video (see split_windows); plain ids label a whole video
+    labelled = {window_video(i) for i in lab.index}
+    paths = {video_id(p): p for p in find_tables(tables)}
+    warnings = []
+    no_table = sorted(labelled - set(paths))
+    no_label = sorted(set(paths) - labelled)
+    if no_table:
+        warnings.append(f"{len(no_table)} labelled videos have no table: {', '.join(no_table[:5])}")
+    if no_label:
+        warnings.append(f"{len(no_label)} tables have no label and are left out: {', '.join(no_label[:5])}")
+    videos, ids, ys, gs = [], [], [], []
+    for vid in sorted(set(paths) & labelled):
+        df = read_table(paths[vid])
+        df.insert(0, "video", vid)
+        if need_tokens and not token_columns(df):
+            raise ValueError(f"{paths[vid]} has no tokens: run `dfe encode` first")
+        if (df["success"] == 1).sum() == 0:
+            warnings.append(f"{vid}: no face in any frame, left out")
+            continue
+        for part in split_windows(df, window or 0):
+            part_id = str(part["video"].iloc[0])
+            key = part_id if part_id in lab.index else vid
+            if (part["success"] == 1).sum() == 0 or key not in lab.index:
+                continue
+            videos.append(part)
+            ids.append(part_id)
+            ys.append(lab.loc[key, target])
+            gs.append(lab.loc[key, group] if group else vid)
+    if not videos:
+        if not paths:
+            raise ValueError(f"no per-frame tables found in {', '.join(map(str, tables))}")
+        raise ValueError(f"no video has both a table and a label: the ids in {labels} (e.g. {', '.join(sorted(labelled)[:3])}) "
+                         f"match none of the table ids (e.g. {', '.join(sorted(paths)[:3])}); the first column of the "
+                         "labels file must hold table ids (file stems) or the input files' paths")
+    y = np.asarray(ys)
+    if task is None:
+        numeric = pd.api.types.is_numeric_dtype(pd.Series(ys))
+        task = "regression" if numeric and len(np.unique(y)) > 10 else "classification"
+    for w in warnings:
+        log.warning(w)
+    return TaskData(videos, ids, y, np.asarray(gs).astype(str), task, warnings)
+
+
+def ccc(y: np.ndarray, p: np.ndarray) -> float:
+    """Lin's concordance correlation coefficient."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    cov = np.mean((y - y.mean()) * (p - p.mean()))
+    return float(2 * cov / (y.var() + p.var() + (y.mean() - p.mean()) ** 2 + 1e-12))
+
+
+def scores(task: str, y, pred, proba=None, classes=None) -> dict:
+    from sklearn import metrics
+
+    if task == "classification":
+        out = {"macro_f1": metrics.f1_score(y, pred, average="macro"), "accuracy": metrics.accuracy_score(y, pred)}
+        if proba is not None and len(np.unique(y)) > 1:
+            try:
+                out["auroc"] = (metrics.roc_auc_score(y, proba[:, 1]) if proba.shape[1] == 2
+                                else metrics.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
+            except ValueError:
+                out["auroc"] = float("nan")
+        return out
+    from scipy.stats import pearsonr
+
+    r = pearsonr(y, pred)[0] if np.std(pred) > 0 and np.std(y) > 0 else float("nan")
+    return {"ccc": ccc(y, pred), "mae": metrics.mean_absolute_error(y, pred), "pearson_r": float(r)}
+
+
+def feature_sets(codebook_size: int, user_table: pd.DataFrame | None = None,
+                 columns: set | None = None, dynamic: bool = False) -> dict:
+    """dfe's bag of tokens and the baselines the tables allow (``columns``: those of the tables;
+    without blendshape or psi_* columns, as in FLAME tables, those baselines are left out).
+    ``dynamic``: add dfe's event features, alone and beside the bag, and blendshape events."""
+    from sklearn.pipeline import make_union
+
+    has_blendshapes = columns is None or set(BLENDSHAPE_COLUMNS) <= columns
+
+    def bag():
+        return BagOfTokens(codebook_size, weighting="log", norm="l2")
+
+    sets = {"dfe tokens (BoW)": bag()}
+    if dynamic:
+        sets["dfe events (dynamic)"] = EventFeatures(codebook_size)
+        sets["dfe tokens + events"] = make_union(bag(), EventFeatures(codebook_size))
+    if has_blendshapes:
+        sets["blendshape functionals (AU-like)"] = BlendshapeFunctionals()
+        sets["blendshape BoW (k-means)"] = BlendshapeBoW(n_words=codebook_size)
+    if has_blendshapes and dynamic:
+        sets["blendshape events (dynamic AU-like)"] = EventFeatures(source="blendshapes")
+    if columns is None or "psi_0" in columns:
+        sets["psi functionals"] = PsiFunctionals()
+    if user_table is not None:
+        sets["user features"] = UserFeatures(user_table)
+    return sets
+
+
+def make_model(task: str, features, seed: int = 0):
+    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MaxAbsScaler
+
+    if task == "classification":
+        head = LogisticRegressionCV(Cs=np.logspace(-2, 3, 6).tolist(), cv=3, max_iter=2000, random_state=seed)
+    else:
+        head = RidgeCV(alphas=np.logspace(-2, 4, 7))
+    return make_pipeline(features, MaxAbsScaler(), head)
+
+
+def check_folds(data: TaskData, n_folds: int) -> int:
+    n_groups = len(np.unique(data.groups))
+    if n_groups < 2:
+        raise ValueError(f"only {n_groups} group(s): person-independent CV needs at least 2")
+    if len(data.videos) < 4:
+        raise ValueError(f"only {len(data.videos)} labelled videos: too few for cross-validation")
+    folds = min(n_folds, n_groups)
+    if data.task == "classification":
+        classes, counts = np.unique(data.y, return_counts=True)
+        if len(classes) < 2:
+            raise ValueError(f"target has one class only ({classes[0]})")
+        for c in classes:
+            n_g = len(np.unique(data.groups[data.y == c]))
+            if n_g < 2:
+                raise ValueError(f"class {c} occurs in only {n_g} group: it cannot appear in both training "
+                                 "and test folds; collect more people or merge classes")
+        folds = min(folds, min(len(np.unique(data.groups[data.y == c])) for c in classes))
+    if folds < 2:
+        raise ValueError("too few videos per class for 2 folds")
+    if folds < n_folds:
+        log.warning("using %d folds (not enough groups for %d)", folds, n_folds)
+    return folds
+
+
+def refit_fold_tokens(videos: list[pd.DataFrame], train: np.ndarray, tokenizer_config: dict,
+                      seed: int = 0) -> list[pd.DataFrame]:
+    """A tokenizer fitted on the training videos of one fold only, and every video encoded with it,
+    so the tokens of the test videos come from a model that never saw them. On small folds the
+    codebook shrinks to a quarter of the training frames (at least 8 codes)."""
+    from dfe.tokens.tokenizer import Tokenizer, encode_table, table_psi
+
+    frames = pd.concat([videos[i] for i in train], ignore_index=True)
+    ok = frames[frames["success"] == 1]
+    kind = str(ok["psi_kind"].iloc[0]) if "psi_kind" in ok.columns else "geometry"
+    config = {"seed": seed, **tokenizer_config, "psi_kind": kind}
+    config["codebook_size"] = int(min(config.get("codebook_size", 256), max(8, len(ok) // 4)))
+    tok = Tokenizer.fit(table_psi(ok, kind), groups=ok["video"].to_numpy(), progress=False, **config)
+    return [encode_table(v, tok) for v in videos]
+
+
+def cross_validate(data: TaskData, codebook_size: int, n_folds: int = 5, seed: int = 0,
+                   user_table: pd.DataFrame | None = None, progress: bool = True,
+                   refit_tokenizer: dict | None = None, dynamic: bool = False,
+                   sets: dict | None = None, extra_sets: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Grouped (person-independent) k-fold CV of dfe BoW and each baseline under one protocol.
+
+    ``refit_tokenizer``: tokenizer settings (e.g. ``{"codebook_size": 64}``); a tokenizer is fitted
+    per fold on the training groups and the tables' own tokens are ignored. ``dynamic``: add the
+    event features (:func:`feature_sets`). ``sets``: name -> transformer, instead of the defaults;
+    ``extra_sets``: name -> transformer, beside them.
+    Returns (per-fold scores, out-of-fold predictions).
+    """
+    import warnings
+
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+    from dfe.progress import Progress
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")  # API notices, not findings
+    folds = check_folds(data, n_folds)
+    splitter = (StratifiedGroupKFold(folds, shuffle=True, random_state=seed) if data.task == "classification"
+                else GroupKFold(folds, shuffle=True, random_state=seed))
+    # folds follow the videos a group holds, never the text of its id ('61' and '061' split alike)
+    splits = list(splitter.split(np.zeros(len(data.y)), data.y, group_codes(data.ids, data.groups)))
+    rows, preds = [], []
+    columns = set.intersection(*(set(v.columns) for v in data.videos))
+    if sets is None:
+        sets = feature_sets(codebook_size, user_table, columns, dynamic)
+    sets = {**sets, **(extra_sets or {})}
+    skipped = [n for n in feature_sets(codebook_size, user_table, dynamic=dynamic) if n not in sets]
+    if skipped:
+        data.warnings.append(f"left out (the tables lack their columns): {', '.join(skipped)}")
+    bar = Progress(len(sets) * len(splits), "evaluate", "fit", enabled=progress)
+    for f, (tr, te) in enumerate(splits):
+        videos = refit_fold_tokens(data.videos, tr, refit_tokenizer, seed) if refit_tokenizer else data.videos
+        for name, feats in sets.items():
+            bar.note(f"fold {f + 1}/{len(splits)}: {name}")
+            model = make_model(data.task, feats, seed)
+            model.fit([videos[i] for i in tr], data.y[tr])
+            X_te = [videos[i] for i in te]
+            pred = model.predict(X_te)
+            proba = model.predict_proba(X_te) if data.task == "classification" else None
+            rows.append({"features": name, "fold": f, **scores(data.task, data.y[te], pred, proba, model.classes_ if proba is not None else None)})
+            for j, i in enumerate(te):
+                row = {"features": name, "fold": f, "video": data.ids[i], "group": data.groups[i],
+                       "y": data.y[i], "pred": pred[j]}
+                if proba is not None:
+                    row.update({f"p_{c}": float(p) for c, p in zip(model.classes_, proba[j])})
+                preds.append(row)
+            bar.update(1)
+    bar.close()
+    return pd.DataFrame(rows), pd.DataFrame(preds)
+
+
+def summarise_folds(fold_scores: pd.DataFrame) -> pd.DataFrame:
+    """Per feature set: each metric's mean and std over the folds of every seed (``_mean``,
+    ``_std``), and the spread (std) of the per-seed means (``_seed_std``; 0 with one seed)."""
+    metrics_cols = [c for c in fold_scores.columns if c not in ("features", "fold", "seed")]
+    summary = fold_scores.groupby("features", sort=False)[metrics_cols].agg(["mean", "std"])
+    summary.columns = [f"{m}_{s}" for m, s in summary.columns]
+    if "seed" in fold_scores.columns:
+        per_seed = fold_scores.groupby(["features", "seed"], sort=False)[metrics_cols].mean()
+        spread = per_seed.groupby(level="features", sort=False).std(ddof=0)
+        summary = summary.join(spread.add_suffix("_seed_std"))
+    return summary.reset_index()
+
+
+def primary_metric(task: str, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """The primary metric of each row of (resamples, items) arrays: macro-F1 over the classes present
+    in that row's labels or predictions (as scikit-learn's ``f1_score(average="macro")``), or CCC."""
+    if task != "classification":
+        y, pred = y.astype(float), pred.astype(float)
+        cov = ((y - y.mean(1, keepdims=True)) * (pred - pred.mean(1, keepdims=True))).mean(1)
+        return 2 * cov / (y.var(1) + pred.var(1) + (y.mean(1) - pred.mean(1)) ** 2 + 1e-12)
+    f1, present = [], []
+    for c in np.unique(np.concatenate([y.ravel(), pred.ravel()])):
+        tp = ((y == c) & (pred == c)).sum(1)
+        wrong = ((y == c) != (pred == c)).sum(1)  # false positives + false negatives
+        f1.append(np.where(tp + wrong > 0, 2 * tp / np.maximum(2 * tp + wrong, 1), 0.0))
+        present.append(tp + wrong > 0)
+    f1, present = np.stack(f1, 1), np.stack(present, 1)
+    return (f1 * present).sum(1) / np.maximum(present.sum(1), 1)
+
+
+def paired_bootstrap(preds: pd.DataFrame, task: str, a: str, b: str, n: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """95% CI of (primary metric of a - of b) over videos resampled with replacement."""
+    key_cols = ["seed", "video"] if "seed" in preds.columns else ["video"]
+    pa = preds[preds["features"] == a].set_index(key_cols).sort_index()
+    pb = preds[preds["features"] == b].set_index(key_cols).loc[pa.index]
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(pa), (n, len(pa)))  # n resamples of the pooled predictions, all at once
+    y, a_pred, b_pred = pa["y"].to_numpy(), pa["pred"].to_numpy(), pb["pred"].to_numpy()
+    diffs = primary_metric(task, y[idx], a_pred[idx]) - primary_metric(task, y[idx], b_pred[idx])
+    full = float(primary_metric(task, y[None], a_pred[None])[0] - primary_metric(task, y[None], b_pred[None])[0])
+    return float(full), float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+
+
+def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | Path, group: str | None = None,
+                  codebook_size: int | None = None, n_folds: int = 5, seed: int = 0, window: float | None = None,
+                  user_features: str | Path | None = None, progress: bool = True,
+                  refit_tokenizer: dict | None = None, dynamic: bool = False, model=None, seeds: int = 5,
+                  baselines: list[VideoFeatures] | None = None) -> pd.DataFrame:
+    """The whole experiment: CV of dfe vs baselines -> comparison.csv/.md, predictions.csv, bar plot.
+    ``dynamic``: add event features (dfe's and the blendshapes'); ``labels`` may be ELAN files
+    (:func:`dfe.analysis.elan.eaf_labels`, ``target`` = the tier). ``model``: the tokenizer that encoded
+    the tables (a :class:`~dfe.tokens.tokenizer.Tokenizer`), so the report can say whether it saw the
+    videos it is tested on.
+
+    ``refit_tokenizer``: fit a tokenizer with these settings per fold on the training groups
+    (see :func:`cross_validate`) instead of using the tables' tokens. ``seeds``: the whole CV is
+    repeated with fold assignments from seeds ``seed .. seed + seeds - 1``; the summary gives the
+    mean over seeds, the spread of the seeds' means, and paired CIs over the pooled predictions.
+    ``baselines``: other tools' per-video features (:mod:`dfe.analysis.baselines`), scored beside the tokens
+    on the videos every one of them covers."""
+    data = load_task(tables, labels, target, group, window=window, need_tokens=not refit_tokenizer)
+    if baselines:
+        data = keep_videos_with(data, baselines, window)
+    extra = {b.name: UserFeatures(b.table) for b in baselines or []}
+    if refit_tokenizer:
+        from dfe.tokens.tokenizer import TokenizerConfig
+
+        codebook_size = refit_tokenizer.get("codebook_size", TokenizerConfig().codebook_size)
+    elif codebook_size is None:
+        codebook_size = int(max(int(df[token_columns(df)].max().max()) for df in data.videos) + 1)
+        codebook_size = max(codebook_size, 2)
+    user = read_video_features(user_features) if user_features else None
+    runs = [cross_validate(data, codebook_size, n_folds, seed + r, user, progress, refit_tokenizer, dynamic,
+                           extra_sets=extra) for r in range(seeds)]
+    fold_scores = pd.concat([f.assign(seed=seed + r) for r, (f, _) in enumerate(runs)], ignore_index=True)
+    preds = pd.concat([p.assign(seed=seed + r) for r, (_, p) in enumerate(runs)], ignore_index=True)
+    summary = summarise_folds(fold_scores)
+    dfe_name = "dfe tokens (BoW)"
+    ci = []
+    for name in summary["features"]:
+        ci.append((np.nan, np.nan, np.nan) if name == dfe_name else paired_bootstrap(preds, data.task, dfe_name, name, seed=seed))
+    key = "macro_f1" if data.task == "classification" else "ccc"
+    summary[f"dfe_minus_this_{key}"] = [c[0] for c in ci]
+    summary["ci95_low"] = [c[1] for c in ci]
+    summary["ci95_high"] = [c[2] for c in ci]
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(outdir / "comparison.csv", index=False)
+    preds.to_csv(outdir / "predictions.csv", index=False)
+    fold_scores.to_csv(outdir / "fold_scores.csv", index=False)
+    n_groups = len(np.unique(data.groups))
+    header = (f"# dfe evaluate-task: {target} ({data.task})\n\n{len(data.videos)} videos, {n_groups} groups "
+              f"({'by ' + group if group else 'each video its own group'}), {fold_scores['fold'].nunique()}-fold grouped CV, "
+              f"repeated with {seeds} seed{'s' if seeds > 1 else ''} ({seed}..{seed + seeds - 1}) for the fold assignment; "
+              "in each, every video is tested once, by a model that never saw its group. Tokens: "
+              + tokenizer_statement(data, refit_tokenizer, model)
+              + ". Face model (if the tables were extracted with the bundled one): "
+              + face_model_provenance([window_video(i) for i in data.ids])["statement"].rstrip(".")
+              + f". Mean (std) over the folds of all seeds; `_seed_std` is the spread of the seeds' means (how much "
+              f"one fold assignment moves the result); the last columns give dfe minus each baseline on {key} "
+              f"with a paired bootstrap 95% CI over the pooled predictions of all seeds.\n\n")
+    warn = "".join(f"- warning: {w}\n" for w in data.warnings)
+    (outdir / "comparison.md").write_text(header + (warn + "\n" if warn else "") + _markdown(summary) + "\n")
+    chance = 1 / len(np.unique(data.y)) if data.task == "classification" else 0.0
+    _bar_plot(summary, key, outdir / "comparison.png", target, chance)
+    return summary
+
+
+def tokenizer_statement(data: TaskData, refit_tokenizer: dict | None, model) -> str:
+    """Whether the tokens of the test videos come from a tokenizer that saw them."""
+    if refit_tokenizer:
+        return "a tokenizer fitted per fold on the training groups only (the test groups were unseen)"
+    if model is None:
+        return ("as written in the tables; this report cannot tell whether their tokenizer saw the test videos "
+                "(pass --model to check, or --refit-tokenizer to fit one per fold)")
+    seen = model.seen_groups
+    videos = {window_video(i) for i in data.ids}
+    if seen is None:
+        return "as written in the tables, by a model that does not record what it was trained on (dfe 0.2 or older)"
+    overlap = sorted(videos & seen)
+    if not overlap:
+        return f"as written in the tables, by a tokenizer that saw none of the {len(videos)} videos"
+    return (f"as written in the tables, by a tokenizer trained on {len(overlap)} of the {len(videos)} videos tested "
+            f"here ({', '.join(overlap[:10])}{' ...' if len(overlap) > 10 else ''}): the dfe rows are not held out "
+            "at the tokenizer level; use --refit-tokenizer for that")
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.tolist()) + " |")
+    return "\n".join(lines)
+
+
+def _bar_plot(summary: pd.DataFrame, key: str, path: Path, target: str, chance: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(summary)), dpi=100)
+    ax.barh(summary["features"], summary[f"{key}_mean"], xerr=summary[f"{key}_std"].fillna(0), color="#4c72b0")
+    ax.axvline(chance, color="#c0392b", ls="--", lw=1.2,
+               label=f"chance ({chance:.2f}{': 1 / classes' if key == 'macro_f1' else ''})")
+    ax.set_xlim(min(0.0, float(summary[f"{key}_mean"].min()) - 0.05), 1.0)
+    ax.invert_yaxis()
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel(f"{key} (mean ± std over folds)")
+    ax.set_title(f"predicting {target}")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+

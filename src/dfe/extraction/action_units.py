@@ -1,0 +1,170 @@
+"""FACS action-unit intensities per frame, on :mod:`dfe.extraction.units`' intensity scale, in OpenFace's columns.
+
+Two sources, both in cm of peak movement (``AU12_r = 0.8`` reads the displacement ``dfe synth
+--unit AU12=0.8`` applies):
+
+- **geometry** (``AU01_r`` ...): each frame's psi fitted non-negatively (NNLS) on the per-side unit
+  shapes of :func:`dfe.extraction.units.unit_basis` (all 40 side units at once, so neighbours compete). A
+  bilateral unit's ``_r`` is the mean of its two sides' coefficients. The least squares system is
+  reduced once to its (40 x 40) Cholesky factor, so a frame costs one small NNLS.
+- **blendshapes** (``AU01_r_blendshapes`` ...): MediaPipe's ARKit scores through ICT FaceKit's
+  ARKit -> FACS table: a score ``b`` of shape ``s`` is intensity ``b * peak(s)`` (the peak vertex
+  movement of ICT's shape ``s`` at weight 1); bilateral units average their sides.
+
+Units without their own shape: AU23 (lip tightener; ICT has none) is NaN in both sources. AU25 (lips
+part) is measured on the mesh only: the increase of the inner-lip gap (vertices 13-14) over the
+neutral's, cm; NaN from blendshapes. AU26 is ICT's ``jawOpen`` shape (ICT's AU26/27 share it; AU27
+is not told apart). Presence ``_c`` is ``_r >= PRESENCE_THRESHOLDS[au]`` (chosen on Canada people
+by ``bench/action_units.py``); AU23_c is NaN.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import nnls
+
+from dfe.extraction.face import BLENDSHAPE_NAMES
+from dfe.extraction.gaze import gaze_from_landmarks, image_size
+from dfe.table import (AU_BLENDSHAPE_COLUMNS, AU_INTENSITY_COLUMNS, AU_PRESENCE_COLUMNS, FRAME_AU_GAZE_COLUMNS,
+                       OPENFACE_AU_INTENSITY, OPENFACE_AU_PRESENCE)
+from dfe.extraction.units import ACTION_UNITS, arkit_peak, canonical_au, is_bilateral, unit_basis
+
+NOT_MEASURED = {"AU23"}  # no unit shape in ICT FaceKit: NaN, never a copy of another unit
+UNIT_NAMES = {au: ACTION_UNITS[canonical_au(au)][0] for au in OPENFACE_AU_PRESENCE if au not in ("AU23", "AU25")}
+UNIT_NAMES.update({"AU23": "lip tightener", "AU25": "lips part"})
+LIP_GAP = (13, 14)  # MediaPipe's inner upper / lower lip midpoints
+# Presence thresholds (cm), chosen on the 40 Canada neutral photos (psi from a face model built on
+# London neutrals only): the 97.5th percentile of what a neutral face reads, at least 0.05 cm.
+# bench/action_units.py prints them.
+PRESENCE_THRESHOLDS: dict[str, float] = {
+    "AU01": 0.070, "AU02": 0.157, "AU04": 0.145, "AU05": 0.080, "AU06": 0.050, "AU07": 0.050, "AU09": 0.050,
+    "AU10": 0.092, "AU12": 0.050, "AU14": 0.050, "AU15": 0.267, "AU17": 0.203, "AU20": 0.098, "AU25": 0.057,
+    "AU26": 0.383, "AU45": 0.098, "AU28": 0.195}
+
+
+@lru_cache(maxsize=1)
+def _solver() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(B, A, P): basis (1404, U), the Cholesky factor A = L^T of B^T B, and P = L^-1 B^T, so that
+    min |B c - psi| over c >= 0 is min |A c - P psi| (same minimiser, a U x U problem)."""
+    basis, _ = unit_basis()
+    gram = basis.T @ basis
+    chol = np.linalg.cholesky(gram + 1e-9 * np.trace(gram) * np.eye(len(gram)))
+    return basis, chol.T.copy(), np.linalg.solve(chol, basis.T)
+
+
+def unit_coefficients(psi: np.ndarray) -> np.ndarray:
+    """Non-negative intensities (n, U) of every side unit (columns of :func:`dfe.extraction.units.unit_basis`)
+    for geometry psi (n, 1404) in cm; NaN rows stay NaN."""
+    psi = np.atleast_2d(np.asarray(psi, dtype=np.float64))
+    _, a, p = _solver()
+    out = np.full((len(psi), a.shape[1]), np.nan)
+    ok = np.isfinite(psi).all(1)
+    rhs = psi[ok] @ p.T
+    out[ok] = [nnls(a, r)[0] for r in rhs] if len(rhs) else np.zeros((0, a.shape[1]))
+    return out
+
+
+@lru_cache(maxsize=1)
+def _openface_columns() -> list[list[int]]:
+    """For each OpenFace intensity unit, the unit-basis columns averaged into it."""
+    _, units = unit_basis()
+    cols = []
+    for au in OPENFACE_AU_INTENSITY:
+        if au in NOT_MEASURED or au == "AU25":
+            cols.append([])
+            continue
+        name = canonical_au(au)
+        cols.append([i for i, u in enumerate(units) if u.au == name])
+    return cols
+
+
+def lip_separation(psi: np.ndarray) -> np.ndarray:
+    """AU25 from the mesh: how much the inner-lip gap opened over the neutral's (cm, >= 0)."""
+    v = np.atleast_2d(np.asarray(psi, dtype=np.float64)).reshape(len(psi), -1, 3)
+    upper, lower = LIP_GAP
+    return np.clip(v[:, upper, 1] - v[:, lower, 1], 0.0, None)
+
+
+def geometry_intensities(psi: np.ndarray, coefficients: np.ndarray | None = None) -> np.ndarray:
+    """(n, 17) OpenFace intensities (``AU01_r`` ... ``AU45_r`` order) from geometry psi."""
+    coef = unit_coefficients(psi) if coefficients is None else coefficients
+    out = np.full((len(coef), len(OPENFACE_AU_INTENSITY)), np.nan)
+    for j, cols in enumerate(_openface_columns()):
+        if cols:
+            out[:, j] = coef[:, cols].mean(1)
+    out[:, OPENFACE_AU_INTENSITY.index("AU25")] = lip_separation(psi)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _blendshape_map() -> np.ndarray:
+    """(52, 17) matrix M: intensities = scores @ M (ICT's ARKit -> FACS table, peaks in cm)."""
+    index = {n: i for i, n in enumerate(BLENDSHAPE_NAMES)}
+    m = np.zeros((len(BLENDSHAPE_NAMES), len(OPENFACE_AU_INTENSITY)))
+    for j, au in enumerate(OPENFACE_AU_INTENSITY):
+        if au in NOT_MEASURED or au == "AU25":
+            m[:, j] = np.nan
+            continue
+        shapes = ACTION_UNITS[canonical_au(au)][1]
+        for s in shapes:
+            mp = s if s in index else s.removesuffix("Left").removesuffix("Right")  # browInnerUp has no sides
+            m[index[mp], j] += arkit_peak(s) / len(shapes)  # bilateral: the mean of the sides
+    return m
+
+
+def blendshape_intensities(blendshapes: np.ndarray) -> np.ndarray:
+    """(n, 17) OpenFace intensities from MediaPipe's 52 blendshape scores (NaN for AU23, AU25)."""
+    b = np.atleast_2d(np.asarray(blendshapes, dtype=np.float64))
+    m = _blendshape_map()
+    measured = np.isfinite(m).all(0)
+    out = np.full((len(b), m.shape[1]), np.nan)
+    out[:, measured] = b @ m[:, measured]
+    return out
+
+
+def presence(intensities: np.ndarray, au28: np.ndarray, thresholds: dict[str, float] | None = None) -> np.ndarray:
+    """(n, 18) OpenFace presence (0/1, NaN where not measured or no face) from the 17 intensities
+    and the AU28 (lip suck) coefficient."""
+    thresholds = PRESENCE_THRESHOLDS if thresholds is None else thresholds
+    values = dict(zip(OPENFACE_AU_INTENSITY, np.asarray(intensities, dtype=np.float64).T))
+    values["AU28"] = np.asarray(au28, dtype=np.float64)
+    out = np.full((len(values["AU28"]), len(OPENFACE_AU_PRESENCE)), np.nan)
+    for j, au in enumerate(OPENFACE_AU_PRESENCE):
+        x = values[au]
+        if au in thresholds:
+            out[:, j] = np.where(np.isfinite(x), (x >= thresholds[au]).astype(float), np.nan)
+    return out
+
+
+def action_unit_table(psi: np.ndarray, blendshapes: np.ndarray, thresholds: dict[str, float] | None = None) -> pd.DataFrame:
+    """The per-frame action-unit columns (``AU*_r``, ``AU*_c``, ``AU*_r_blendshapes``) of geometry
+    psi (n, 1404) and blendshapes (n, 52); rows without a face are NaN."""
+    coef = unit_coefficients(psi)
+    r = geometry_intensities(psi, coef)
+    _, units = unit_basis()
+    au28 = coef[:, [i for i, u in enumerate(units) if u.au == "AU28"]].mean(1)
+    c = presence(r, au28, thresholds)
+    bs = blendshape_intensities(blendshapes)
+    data = np.concatenate([r, c, bs], 1)
+    return pd.DataFrame(data, columns=AU_INTENSITY_COLUMNS + AU_PRESENCE_COLUMNS + AU_BLENDSHAPE_COLUMNS)
+
+
+def frame_action_units_and_gaze(psi: np.ndarray, blendshapes: np.ndarray, landmarks: np.ndarray,
+                                bbox_w, bbox_h) -> pd.DataFrame:
+    """The per-frame action units (:mod:`dfe.extraction.action_units`) and gaze (:mod:`dfe.extraction.gaze`) columns of
+    n frames: geometry psi (n, 1404), blendshapes (n, 52), normalised landmarks (n, 1434) and the
+    face boxes (pixels) they span."""
+    lm = np.asarray(landmarks, dtype=np.float64).reshape(len(psi), -1, 3)
+    width, height = image_size(np.asarray(bbox_w, float), np.asarray(bbox_h, float), lm)
+    aus = action_unit_table(psi, blendshapes)
+    gaze = pd.DataFrame(gaze_from_landmarks(lm, width / height).columns())
+    return pd.concat([aus, gaze], axis=1)[FRAME_AU_GAZE_COLUMNS]
+
+
+def bilateral_note() -> str:
+    """One line for reports: how bilateral units are read."""
+    both = [au for au in ACTION_UNITS if is_bilateral(au)]
+    return f"bilateral units ({', '.join(both)}): _r is the mean of the two sides' non-negative coefficients"

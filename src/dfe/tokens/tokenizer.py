@@ -1,0 +1,896 @@
+"""The tokenizer: a residual-VQ VAE turning psi into K discrete expression tokens per frame.
+
+psi -> standardise -> patches -> small transformer encoder -> latent z
+    -> ResidualVQ (ONE codebook shared by all K levels) -> codes e_{c_1} .. e_{c_K}
+    -> decoder on the summed codes -> psi_hat.
+
+With the default linear decoder, psi_hat = b + W (e_{c_1} + ... + e_{c_K}) (then un-standardised),
+so every code c has one exact deformation ``W e_c`` (:meth:`Tokenizer.decode_code`) and any prefix
+of levels is an exact coarser reconstruction (:meth:`Tokenizer.decode_prefix`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from dfe.errors import DfeError
+from dfe.extraction.expression import PSI_KINDS, PSI_VERSION
+from dfe.extraction.mesh import TOPOLOGY_ID, canonical_mesh
+from dfe.progress import Progress
+
+log = logging.getLogger(__name__)
+
+FORMAT = "dfe-tokenizer"
+FORMAT_VERSION = 1
+MIN_STEPS = 2000  # rvq-vae: optimizer steps a fit gets at least (small corpora run more epochs)
+
+
+def resolve_device(name: str | torch.device = "cpu") -> torch.device:
+    """cpu, cuda (the first GPU) or auto (cuda when there is one); a sentence when cuda is missing."""
+    name = str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu or auto")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise ValueError(f"--device must be auto, cpu or cuda, not {name!r}")
+    return torch.device(name)
+
+
+class ModelError(DfeError, RuntimeError):
+    """A model file that cannot be used; the message is one sentence for the user."""
+
+
+@dataclass
+class TokenizerConfig:
+    """Every knob of the model and its training (defaults chosen by bench/ablation.py)."""
+
+    psi_kind: str = "geometry"
+    dim: int = 1404
+    quantizer: str = "shape-gain"  # shape-gain (dfe.tokens.dictionary, the default) | rvq-vae (transformer + ResidualVQ)
+    codebook_size: int = 256  # token ids (words); shape-gain: actions x gain_levels
+    gain_levels: int = 4  # shape-gain: intensities per action (log2 of it are bits of every token)
+    merge_cosine: float = 0.9  # shape-gain: actions closer than this are merged (the freed one replaced)
+    lloyd_iters: int = 25  # shape-gain: training iterations
+    refine_passes: int = 1  # shape-gain: encoding passes that re-choose each level's word given the others
+    levels: int = 4
+    latent_dim: int = 64
+    d_model: int = 64
+    n_layers: int = 1
+    n_heads: int = 4
+    n_patches: int = 8  # geometry: spatial patches of nearby canonical vertices (face regions)
+    chunk: int = 4  # vector psi: values per chunk
+    decoder: str = "linear"  # linear (exactly additive) | mlp (joint, on the summed codes)
+    commitment_weight: float = 0.25
+    orthogonal_weight: float = 0.0
+    sparsity_weight: float = 0.1
+    dead_code_threshold: float = 2.0
+    epochs: int = 40
+    batch_size: int = 1024  # large batches: better k-means init, less dead-code churn
+    lr: float = 4e-3
+    patience: int = 5
+    val_fraction: float = 0.1
+    seed: int = 0
+
+    @property
+    def n_actions(self) -> int:
+        """Distinct actions (directions): the codebook size over the gain levels (rvq-vae: every code)."""
+        return self.codebook_size // self.gain_levels if self.quantizer == "shape-gain" else self.codebook_size
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TokenizerConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown tokenizer options: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+def make_patches(config: TokenizerConfig) -> np.ndarray:
+    """(P, S) indices into psi features, padded with ``dim`` (a zero feature).
+
+    Geometry: k-means over the canonical vertex positions -> P spatial patches of nearby vertices
+    (3 features each). Other kinds: consecutive chunks of ``chunk`` values.
+    """
+    if config.psi_kind == "geometry":
+        from sklearn.cluster import KMeans
+
+        verts = canonical_mesh().vertices
+        labels = KMeans(config.n_patches, n_init=4, random_state=0).fit_predict(verts)
+        groups = [np.flatnonzero(labels == p) for p in range(config.n_patches)]
+        groups = [np.stack([3 * g, 3 * g + 1, 3 * g + 2], 1).reshape(-1) for g in groups]
+    else:
+        groups = [np.arange(i, min(i + config.chunk, config.dim)) for i in range(0, config.dim, config.chunk)]
+    width = max(len(g) for g in groups)
+    out = np.full((len(groups), width), config.dim, dtype=np.int64)
+    for i, g in enumerate(groups):
+        out[i, : len(g)] = g
+    return out
+
+
+class Encoder(nn.Module):
+    """psi (standardised) -> patch tokens -> transformer -> mean pool -> latent z."""
+
+    def __init__(self, config: TokenizerConfig, patches: np.ndarray):
+        super().__init__()
+        self.register_buffer("patches", torch.as_tensor(patches))
+        n_p, width = patches.shape
+        self.patch_weight = nn.Parameter(torch.randn(n_p, width, config.d_model) / math.sqrt(width))
+        self.patch_bias = nn.Parameter(torch.zeros(n_p, config.d_model))
+        layer = nn.TransformerEncoderLayer(config.d_model, config.n_heads, 2 * config.d_model,
+                                           dropout=0.0, batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(config.d_model)
+        self.to_latent = nn.Linear(config.d_model, config.latent_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([x, x.new_zeros(len(x), 1)], dim=1)[:, self.patches]  # (B, P, S)
+        h = torch.einsum("bps,psd->bpd", x, self.patch_weight) + self.patch_bias
+        h = self.transformer(h)
+        return self.to_latent(self.norm(h.mean(1)))
+
+
+class RVQVAE(nn.Module):
+    def __init__(self, config: TokenizerConfig, patches: np.ndarray):
+        super().__init__()
+        from vector_quantize_pytorch import ResidualVQ
+
+        self.config = config
+        self.encoder = Encoder(config, patches)
+        self.rvq = ResidualVQ(
+            dim=config.latent_dim, num_quantizers=config.levels, codebook_size=config.codebook_size,
+            shared_codebook=True, kmeans_init=True, kmeans_iters=10,
+            threshold_ema_dead_code=config.dead_code_threshold,
+            commitment_weight=config.commitment_weight,
+            orthogonal_reg_weight=config.orthogonal_weight,
+        )
+        if config.decoder == "linear":
+            self.decoder = nn.Linear(config.latent_dim, config.dim)
+        elif config.decoder == "mlp":
+            self.decoder = nn.Sequential(nn.Linear(config.latent_dim, 256), nn.GELU(), nn.Linear(256, config.dim))
+        else:
+            raise ValueError("decoder must be 'linear' or 'mlp'")
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        return self.rvq.codebooks[0]  # (N, latent) shared by every level
+
+    def code_deformations(self) -> torch.Tensor:
+        """D(e_c) - D(0) for every code (N, dim), standardised units."""
+        cb = self.codebook
+        return self.decoder(cb) - self.decoder(torch.zeros_like(cb[:1]))
+
+    @torch.no_grad()
+    def indices(self, z: torch.Tensor) -> torch.Tensor:
+        """Greedy residual nearest-code search (what ResidualVQ does in eval mode, without its
+        loss and bookkeeping): (n, K) code ids."""
+        cb = self.codebook
+        half_sq = 0.5 * (cb**2).sum(1)
+        out = []
+        r = z
+        for _ in range(self.config.levels):
+            idx = torch.argmax(r @ cb.T - half_sq, dim=1)  # argmin of |r - c|^2
+            out.append(idx)
+            r = r - cb[idx]
+        return torch.stack(out, 1)
+
+    def forward(self, x: torch.Tensor):
+        z = self.encoder(x)
+        quantized, indices, commit = self.rvq(z)
+        return self.decoder(quantized), indices, commit.sum()
+
+
+class ShapeGainModel(nn.Module):
+    """The shape-gain dictionary (:mod:`dfe.tokens.dictionary`) as a model: a linear encoder (the training
+    data's principal directions), the shared actions and gains, and the linear decoder back to psi.
+    Token ``c * G + g`` is ``gains[g] * directions[c]`` at every level (so every token has one exact
+    deformation); psi_hat = b + W (sum of the K words)."""
+
+    def __init__(self, config: TokenizerConfig, latent_dim: int | None = None):
+        super().__init__()
+        self.config = config
+        latent = latent_dim or config.latent_dim
+        self.encoder = nn.Linear(config.dim, latent, bias=False)
+        self.decoder = nn.Linear(latent, config.dim)
+        self.register_buffer("directions", torch.zeros(config.n_actions, latent))
+        self.register_buffer("gains", torch.ones(config.gain_levels))
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """(N * G, latent): every word."""
+        return (self.directions[:, None, :] * self.gains[None, :, None]).reshape(-1, self.directions.shape[1])
+
+    def latent(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(n, k) tokens of levels 1..k -> (n, latent) sum of their words."""
+        return self.codebook[tokens].sum(1)
+
+    def code_deformations(self) -> torch.Tensor:
+        cb = self.codebook
+        return self.decoder(cb) - self.decoder(torch.zeros_like(cb[:1]))
+
+    def _best(self, r: torch.Tensor, words: torch.Tensor, half_sq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The word nearest each residual row (argmin |r - w|^2 = argmax r.w - |w|^2/2): (ids, words)."""
+        idx = torch.argmax(r @ words.T - half_sq, dim=1)
+        return idx, words[idx]
+
+    @torch.no_grad()
+    def indices(self, z: torch.Tensor) -> torch.Tensor:
+        """Greedy residual search, then ``config.refine_passes`` passes re-choosing each level's word
+        for what the other levels leave (the error never grows): (n, K) word ids."""
+        K = self.config.levels
+        words = self.codebook
+        half_sq = 0.5 * (words**2).sum(1)
+        ids, parts = [], []
+        r = z
+        for k in range(K):
+            w, v = self._best(r, words, half_sq)
+            ids.append(w)
+            parts.append(v)
+            r = r - v
+        ids, parts = torch.stack(ids, 1), torch.stack(parts, 1)
+        total = parts.sum(1)
+        for _ in range(self.config.refine_passes):
+            for k in range(K):
+                rest = z - (total - parts[:, k])
+                w, v = self._best(rest, words, half_sq)
+                better = ((rest - v) ** 2).sum(1) < ((rest - parts[:, k]) ** 2).sum(1) - 1e-7
+                ids[better, k] = w[better]
+                total = total + torch.where(better[:, None], v - parts[:, k], torch.zeros_like(v))
+                parts[better, k] = v[better]
+        return ids
+
+    def forward(self, x: torch.Tensor):
+        idx = self.indices(self.encoder(x))
+        return self.decoder(self.latent(idx)), idx, x.new_zeros(())
+
+
+@dataclass
+class Standardiser:
+    """psi -> model units. Geometry: one global scale (anchor vertices barely move; per-coordinate
+    z-scores would amplify their noise), zero kept as the neutral face. Vector kinds: z-scores."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, psi: np.ndarray, kind: str, rows: np.ndarray | None = None, chunk: int = 65536) -> "Standardiser":
+        """From ``psi[rows]`` (all rows by default). Large corpora are summed chunk by chunk in
+        float64 instead of copying the rows (the same statistics, no second copy of psi)."""
+        if rows is None or len(rows) * psi.shape[1] <= 2e8:
+            part = psi if rows is None else psi[rows]
+            if kind == "geometry":
+                return cls(np.zeros(psi.shape[1], np.float32), np.full(psi.shape[1], part.std() + 1e-8, np.float32))
+            return cls(part.mean(0).astype(np.float32), (part.std(0) + 1e-6).astype(np.float32))
+        total = np.zeros(psi.shape[1])
+        squares = np.zeros(psi.shape[1])
+        for i in range(0, len(rows), chunk):
+            block = psi[rows[i:i + chunk]].astype(np.float64)
+            total += block.sum(0)
+            squares += (block**2).sum(0)
+        n = len(rows)
+        mean, var = total / n, squares / n - (total / n) ** 2
+        if kind == "geometry":
+            spread = np.sqrt(squares.sum() / (n * psi.shape[1]) - (total.sum() / (n * psi.shape[1])) ** 2)
+            return cls(np.zeros(psi.shape[1], np.float32), np.full(psi.shape[1], spread + 1e-8, np.float32))
+        return cls(mean.astype(np.float32), (np.sqrt(np.maximum(var, 0)) + 1e-6).astype(np.float32))
+
+    def forward(self, psi: np.ndarray, chunk: int = 65536) -> np.ndarray:
+        out = np.empty(np.shape(psi), dtype=np.float32)  # chunked: no full-size temporaries for big corpora
+        for i in range(0, len(out), chunk):
+            out[i:i + chunk] = (np.asarray(psi[i:i + chunk], dtype=np.float32) - self.mean) / self.scale
+        return out
+
+    def inverse(self, x: np.ndarray) -> np.ndarray:
+        return (x * self.scale + self.mean).astype(np.float32)
+
+
+@dataclass
+class TrainingSummary:
+    n_train: int = 0
+    n_val: int = 0
+    epochs_run: int = 0
+    best_epoch: int = 0
+    val_mse: float = float("nan")  # standardised units
+    val_cosine: float = float("nan")
+    perplexity: float = float("nan")
+    dead_code_share: float = float("nan")
+    level_usage: list = field(default_factory=list)  # distinct codes used per level
+    seconds: float = 0.0
+    torch_threads: int = 0  # fits are bit-identical for a given seed AND thread count
+    data: dict = field(default_factory=dict)  # what it was trained on (free text for provenance)
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    num = (a * b).sum(1)
+    return num / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+
+
+def codebook_stats(tokens: np.ndarray, codebook_size: int) -> dict:
+    """Perplexity of the pooled token distribution, dead-code share, distinct codes per level."""
+    counts = np.bincount(tokens.reshape(-1), minlength=codebook_size).astype(float)
+    p = counts / max(counts.sum(), 1)
+    nz = p[p > 0]
+    return {
+        "perplexity": float(np.exp(-(nz * np.log(nz)).sum())) if len(nz) else 0.0,
+        "dead_code_share": float((counts == 0).mean()),
+        "level_usage": [int(len(np.unique(tokens[:, k]))) for k in range(tokens.shape[1])],
+    }
+
+
+def split_groups(n: int, groups: np.ndarray | None, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out split by group (person/video) when groups are given, else by row."""
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        order = rng.permutation(n)
+        n_val = max(1, int(round(val_fraction * n))) if n > 1 else 0
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+    groups = np.asarray(groups)
+    uniq = np.unique(groups)
+    if len(uniq) < 2:
+        log.warning("only one group: holding out rows at random instead of by group")
+        return split_groups(n, None, val_fraction, seed)
+    rng.shuffle(uniq)
+    sizes = {g: int((groups == g).sum()) for g in uniq}
+    target = val_fraction * n
+    val_groups, count = [], 0
+    for g in uniq:  # shuffled groups, skipping any that would overshoot the held-out share by half
+        if count >= target:
+            break
+        if count + sizes[g] <= 1.5 * target:
+            val_groups.append(g)
+            count += sizes[g]
+    if not val_groups:
+        val_groups = [min(uniq, key=lambda g: sizes[g])]
+    is_val = np.isin(groups, val_groups)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def _is_codebook_alias(key: str) -> bool:
+    """Levels 2..K share level 1's codebook module: store it once."""
+    return key.startswith("rvq.layers.") and not key.startswith("rvq.layers.0.") and "._codebook." in key
+
+
+class Tokenizer:
+    """Fit, save, load, encode and decode. ``Tokenizer.fit(psi)`` mirrors ``dfe fit``."""
+
+    def __init__(self, config: TokenizerConfig, model: RVQVAE, standardiser: Standardiser,
+                 summary: TrainingSummary | None = None, extras: dict | None = None):
+        self.config = config
+        self.model = model.eval()
+        self.standardiser = standardiser
+        self.summary = summary or TrainingSummary()
+        self.device = torch.device("cpu")
+        self.extras = extras or {}  # e.g. "rig": blendshape -> geometry map for visualisation
+
+    # ------------------------------------------------------------------ training
+    @classmethod
+    def fit(cls, psi: np.ndarray, groups: np.ndarray | None = None, progress: bool = True,
+            data_summary: dict | None = None, device: str = "cpu", **config) -> "Tokenizer":
+        """Train on an (n, D) psi array; ``groups`` (person/video ids) give the held-out split.
+        ``device``: cpu, cuda or auto; the data stays in host memory and goes over batch by batch."""
+        import time
+
+        psi = np.asarray(psi, dtype=np.float32)
+        if psi.ndim != 2 or len(psi) < 10:
+            raise ValueError(f"need an (n, D) psi array with n >= 10, got shape {psi.shape}")
+        if not all(np.isfinite(psi[i:i + 65536]).all() for i in range(0, len(psi), 65536)):
+            raise ValueError("psi contains NaN or inf: pass successful frames only (success == 1)")
+        config.setdefault("dim", psi.shape[1])
+        cfg = TokenizerConfig.from_dict(config)
+        expected = PSI_KINDS.get(cfg.psi_kind)
+        if expected is not None and expected != cfg.dim:
+            raise ValueError(f"psi kind {cfg.psi_kind!r} has {expected} values, data has {cfg.dim}")
+        start = time.perf_counter()
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        train_idx, val_idx = split_groups(len(psi), groups, cfg.val_fraction, cfg.seed)
+        std = Standardiser.fit(psi, cfg.psi_kind, train_idx)
+        if cfg.quantizer == "shape-gain":
+            model = cls._fit_shape_gain(cfg, std.forward(psi[train_idx]), progress)
+            return cls._finish(cfg, model, std, torch.device("cpu"), psi, groups, train_idx, val_idx,
+                               data_summary, start, cfg.lloyd_iters, cfg.lloyd_iters)
+        if cfg.quantizer != "rvq-vae":
+            raise ValueError(f"quantizer must be 'shape-gain' or 'rvq-vae', not {cfg.quantizer!r}")
+        x_all = torch.from_numpy(std.forward(psi))  # one standardised copy; batches are gathered from it
+        train_t, val_t = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
+        dev = resolve_device(device)
+        model = RVQVAE(cfg, make_patches(cfg)).to(dev)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+        # small corpora: shrink the batch so an epoch is at least ~16 optimizer steps, and run enough
+        # epochs for MIN_STEPS optimizer steps in all (a 600-frame corpus got 640 steps before dfe 0.4)
+        batch_size = int(min(cfg.batch_size, max(32, len(train_t) // 16)))
+        steps_per_epoch = max(1, math.ceil(len(train_t) / batch_size))
+        if cfg.epochs * steps_per_epoch < MIN_STEPS:
+            cfg.epochs = int(min(10 * cfg.epochs, math.ceil(MIN_STEPS / steps_per_epoch)))
+            cfg.patience = max(cfg.patience, cfg.epochs // 8)
+            log.info("small corpus: %d epochs of %d steps", cfg.epochs, steps_per_epoch)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        with torch.no_grad():  # ResidualVQ's k-means init on a large sample, not just the first batch
+            model.train()
+            sample = torch.randperm(len(train_t), generator=gen)[:4096]
+            model.rvq(model.encoder(x_all[train_t[sample]].to(dev)))
+        best, best_state, best_epoch, bad = float("inf"), None, 0, 0
+        bar = Progress(cfg.epochs, "fit", "epoch", enabled=progress)
+        epoch = 0
+        for epoch in range(cfg.epochs):
+            model.train()
+            order = train_t[torch.randperm(len(train_t), generator=gen)]
+            for i in range(steps_per_epoch):
+                xb = x_all[order[i * batch_size : (i + 1) * batch_size]].to(dev, non_blocking=True)
+                if len(xb) < 2:
+                    continue
+                recon, _, commit = model(xb)
+                loss = torch.mean((recon - xb) ** 2) + commit
+                if cfg.sparsity_weight > 0:
+                    loss = loss + cfg.sparsity_weight * model.code_deformations().abs().mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+            val = cls._val_mse(model, x_all, val_t if len(val_t) else train_t, dev)
+            bar.update(1)
+            bar.note(f"held-out MSE {val:.4f}")
+            if val < best - 1e-5:
+                best, best_epoch, bad = val, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad += 1
+                if bad >= cfg.patience:
+                    log.info("early stop at epoch %d (best %d)", epoch + 1, best_epoch + 1)
+                    bar.note(f"held-out MSE {best:.4f} at epoch {best_epoch + 1}; stopped early, no gain in {bad} epochs")
+                    break
+        bar.close()
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        del x_all, best_state  # the standardised copy is not needed any more
+        return cls._finish(cfg, model, std, dev, psi, groups, train_idx, val_idx, data_summary, start,
+                           epoch + 1, best_epoch + 1)
+
+    @staticmethod
+    def _fit_shape_gain(cfg: TokenizerConfig, x_train: np.ndarray, progress: bool = False) -> ShapeGainModel:
+        """Principal directions of the standardised training psi (uncentred: zero stays the neutral
+        face), then :func:`dfe.tokens.dictionary.fit_shape_gain` in that latent space."""
+        from dfe.tokens.dictionary import actions_for_data, fit_shape_gain
+
+        n_actions = actions_for_data(len(x_train), cfg.n_actions)
+        if n_actions < cfg.n_actions:
+            log.warning("%d training frames are too few for %d actions x %d gains: using %d actions "
+                        "(%d codes); pass --codebook-size %d or more data", len(x_train), cfg.n_actions,
+                        cfg.gain_levels, n_actions, n_actions * cfg.gain_levels, n_actions * cfg.gain_levels)
+            cfg.codebook_size = n_actions * cfg.gain_levels
+        latent = int(min(cfg.latent_dim, len(x_train), cfg.dim))
+        cfg.latent_dim = latent
+        _, _, vt = np.linalg.svd(x_train[:: max(1, len(x_train) // 20000)], full_matrices=False)
+        basis = vt[:latent].astype(np.float32)  # (L, D) orthonormal rows
+        bar = Progress(cfg.lloyd_iters, "fit", "iteration", enabled=progress)
+
+        def tick(relative_error: float) -> None:
+            bar.note(f"relative error {relative_error:.4f}")
+            bar.update(1)
+
+        book, stats = fit_shape_gain(x_train @ basis.T, levels=cfg.levels, n_actions=n_actions,
+                                     n_gains=cfg.gain_levels, iters=cfg.lloyd_iters,
+                                     merge_cosine=cfg.merge_cosine, seed=cfg.seed, per_level_gains=False,
+                                     on_iteration=tick)
+        bar.close()
+        log.info("shape-gain dictionary: %s", {k: v for k, v in stats.items() if k != "relative_error"})
+        model = ShapeGainModel(cfg, latent)
+        with torch.no_grad():
+            model.encoder.weight.copy_(torch.from_numpy(basis))
+            model.decoder.weight.copy_(torch.from_numpy(basis.T.copy()))
+            model.decoder.bias.zero_()
+            model.directions.copy_(torch.from_numpy(book.directions))
+            model.gains.copy_(torch.from_numpy(book.gains))
+        return model
+
+    @classmethod
+    def _finish(cls, cfg, model, std, dev, psi, groups, train_idx, val_idx, data_summary, start,
+                epochs_run: int, best_epoch: int) -> "Tokenizer":
+        """The tokenizer and its training summary (held-out fit, codebook use)."""
+        import time
+
+        tok = cls(cfg, model, std)
+        tok.device = dev
+        data = dict(data_summary or {})
+        if cfg.psi_kind == "geometry":
+            data.setdefault("psi_version", PSI_VERSION)  # fitted on today's psi unless the tables said otherwise
+        if groups is not None:  # what the model saw, so evaluations can tell whether their test groups are new to it
+            groups = np.asarray(groups).astype(str)
+            data["train_groups"] = sorted(set(groups[train_idx]))
+            data["val_groups"] = sorted(set(groups[val_idx]))
+        summary = TrainingSummary(n_train=len(train_idx), n_val=len(val_idx), epochs_run=epochs_run,
+                                  best_epoch=best_epoch, torch_threads=torch.get_num_threads(), data=data)
+        all_tokens = tok.encode(psi)
+        held_idx = val_idx if len(val_idx) else train_idx
+        held = psi[held_idx]
+        recon = tok.decode(all_tokens[held_idx])
+        summary.val_mse = float(np.mean((std.forward(recon) - std.forward(held)) ** 2))
+        summary.val_cosine = float(np.mean(cosine_rows(recon - std.mean, held - std.mean)))
+        stats = codebook_stats(all_tokens, cfg.codebook_size)
+        summary.perplexity, summary.dead_code_share, summary.level_usage = (
+            stats["perplexity"], stats["dead_code_share"], stats["level_usage"])
+        summary.seconds = round(time.perf_counter() - start, 1)
+        tok.summary = summary
+        return tok
+
+    @staticmethod
+    @torch.no_grad()
+    def _val_mse(model: RVQVAE, x: torch.Tensor, rows: torch.Tensor, device: torch.device | None = None) -> float:
+        model.eval()
+        total = 0.0
+        for i in range(0, len(rows), 4096):
+            xb = x[rows[i : i + 4096]].to(device or "cpu")
+            recon, _, _ = model(xb)
+            total += float(((recon - xb) ** 2).sum())
+        return total / (len(rows) * x.shape[1])
+
+    # ------------------------------------------------------------------ use
+    def to(self, device: str) -> "Tokenizer":
+        """Encode (and decode) on ``device``: cpu, cuda or auto."""
+        self.device = resolve_device(device)
+        self.model.to(self.device)
+        return self
+
+    @property
+    def seen_groups(self) -> set[str] | None:
+        """The groups (videos, or what ``fit`` was given) the model was trained or validated on;
+        None for models that do not record them (dfe 0.2 and older)."""
+        data = self.summary.data or {}
+        if "train_groups" not in data:
+            return None
+        return set(map(str, data["train_groups"])) | set(map(str, data.get("val_groups", [])))
+
+    @property
+    def levels(self) -> int:
+        return self.config.levels
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    @property
+    def gain_levels(self) -> int:
+        """Intensities per action: token ``t`` is action ``t // gain_levels`` at intensity
+        ``t % gain_levels`` (1 for rvq-vae models: every code is its own action)."""
+        return self.config.gain_levels if self.config.quantizer == "shape-gain" else 1
+
+    def actions(self, tokens: np.ndarray) -> np.ndarray:
+        """The action (direction) of every token id."""
+        return np.asarray(tokens) // self.gain_levels
+
+    def action_codes(self, tokens: np.ndarray) -> np.ndarray:
+        """Every token id replaced by its action's strongest word (``action * G + G - 1``): one code
+        per action, e.g. for the atlas, whatever intensity the token had (rvq-vae: unchanged)."""
+        G = self.gain_levels
+        return self.actions(tokens) * G + (G - 1)
+
+    def check_psi(self, psi: np.ndarray) -> np.ndarray:
+        psi = np.asarray(psi, dtype=np.float32)
+        if psi.ndim == 1:
+            psi = psi[None]
+        if psi.shape[1] != self.config.dim:
+            raise ModelError(
+                f"this model expects psi kind {self.config.psi_kind!r} with {self.config.dim} values, "
+                f"the data has {psi.shape[1]} values per frame")
+        return psi
+
+    @torch.no_grad()
+    def encode(self, psi: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """(n, D) psi -> (n, K) token ids (int64)."""
+        psi = self.check_psi(psi)
+        out = []
+        for i in range(0, len(psi), batch_size):  # standardised batch by batch: memory stays at one batch
+            xb = torch.from_numpy(self.standardiser.forward(psi[i : i + batch_size])).to(self.device)
+            out.append(self.model.indices(self.model.encoder(xb)).cpu())
+        return torch.cat(out).numpy().astype(np.int64) if out else np.zeros((0, self.levels), np.int64)
+
+    @torch.no_grad()
+    def decode(self, tokens: np.ndarray) -> np.ndarray:
+        """(n, k) tokens (k <= K levels) -> (n, D) psi in the data's units (cm for geometry)."""
+        tokens = torch.as_tensor(np.atleast_2d(tokens), dtype=torch.long, device=self.device)
+        if isinstance(self.model, ShapeGainModel):
+            codes = self.model.latent(tokens)  # each level at its own intensities
+        else:
+            codes = self.model.codebook[tokens].sum(1)  # (n, latent)
+        return self.standardiser.inverse(self.model.decoder(codes).cpu().numpy())
+
+    def decode_prefix(self, tokens: np.ndarray, k: int) -> np.ndarray:
+        """Reconstruction from the first k levels only (coarse-to-fine)."""
+        return self.decode(np.atleast_2d(tokens)[:, :k])
+
+    @torch.no_grad()
+    def decode_code(self, code: int | np.ndarray) -> np.ndarray:
+        """The deformation one code adds, D(e_c) - D(0), in data units: (D,) or (n, D)."""
+        codes = np.atleast_1d(code)
+        e = self.model.codebook[torch.as_tensor(codes, dtype=torch.long, device=self.device)]
+        d = (self.model.decoder(e) - self.model.decoder(torch.zeros_like(e[:1]))).cpu().numpy() * self.standardiser.scale
+        return d[0] if np.ndim(code) == 0 else d
+
+    def code_deformations(self) -> np.ndarray:
+        """(N, D): every code's deformation in data units."""
+        return self.decode_code(np.arange(self.codebook_size))
+
+    def code_peaks(self, deformations: np.ndarray | None = None) -> np.ndarray:
+        """(N,) each code's peak: its largest vertex displacement (geometry) or largest value.
+        ``deformations``: :meth:`code_deformations`, when the caller has them already."""
+        d = self.code_deformations() if deformations is None else deformations
+        if self.config.psi_kind == "geometry":
+            return np.linalg.norm(d.reshape(len(d), -1, 3), axis=2).max(1)
+        return np.abs(d).max(1)
+
+    def strength_basis(self, deformations: np.ndarray | None = None) -> np.ndarray:
+        """(N, D) rows b_c with strength = (psi - mean) . b_c: psi's least-squares multiple of the
+        code's deformation d_c, times d_c's peak (the largest vertex displacement for geometry,
+        the largest value for other kinds). So a frame that shows exactly the code's deformation
+        has strength = its peak, in data units (cm for geometry)."""
+        d = self.code_deformations() if deformations is None else deformations
+        peak = self.code_peaks(d)
+        return (d * (peak / np.maximum((d**2).sum(1), 1e-12))[:, None]).astype(np.float32)
+
+    def strength(self, psi: np.ndarray, tokens: np.ndarray, chunk: int = 8192) -> np.ndarray:
+        """(n, K): how strongly each frame shows each of its tokens (see :meth:`strength_basis`).
+        Chunked: memory beyond the inputs is ``chunk x K x D`` floats."""
+        basis = self.strength_basis()
+        tokens = np.asarray(tokens, dtype=np.int64)
+        out = np.empty(tokens.shape, dtype=np.float32)
+        for i in range(0, len(tokens), chunk):
+            p = np.asarray(psi[i:i + chunk], dtype=np.float32) - self.standardiser.mean
+            out[i:i + chunk] = np.einsum("nd,nkd->nk", p, basis[tokens[i:i + chunk]])
+        return out
+
+    def code_strength(self, psi: np.ndarray, codes: np.ndarray, deformations: np.ndarray | None = None,
+                      chunk: int = 8192) -> np.ndarray:
+        """(n, len(codes)): every frame's strength for each of ``codes``, whether or not it is a token."""
+        basis = self.strength_basis(deformations)[np.asarray(codes, dtype=np.int64)]
+        out = np.empty((len(psi), len(basis)), dtype=np.float32)
+        for i in range(0, len(psi), chunk):
+            out[i:i + chunk] = (np.asarray(psi[i:i + chunk], dtype=np.float32) - self.standardiser.mean) @ basis.T
+        return out
+
+    def reconstruction_error(self, psi: np.ndarray, tokens: np.ndarray | None = None) -> np.ndarray:
+        """Per-frame RMSE between psi and its reconstruction (data units)."""
+        psi = self.check_psi(psi)
+        tokens = self.encode(psi) if tokens is None else tokens
+        return np.sqrt(np.mean((self.decode(tokens) - psi) ** 2, axis=1))
+
+    # ------------------------------------------------------------------ files
+    def _tensors(self) -> dict:
+        tensors = {f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in self.model.state_dict().items()
+                   if not _is_codebook_alias(k)}
+        tensors["std.mean"] = torch.from_numpy(np.ascontiguousarray(self.standardiser.mean))
+        tensors["std.scale"] = torch.from_numpy(np.ascontiguousarray(self.standardiser.scale))
+        for k, v in self.extras.items():
+            tensors[f"extra.{k}"] = torch.as_tensor(np.asarray(v, dtype=np.float32))
+        return tensors
+
+    def fingerprint(self) -> str:
+        """A hash of every weight: equal for the same model, whatever file it came from."""
+        return hashlib.sha256(json.dumps(tensor_checksums(self._tensors()), sort_keys=True).encode()).hexdigest()[:16]
+
+    def save(self, path: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        from dfe.version import __version__
+
+        path = Path(path)
+        tensors = self._tensors()
+        meta = {
+            "checksums": json.dumps(tensor_checksums(tensors)),
+            "format": FORMAT, "format_version": str(FORMAT_VERSION), "dfe_version": __version__,
+            "psi_kind": self.config.psi_kind, "dim": str(self.config.dim),
+            "topology_id": TOPOLOGY_ID if self.config.psi_kind == "geometry" else "",
+            "psi_version": str(self.psi_version),
+            "config": json.dumps(asdict(self.config)), "training": json.dumps(asdict(self.summary)),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file(tensors, str(tmp), metadata=meta)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # an ordinary file, not the temp file's private mode
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Tokenizer":
+        """Load a model file; any problem is a :class:`ModelError` with one clear sentence."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:  # safetensors raises several types for foreign/corrupt files
+            raise ModelError(f"{path} is not a dfe model file (cannot read it as safetensors: {e})") from None
+        if meta.get("format") != FORMAT:
+            raise ModelError(f"{path} is a safetensors file but not a dfe tokenizer (format={meta.get('format')!r})")
+        if "checksums" in meta:  # models written before dfe 0.2 have none
+            expected = json.loads(meta["checksums"])
+            bad = sorted(k for k, v in tensor_checksums(tensors).items() if expected.get(k) != v)
+            if bad or set(expected) - set(tensors):
+                raise ModelError(f"{path} is damaged: its weights do not match their checksums "
+                                 f"({', '.join(bad or sorted(set(expected) - set(tensors)))[:120]})")
+        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise ModelError(f"{path} was written by a newer dfe ({meta.get('dfe_version')}); upgrade dfe")
+        try:
+            stored = json.loads(meta["config"])
+            stored.setdefault("quantizer", "rvq-vae")  # model files before dfe 0.4 are all RVQ-VAEs
+            cfg = TokenizerConfig.from_dict(stored)
+            summary = TrainingSummary(**json.loads(meta.get("training", "{}")))
+            if cfg.quantizer == "shape-gain":
+                model = ShapeGainModel(cfg, int(tensors["model.encoder.weight"].shape[0]))
+            else:
+                model = RVQVAE(cfg, tensors["model.encoder.patches"].numpy())
+            state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            if unexpected or [k for k in missing if not _is_codebook_alias(k)]:
+                raise KeyError(f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+            std = Standardiser(tensors["std.mean"].numpy(), tensors["std.scale"].numpy())
+        except (KeyError, ValueError, RuntimeError, TypeError) as e:
+            raise ModelError(f"{path} is a damaged or incompatible dfe model ({type(e).__name__}: {str(e)[:200]})") from None
+        if cfg.psi_kind == "geometry" and meta.get("topology_id") != TOPOLOGY_ID:
+            raise ModelError(f"{path} was trained on mesh topology {meta.get('topology_id')!r}, dfe uses {TOPOLOGY_ID!r}")
+        extras = {k[6:]: v.numpy() for k, v in tensors.items() if k.startswith("extra.")}
+        return cls(cfg, model, std, summary, extras)
+
+    @property
+    def psi_version(self) -> int:
+        """The psi version the model was trained on (:data:`dfe.extraction.expression.PSI_VERSIONS`); models
+        written by dfe 0.3 and earlier have none recorded: version 1."""
+        return int(self.summary.data.get("psi_version", 1))
+
+    def check_psi_version(self, version: int, name: str = "this table") -> None:
+        """ValueError with one sentence when geometry psi of ``version`` meets this model."""
+        if self.config.psi_kind == "geometry" and int(version) != self.psi_version:
+            raise ValueError(f"{name} holds psi version {version} but the model was trained on psi version "
+                             f"{self.psi_version}: psi made two ways cannot share tokens; re-extract the table or "
+                             "refit the model with this dfe")
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"Tokenizer(quantizer={c.quantizer!r}, psi_kind={c.psi_kind!r}, dim={c.dim}, "
+                f"codebook_size={c.codebook_size}, levels={c.levels}, decoder={c.decoder!r})")
+
+
+def tensor_checksums(tensors: dict) -> dict[str, str]:
+    """SHA-256 (16 hex) of every tensor's bytes, by name: stored in the model file, checked at load."""
+    return {k: hashlib.sha256(v.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+            for k, v in sorted(tensors.items())}
+
+
+# ---------------------------------------------------------------------- tables in, tables out
+
+def flame_columns(psi_kind: str) -> list[str]:
+    """``flame_0 ..`` columns of a FLAME psi kind."""
+    return [f"flame_{i}" for i in range(PSI_KINDS[psi_kind])]
+
+
+def table_psi(df, psi_kind: str = "geometry") -> np.ndarray:
+    """psi of the successful rows of a per-frame table, for one psi kind."""
+    from dfe.table import blendshapes_array, psi_array
+
+    if psi_kind == "geometry":
+        return psi_array(df)
+    if psi_kind == "blendshapes":
+        return blendshapes_array(df)
+    if psi_kind in ("flame", "flame+eyelids"):
+        cols = flame_columns(psi_kind)
+        if not set(cols) <= set(df.columns):
+            raise ValueError(f"table has no {cols[0]}..{cols[-1]} columns (FLAME parameters of psi kind {psi_kind}): "
+                             "import them with `dfe import-flame`")
+        return df.loc[df["success"] == 1, cols].to_numpy(np.float32)
+    raise ValueError(f"unknown psi kind {psi_kind!r}; use one of {', '.join(PSI_KINDS)}")
+
+
+def kind_array(path, psi_kind: str = "geometry") -> np.ndarray:
+    """:func:`table_psi` of one table file, reading only the columns that psi kind needs."""
+    from dfe.table import BLENDSHAPE_COLUMNS, read_arrays, read_table
+
+    if psi_kind == "geometry":
+        return read_arrays(path, ["psi"], successful_only=True)["psi"]
+    if psi_kind not in PSI_KINDS:
+        raise ValueError(f"unknown psi kind {psi_kind!r}; use one of {', '.join(PSI_KINDS)}")
+    cols = BLENDSHAPE_COLUMNS if psi_kind == "blendshapes" else flame_columns(psi_kind)
+    try:
+        df = read_table(path, columns=["success", *cols])
+    except (KeyError, ValueError):  # missing columns: table_psi says which, in one sentence
+        df = read_table(path, columns=["success"])
+    return table_psi(df, psi_kind)
+
+
+def sample_sizes(counts: list[int], max_frames: int | None) -> list[int]:
+    """Frames to take from each table: all, or ``max_frames`` shared in proportion to each table's
+    frames (stratified by video; largest remainders get the leftover frames)."""
+    total = sum(counts)
+    if not max_frames or total <= max_frames:
+        return list(counts)
+    exact = np.asarray(counts, dtype=float) * max_frames / total
+    take = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - take))[: max_frames - int(take.sum())]:
+        take[i] += 1
+    return take.tolist()
+
+
+def fit_tables(paths, psi_kind: str = "geometry", progress: bool = True, max_frames: int | None = None,
+               device: str = "cpu", **config) -> Tokenizer:
+    """Train a tokenizer on the successful rows of per-frame tables, held out by video. Tables are
+    read one at a time and only their psi is kept; ``max_frames`` caps the frames held in memory
+    (a random sample, stratified by video), so corpora larger than memory can be fitted."""
+    from dfe.table import find_tables, read_table, video_id
+
+    from dfe.table import check_psi_versions, file_psi_version
+
+    tables = find_tables(paths)
+    version = check_psi_versions({p.name: file_psi_version(p) for p in tables}) if psi_kind == "geometry" else None
+    counts = [int((read_table(p, columns=["success"])["success"] == 1).sum()) for p in tables]
+    if sum(counts) < 10:
+        raise ValueError(f"only {sum(counts)} frames with a face in these tables; need at least 10")
+    take = sample_sizes(counts, max_frames)
+    rng = np.random.default_rng(config.get("seed", 0))
+    parts, geo_parts, groups = [], [], []
+    for path, n, k in zip(tables, counts, take):
+        if k == 0:
+            continue
+        rows = np.sort(rng.choice(n, k, replace=False)) if k < n else slice(None)
+        parts.append(kind_array(path, psi_kind)[rows])
+        if psi_kind == "blendshapes":  # the rig that draws blendshape codes on the face needs geometry too
+            geo = kind_array(path, "geometry")
+            if geo.shape == (n, 1404):
+                geo_parts.append(geo[rows])
+        groups += [video_id(path)] * (k if k < n else n)
+    psi = np.concatenate(parts)
+    data = {"tables": len(tables), "frames": int(sum(counts)), "frames_used": int(len(psi)),
+            "videos": sorted(map(video_id, tables))[:200]}
+    if version is not None:
+        data["psi_version"] = version
+    tok = Tokenizer.fit(psi, groups=np.asarray(groups), progress=progress, data_summary=data, psi_kind=psi_kind,
+                        device=device, **config)
+    if psi_kind == "blendshapes" and geo_parts and sum(map(len, geo_parts)) == len(psi):
+        tok.extras["rig"] = fit_rig(psi, np.concatenate(geo_parts))
+    return tok
+
+
+def fit_rig(blendshapes: np.ndarray, geometry: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """Linear blendshape -> geometry map (ridge), as a (53, 1404) array: bias row then weights."""
+    from sklearn.linear_model import Ridge
+
+    ridge = Ridge(alpha=alpha).fit(blendshapes, geometry)
+    return np.vstack([ridge.intercept_[None], ridge.coef_.T]).astype(np.float32)
+
+
+def encode_table(df, tok: Tokenizer):
+    """The table with ``tok_1..tok_K``, ``recon_error`` and ``strength_1..strength_K`` set (-1 and NaN
+    where success == 0). ``strength_k`` is :meth:`Tokenizer.strength` of the level-k token."""
+    import pandas as pd
+
+    from dfe.table import psi_version
+
+    tok.check_psi_version(psi_version(df))
+    ok = (df["success"] == 1).to_numpy()
+    psi = table_psi(df, tok.config.psi_kind)
+    tokens = tok.encode(psi)
+    out = df.drop(columns=[c for c in df.columns if c.startswith(("tok_", "strength_")) or c == "recon_error"])
+    block = np.full((len(df), tok.levels), -1, dtype=np.int64)
+    block[ok] = tokens
+    err = np.full(len(df), np.nan, dtype=np.float32)
+    err[ok] = tok.reconstruction_error(psi, tokens)
+    cols = {f"tok_{k + 1}": block[:, k] for k in range(tok.levels)}
+    cols["recon_error"] = err
+    strength = np.full((len(df), tok.levels), np.nan, dtype=np.float32)
+    strength[ok] = tok.strength(psi, tokens)
+    cols.update({f"strength_{k + 1}": strength[:, k] for k in range(tok.levels)})
+    return pd.concat([out, pd.DataFrame(cols, index=df.index)], axis=1)
