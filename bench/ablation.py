@@ -14,7 +14,8 @@ import time
 
 
 from dfe.extraction.synthetic import action_corpus, action_recovery
-from dfe.tokens.tokenizer import Tokenizer, codebook_stats, cosine_rows, fit_tables
+from dfe.tokens.tokenizer import Tokenizer, codebook_stats, cosine_rows
+from dfe.tokens.tables import fit_tables
 
 SETTINGS = {
     "default (N=256, K=4, sparsity 0.1, linear)": {},

@@ -101,7 +101,8 @@ def tables(folder: Path) -> None:
 
 FIT_CODE = """
 import sys, time, resource, numpy as np
-from dfe.tokens.tokenizer import Tokenizer, sample_sizes
+from dfe.tokens.tokenizer import Tokenizer
+from dfe.tokens.tables import sample_sizes
 n, keep = int(sys.argv[1]), int(sys.argv[2])
 rng = np.random.default_rng(0)
 groups = np.repeat(np.arange(1000), n // 1000)

@@ -40,7 +40,7 @@ PURE = {
              "retrieval"),
     "expression": None,  # every function
     "table": None,
-    "identity": ("rig_inputs", "expected_expression", "_gain", "fit", "fit_rig", "build_face_model", "calm_frames",
+    "identity": ("rig_inputs", "expected_expression", "_gain", "fit", "fit_expression_rig", "build_face_model", "calm_frames",
                  "track_neutral", "n_identity", "mean_face"),
 }
 # operators worth the time: arithmetic swaps, comparisons, numbers, booleans, break/continue, return values

@@ -39,7 +39,7 @@ def main() -> None:
     from dfe.extraction.pipeline import ExtractOptions
     from dfe.runs.extract import extract
     from dfe.table import find_tables
-    from dfe.tokens.tokenizer import fit_tables
+    from dfe.tokens.tables import fit_tables
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")

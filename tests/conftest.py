@@ -69,7 +69,7 @@ def synthetic_tokenizer(corpus):
 @pytest.fixture(scope="session")
 def real_model(extracted, tmp_path_factory):
     """A small, short (5-epoch) tokenizer fitted on the tables extracted from ../shared, saved to disk."""
-    from dfe.tokens.tokenizer import fit_tables
+    from dfe.tokens.tables import fit_tables
 
     tok = fit_tables([extracted], progress=False, codebook_size=64, epochs=5)
     path = tmp_path_factory.mktemp("model") / "model.dfe"

@@ -10,7 +10,10 @@ import pytest
 
 from dfe.tokens.dictionary import _replace, _unit, max_pair_cosine
 from dfe.table import find_tables, psi_array, read_table
-from dfe.tokens.tokenizer import RVQVAE, Standardiser, Tokenizer, TokenizerConfig, fit_tables, make_patches
+from dfe.tokens.networks import RVQVAE, make_patches
+from dfe.tokens.tokenizer import Standardiser, Tokenizer
+from dfe.tokens.config import TokenizerConfig
+from dfe.tokens.tables import fit_tables
 
 
 @pytest.fixture(scope="module")

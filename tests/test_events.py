@@ -78,7 +78,7 @@ def test_dynamic_features_tell_fast_from_slow_onsets_where_the_bag_cannot(synthe
     from dfe.analysis.features import BagOfTokens, EventFeatures
     from dfe.analysis.task import TaskData, cross_validate
     from dfe.extraction.synthetic import event_sequences
-    from dfe.tokens.tokenizer import encode_table
+    from dfe.tokens.tables import encode_table
 
     tok = synthetic_tokenizer
     seq = event_sequences()
@@ -117,7 +117,8 @@ def test_event_statistics_by_hand():
 @pytest.fixture(scope="module")
 def wolfgang(extracted):
     from dfe.table import read_table
-    from dfe.tokens.tokenizer import Tokenizer, encode_table
+    from dfe.tokens.tokenizer import Tokenizer
+    from dfe.tokens.tables import encode_table
 
     tok = Tokenizer.load(STARTER)
     df = encode_table(read_table(extracted / f"{WOLFGANG}.parquet"), tok)

@@ -101,7 +101,8 @@ def test_tables_record_the_psi_version_and_mixing_versions_is_one_sentence(one_t
 
 
 def test_tokenizer_records_the_psi_version_and_refuses_other_psi(one_table, tmp_path):
-    from dfe.tokens.tokenizer import Tokenizer, encode_table
+    from dfe.tokens.tokenizer import Tokenizer
+    from dfe.tokens.tables import encode_table
 
     from dfe.runs.demo import starter_model_path
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from dfe.table import read_table
-from dfe.tokens.tokenizer import fit_tables
+from dfe.tokens.tables import fit_tables
 
 from conftest import run_dfe
 

@@ -117,7 +117,7 @@ def test_fps_start_end(tmp_path):
 
 
 def test_fit_from_a_stratified_sample(serial):
-    from dfe.tokens.tokenizer import fit_tables, sample_sizes
+    from dfe.tokens.tables import fit_tables, sample_sizes
 
     assert sample_sizes([100, 50, 10], 80) == [50, 25, 5]
     assert sample_sizes([3, 3, 3], 4) == [2, 1, 1] and sum(sample_sizes([7, 5, 1], 6)) == 6

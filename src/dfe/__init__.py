@@ -1,26 +1,28 @@
-"""dfe — Discrete Facial Encoding: faces -> pose- and identity-free expression psi -> discrete tokens."""
+"""dfe — Discrete Facial Encoding: faces -> pose- and identity-free expression psi -> discrete tokens.
 
-from importlib.metadata import PackageNotFoundError, version
+The package's folders are the pipeline (docs/architecture.md): ``extraction`` (media -> per-frame
+psi, AUs and gaze), ``tokens`` (psi -> tokens), ``analysis`` (events, features, tasks, evaluation),
+``views`` (pictures, the atlas, names), ``runs`` (corpora through a manifest) and the CLI on top.
+``table`` (the per-frame table's columns) sits under them all.
+"""
 
-try:
-    __version__ = version("dfe")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+from dfe import _compat
+from dfe.version import __version__
 
-__all__ = ["__version__", "extract", "extract_file", "Tokenizer", "BagOfTokens"]
+__all__ = ["__version__", "extract", "extract_file", "ExtractOptions", "Tokenizer", "BagOfTokens"]
+
+_compat.install()  # dfe 0.3/0.4 module paths (dfe.bow, dfe.runner, ...) keep importing, with a warning
+
+_LAZY = {  # `import dfe` stays fast: torch and MediaPipe load only when these are first used
+    "extract": "dfe.runs.extract", "extract_file": "dfe.extraction.pipeline",
+    "ExtractOptions": "dfe.extraction.pipeline", "Tokenizer": "dfe.tokens.tokenizer",
+    "BagOfTokens": "dfe.analysis.features",
+}
 
 
-def __getattr__(name):  # lazy: `import dfe` stays fast and torch loads only when needed
-    if name in ("extract", "extract_file", "ExtractOptions"):
-        from dfe import extraction as _extract
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
 
-        return getattr(_extract, name)
-    if name == "Tokenizer":
-        from dfe.tokens.tokenizer import Tokenizer
-
-        return Tokenizer
-    if name == "BagOfTokens":
-        from dfe.analysis.features import BagOfTokens
-
-        return BagOfTokens
-    raise AttributeError(name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dfe' has no attribute {name!r}")

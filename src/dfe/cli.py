@@ -220,7 +220,7 @@ def fit(
 ):
     """Train a tokenizer (shape-gain dictionary, or the residual-VQ VAE) on extracted tables; held-out split by video."""
     from dfe.runs.manifest import RunError, check_output_file
-    from dfe.tokens.tokenizer import fit_tables
+    from dfe.tokens.tables import fit_tables
 
     try:
         check_output_file(output, "model file")

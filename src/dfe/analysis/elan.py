@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from dfe.errors import DfeError
+from dfe.table import window_id
 
 UNANNOTATED = "none"
 
@@ -138,8 +139,6 @@ def eaf_labels(labels: str | Path, tier: str, window: float | None = None,
     ``window`` seconds (ids ``video@k``, as ``dfe evaluate-task --window`` cuts them), the value of
     ``tier`` covering most of it (``none`` where nothing is annotated). ``durations``: each video's
     length in seconds (default: up to its last annotation)."""
-    from dfe.table import window_id
-
     rows = []
     for path in find_eafs(labels):
         ann = read_eaf(path)

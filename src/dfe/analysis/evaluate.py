@@ -16,7 +16,11 @@ import pandas as pd
 from dfe.extraction.identity import face_model_provenance
 from dfe.analysis.labels import group_codes, groups_for, read_labels, require_columns
 from dfe.tokens.residual_kmeans import ResidualKMeans, nearest_centres
-from dfe.tokens.tokenizer import Tokenizer, codebook_stats, cosine_rows, split_groups, table_psi
+from dfe.tokens.tokenizer import Tokenizer, codebook_stats, cosine_rows, split_groups
+from dfe.tokens.tables import table_psi
+from dfe.extraction.face import BLENDSHAPE_NAMES
+from dfe.table import blendshapes_array, load_tables
+from dfe.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +176,6 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
     a tokenizer of the same configuration is fitted on the training split and evaluated instead
     (``refit``, the default); ``refit=False`` refuses with a ValueError. report.json lists the
     ``overlap_groups`` and what was refit."""
-    from dfe.extraction.face import BLENDSHAPE_NAMES
-    from dfe.table import blendshapes_array, load_tables
-
     tok = model if isinstance(model, Tokenizer) else Tokenizer.load(model)
     df = load_tables(tables)
     df = df[df["success"] == 1].reset_index(drop=True)
@@ -217,7 +218,6 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
     blend = blendshapes_array(df) if has_blend else None
     notes = [] if has_blend else ["the tables have no blendshape columns (e.g. FLAME input): the blendshape "
                                   "baselines and the retrieval comparison are skipped"]
-    from dfe.progress import Progress
 
     steps = Progress(4, "evaluate", "step", enabled=progress)
     steps.note("fidelity (ridge baselines on the training split)")

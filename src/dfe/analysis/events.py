@@ -37,6 +37,8 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+from dfe.table import BLENDSHAPE_COLUMNS, strength_columns, token_columns
+from dfe.tokens.tables import table_psi
 
 EVENT_COLUMNS = ["video", "face_id", "source", "code", "label", "level", "onset", "apex", "offset", "duration",
                  "peak_strength", "onset_speed", "offset_speed", "frames", "resting"]
@@ -235,8 +237,6 @@ def token_events(df: pd.DataFrame, model=None, options: EventOptions = EventOpti
     measured in every frame and events are held (``options.hold``). Without it, strength comes
     from the table's ``strength_k`` columns (written by ``dfe encode``; token frames only, no
     hold); tables from dfe 0.2 and older have none, so strength is NaN and the apex is the onset."""
-    from dfe.table import strength_columns, token_columns
-
     tok_cols = token_columns(df)
     if not tok_cols:
         raise ValueError("table has no token columns (tok_1 ...): run `dfe encode` first")
@@ -246,7 +246,6 @@ def token_events(df: pd.DataFrame, model=None, options: EventOptions = EventOpti
         tokens = track[tok_cols].to_numpy(np.int64)
         strength, code_strength = None, None
         if model is not None:  # strength of every used code in every frame (the tokens' own among them)
-            from dfe.tokens.tokenizer import table_psi
 
             code_strength = partial(_strength_and_peaks, model, table_psi(track, model.config.psi_kind))
         elif len(str_cols) == len(tok_cols):
@@ -259,8 +258,6 @@ def token_events(df: pd.DataFrame, model=None, options: EventOptions = EventOpti
 
 def blendshape_events(df: pd.DataFrame, options: EventOptions = EventOptions()) -> pd.DataFrame:
     """Events of the 52 blendshape scores (hysteresis ``options.on``/``options.off``)."""
-    from dfe.table import BLENDSHAPE_COLUMNS
-
     parts = []
     for face, track in _tracks(df):
         ev = blendshape_track_events(track["timestamp"].to_numpy(float), track[BLENDSHAPE_COLUMNS].to_numpy(float),

@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 
 from dfe.table import BLENDSHAPE_COLUMNS, psi_columns, token_columns
+from dfe.analysis.events import EventOptions, blendshape_events, duration, token_events
 
 log = logging.getLogger(__name__)
 
@@ -254,8 +255,6 @@ class EventFeatures(TransformerMixin, BaseEstimator):
         self.min_duration = min_duration
 
     def _features(self, X) -> sparse.csr_matrix:
-        from dfe.analysis.events import EventOptions, blendshape_events, token_events
-
         options = EventOptions(levels=self.levels, max_gap=self.max_gap, min_duration=self.min_duration)
         if self.source == "tokens":
             n_units, events_of = self.codebook_size, lambda df: token_events(df, options=options)
@@ -263,7 +262,6 @@ class EventFeatures(TransformerMixin, BaseEstimator):
             n_units, events_of = len(BLENDSHAPE_COLUMNS), lambda df: blendshape_events(df, options=options)
         else:
             raise ValueError("source must be 'tokens' or 'blendshapes'")
-        from dfe.analysis.events import duration
 
         return sparse.vstack([event_statistics(events_of(df), n_units, duration(df["timestamp"]) / 60)
                               for df in X]).tocsr()

@@ -9,8 +9,14 @@ import numpy as np
 import pandas as pd
 from dfe.extraction.identity import face_model_provenance
 from dfe.analysis.labels import group_codes, numeric_if_numbers, read_labels, read_video_features, require_columns
-from dfe.table import BLENDSHAPE_COLUMNS, token_columns, window_id, window_video
+from dfe.table import BLENDSHAPE_COLUMNS, find_tables, read_table, token_columns, video_id, window_id, window_video
 from dfe.analysis.features import BagOfTokens, BlendshapeBoW, BlendshapeFunctionals, EventFeatures, PsiFunctionals, UserFeatures
+from dfe.analysis.events import duration
+from dfe.analysis.elan import eaf_labels, is_eaf_labels
+from dfe.tokens.tokenizer import Tokenizer
+from dfe.tokens.config import TokenizerConfig
+from dfe.tokens.tables import encode_table, table_psi
+from dfe.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +65,6 @@ def split_windows(df: pd.DataFrame, seconds: float) -> list[pd.DataFrame]:
 
 def _seconds(path) -> float:
     """A table's length in seconds from 0 (where ELAN's time starts) to its last frame's end."""
-    from dfe.analysis.events import duration
-    from dfe.table import read_table
-
     t = read_table(path, columns=["timestamp"])["timestamp"].to_numpy(float)
     return float(t.min() + duration(t)) if len(t) else 0.0
 
@@ -91,10 +94,6 @@ def load_task(tables: list, labels: str | Path, target: str, group: str | None =
               need_tokens: bool = True) -> TaskData:
     """Join per-video tables with a labels file (one row per video: id, target, optional group).
     ``need_tokens=False``: tables without tok_* columns are fine (tokens are refit per fold)."""
-    from dfe.table import find_tables, read_table, video_id
-
-    from dfe.analysis.elan import eaf_labels, is_eaf_labels
-
     if is_eaf_labels(labels):  # ELAN files: the tier named by ``target`` gives each window's label
         durations = {video_id(p): _seconds(p) for p in find_tables(tables)}
         lab = eaf_labels(labels, target, window, durations)
@@ -250,8 +249,6 @@ def refit_fold_tokens(videos: list[pd.DataFrame], train: np.ndarray, tokenizer_c
     """A tokenizer fitted on the training videos of one fold only, and every video encoded with it,
     so the tokens of the test videos come from a model that never saw them. On small folds the
     codebook shrinks to a quarter of the training frames (at least 8 codes)."""
-    from dfe.tokens.tokenizer import Tokenizer, encode_table, table_psi
-
     frames = pd.concat([videos[i] for i in train], ignore_index=True)
     ok = frames[frames["success"] == 1]
     kind = str(ok["psi_kind"].iloc[0]) if "psi_kind" in ok.columns else "geometry"
@@ -277,7 +274,6 @@ def cross_validate(data: TaskData, codebook_size: int, n_folds: int = 5, seed: i
 
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-    from dfe.progress import Progress
 
     warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")  # API notices, not findings
     folds = check_folds(data, n_folds)
@@ -380,8 +376,6 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
         data = keep_videos_with(data, baselines, window)
     extra = {b.name: UserFeatures(b.table) for b in baselines or []}
     if refit_tokenizer:
-        from dfe.tokens.tokenizer import TokenizerConfig
-
         codebook_size = refit_tokenizer.get("codebook_size", TokenizerConfig().codebook_size)
     elif codebook_size is None:
         codebook_size = int(max(int(df[token_columns(df)].max().max()) for df in data.videos) + 1)

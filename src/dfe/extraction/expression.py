@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dfe.extraction.mesh import N_VERTICES, CanonicalMesh, canonical_mesh
+from dfe.extraction.face import BLENDSHAPE_NAMES
 
 PSI_KINDS = {"geometry": N_VERTICES * 3, "blendshapes": 52, "flame": 53, "flame+eyelids": 55}
 NEUTRAL_SHARE = 0.10  # share of a track's frames (least blendshape activity) averaged into its neutral
@@ -144,8 +145,6 @@ def align_to_canonical(landmarks: np.ndarray, width: int, height: int,
 def blendshape_activity(blendshapes: np.ndarray) -> np.ndarray:
     """Total expression activity per frame: sum of the 51 non-neutral blendshape scores,
     leaving out gaze (eyeLook*) which is not facial expression."""
-    from dfe.extraction.face import BLENDSHAPE_NAMES
-
     keep = [i for i, n in enumerate(BLENDSHAPE_NAMES) if i > 0 and not n.startswith("eyeLook")]
     return np.asarray(blendshapes)[:, keep].sum(1)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dfe.extraction.mesh import canonical_mesh
+from dfe.table import landmarks_array
 
 # per eye (OpenFace's eye 0 = the person's right eye = MediaPipe's right iris 468)
 IRIS = (468, 473)
@@ -119,6 +120,4 @@ def image_size(bbox_w: np.ndarray, bbox_h: np.ndarray, landmarks: np.ndarray) ->
 
 def table_image_size(df) -> tuple[np.ndarray, np.ndarray]:
     """Image width and height per row of a per-frame table with landmarks (see :func:`image_size`)."""
-    from dfe.table import landmarks_array
-
     return image_size(df["bbox_w"].to_numpy(float), df["bbox_h"].to_numpy(float), landmarks_array(df))

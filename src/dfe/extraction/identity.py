@@ -33,7 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from dfe.errors import DfeError
-from dfe.extraction.mesh import N_VERTICES
+from dfe.extraction.mesh import N_VERTICES, canonical_mesh
+from dfe.extraction.face import BLENDSHAPE_NAMES
+from dfe.extraction.expression import NEUTRAL_MIN_FRAMES, NEUTRAL_SHARE, blendshape_activity, estimate_neutral, realigned
+from dfe.extraction.units import side_units, unit_shape
 
 DIM = N_VERTICES * 3
 IDENTITY_MODES = ("auto", "model", "track", "canonical")
@@ -49,8 +52,6 @@ class FaceModelError(DfeError, RuntimeError):
 def rig_inputs(blendshapes: np.ndarray) -> np.ndarray:
     """Blendshape scores the rig reads: ``_neutral`` and gaze (eyeLook*) zeroed, since neither
     deforms the face. (n, 52) float64."""
-    from dfe.extraction.face import BLENDSHAPE_NAMES
-
     b = np.atleast_2d(np.asarray(blendshapes, dtype=np.float64)).copy()
     b[:, [i for i, n in enumerate(BLENDSHAPE_NAMES) if i == 0 or n.startswith("eyeLook")]] = 0.0
     return np.nan_to_num(b)
@@ -189,14 +190,11 @@ def unit_expression_shapes(anchors: str = "basis", leave_out=()) -> np.ndarray:
     """The FACS units' registered shapes (ICT FaceKit, :mod:`dfe.extraction.units`; each side of a bilateral
     unit alone) at 1 cm peak, as psi can show them after a similarity alignment on ``anchors``:
     (U, 1404), the explicit expression subspace. ``leave_out``: units (e.g. ``{"AU4"}``) left out."""
-    from dfe.extraction.expression import realigned
-    from dfe.extraction.units import side_units, unit_shape
-
     return np.array([realigned(unit_shape(u), anchors).ravel() for u in side_units() if u.au not in set(leave_out)])
 
 
 
-def fit_rig(displacements: np.ndarray, blendshapes: np.ndarray, ridge: float = 1.0) -> np.ndarray:
+def fit_expression_rig(displacements: np.ndarray, blendshapes: np.ndarray, ridge: float = 1.0) -> np.ndarray:
     """Ridge map blendshape scores -> displacement (52, 1404), least squares over the samples."""
     b = rig_inputs(blendshapes)
     y = np.asarray(displacements, dtype=np.float64).reshape(len(b), DIM)
@@ -235,7 +233,7 @@ def build_face_model(neutral_faces: np.ndarray, neutral_blendshapes: np.ndarray,
          else np.asarray(synth_expressions, dtype=np.float64).reshape(len(synth_expressions), DIM))
     s_bs = np.zeros((0, 52)) if synth_blendshapes is None else np.asarray(synth_blendshapes)
     c_bs = np.zeros((0, 52)) if synth_controls is None else np.asarray(synth_controls)
-    rig = fit_rig(np.vstack([e, s, np.zeros_like(x), np.zeros((len(c_bs), DIM))]),
+    rig = fit_expression_rig(np.vstack([e, s, np.zeros_like(x), np.zeros((len(c_bs), DIM))]),
                   np.vstack([np.asarray(expression_blendshapes), s_bs, np.asarray(neutral_blendshapes), c_bs]), ridge)
     missed = e - rig_inputs(expression_blendshapes) @ rig
     # expression covariance: real displacements and what the rig misses of them, as a factor F
@@ -267,8 +265,6 @@ class Neutral:
 
 def calm_frames(blendshapes: np.ndarray) -> np.ndarray:
     """Indices of a track's least expressive frames (10%, at least 3): the track neutral's frames."""
-    from dfe.extraction.expression import NEUTRAL_MIN_FRAMES, NEUTRAL_SHARE, blendshape_activity
-
     n = len(blendshapes)
     k = min(n, max(NEUTRAL_MIN_FRAMES, int(np.ceil(NEUTRAL_SHARE * n))))
     return np.argsort(blendshape_activity(blendshapes), kind="stable")[:k]
@@ -284,9 +280,6 @@ def track_neutral(aligned: np.ndarray, blendshapes: np.ndarray, video: bool, mod
     frame. ``track``: dfe 0.1 (a video track's calm frames; photos: the canonical face).
     ``canonical``: MediaPipe's canonical face.
     """
-    from dfe.extraction.expression import estimate_neutral
-    from dfe.extraction.mesh import canonical_mesh
-
     if mode not in IDENTITY_MODES:
         raise ValueError(f"identity mode must be one of {', '.join(IDENTITY_MODES)}, not {mode!r}")
     model = model or load_face_model()

@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from dfe.extraction.face import default_model_path
 
 METADATA_NAME = "geometry_pipeline_metadata_landmarks.binarypb"
 TOPOLOGY_ID = "mediapipe-canonical-468"
@@ -130,8 +131,6 @@ def parse_geometry_metadata(buf: bytes) -> CanonicalMesh:
 @lru_cache(maxsize=4)
 def canonical_mesh(task_path: str | Path | None = None) -> CanonicalMesh:
     """The canonical face mesh from the Face Landmarker model file (default: the bundled one)."""
-    from dfe.extraction.face import default_model_path  # the model file lives with the landmarker
-
     path = Path(task_path) if task_path else default_model_path()
     with zipfile.ZipFile(path) as zf:
         return parse_geometry_metadata(zf.read(METADATA_NAME))

@@ -25,8 +25,10 @@ import numpy as np
 import pandas as pd
 
 from dfe.errors import DfeError
-from dfe.table import (AU_INTENSITY_COLUMNS, AU_PRESENCE_COLUMNS, FRAME_AU_GAZE_COLUMNS, GAZE_COLUMNS,
-                       LANDMARK_COLUMNS, has_action_units, landmarks_array, psi_columns)
+from dfe.table import AU_INTENSITY_COLUMNS, AU_PRESENCE_COLUMNS, BLENDSHAPE_COLUMNS, FRAME_AU_GAZE_COLUMNS, GAZE_COLUMNS, LANDMARK_COLUMNS, has_action_units, landmarks_array, psi_columns
+from dfe.extraction.action_units import frame_action_units_and_gaze
+from dfe.extraction.expression import align_to_canonical
+from dfe.extraction.gaze import table_image_size
 
 LANDMARKS_68 = np.array([
     127, 234, 93, 177, 138, 136, 149, 171, 175, 396, 378, 365, 367, 401, 323, 454, 356,  # jaw 0-16 (ICT)
@@ -56,11 +58,9 @@ def add_action_units(df: pd.DataFrame) -> pd.DataFrame:
     landmarks for tables written before dfe 0.4 (tables that have them are returned as they are)."""
     if has_action_units(df):
         return df
-    from dfe.extraction.action_units import frame_action_units_and_gaze
 
     n = len(df)
     psi = df[psi_columns(df)].to_numpy(np.float64) if psi_columns(df) else np.full((n, 1404), np.nan)
-    from dfe.table import BLENDSHAPE_COLUMNS
 
     bs = df[BLENDSHAPE_COLUMNS].to_numpy(np.float64) if set(BLENDSHAPE_COLUMNS) <= set(df.columns) else np.full((n, 52), np.nan)
     lm = df[LANDMARK_COLUMNS].to_numpy(np.float64) if set(LANDMARK_COLUMNS) <= set(df.columns) else np.full((n, 1434), np.nan)
@@ -87,9 +87,6 @@ def head_pose(df: pd.DataFrame) -> np.ndarray:
 def landmarks_68(df: pd.DataFrame, pose_mm: np.ndarray) -> np.ndarray:
     """(n, 340) x_0..x_67, y_0..y_67 (pixels), X_0..Z_67 (mm, camera coordinates) of a table with
     landmarks (NaN without them)."""
-    from dfe.extraction.expression import align_to_canonical
-    from dfe.extraction.gaze import table_image_size
-
     out = np.full((len(df), 5 * 68), np.nan)
     if not set(LANDMARK_COLUMNS) <= set(df.columns):
         return out

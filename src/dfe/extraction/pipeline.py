@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from dfe.extraction import expression
 from dfe.extraction.action_units import frame_action_units_and_gaze
 from dfe.extraction.face import BLENDSHAPE_NAMES, FaceLandmarker, FaceObservation, FaceTracker
-from dfe.extraction.identity import FaceModel, IdentityFit, load_face_model, track_neutral
+from dfe.extraction.identity import DATA_FILE, FaceModel, IdentityFit, load_face_model, track_neutral
 from dfe.extraction.io import file_sha256, Frame, MediaError, Sampling, iter_frames, media_kind, video_info
 from dfe.extraction.mesh import N_VERTICES, canonical_mesh
 from dfe.table import BLENDSHAPE_COLUMNS, LANDMARK_COLUMNS, META_COLUMNS, identity_columns
@@ -302,8 +302,6 @@ def extract_file(path: str | Path, options: ExtractOptions | None = None,
 
 def output_options(options: ExtractOptions) -> dict:
     """The options that change a table: a rerun with other values redoes the input."""
-    from dfe.extraction.identity import DATA_FILE
-
     model = options.face_model or DATA_FILE
     return {"max_faces": options.max_faces, "landmarker_model": options.landmarker_model, "neutral": options.neutral,
             "identity": options.identity, "face_model": file_sha256(model), "persons": options.persons,

@@ -28,6 +28,7 @@ from dfe.extraction.expression import Alignment, align_to_canonical, similarity_
 from dfe.extraction.io import MediaError, media_kind, read_image
 from dfe.extraction.mesh import CanonicalMesh, canonical_mesh
 from dfe.extraction.units import Unit, displacement
+from dfe.extraction.face import FaceLandmarker
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +286,6 @@ def _landmarker():
     if "landmarker" not in _STATE:
         from multiprocessing import util
 
-        from dfe.extraction.face import FaceLandmarker
 
         _STATE["landmarker"] = FaceLandmarker("image", 1)
         util.Finalize(None, close_landmarker, exitpriority=10)

@@ -6,6 +6,13 @@ import logging
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from dfe.tokens.tokenizer import Tokenizer
+from dfe.tokens.tables import encode_table
+from dfe.extraction.pipeline import ExtractOptions
+from dfe.runs.extract import extract
+from dfe.table import read_table, token_columns, write_table
+from dfe.views.atlas import build_atlas
+from dfe.views.figures import decomposition_figure
 
 log = logging.getLogger(__name__)
 
@@ -16,8 +23,6 @@ def starter_model_path() -> Path:
 
 
 def load_starter():
-    from dfe.tokens.tokenizer import Tokenizer
-
     return Tokenizer.load(starter_model_path())
 
 
@@ -43,13 +48,6 @@ class DemoResult:
 
 def run_demo(outdir: str | Path, media: str | Path | None = None, model: str | Path | None = None) -> DemoResult:
     """extract -> encode -> decomposition PNG -> atlas HTML on ``media`` (default: the astronaut)."""
-    from dfe.extraction.pipeline import ExtractOptions
-    from dfe.runs.extract import extract
-    from dfe.table import read_table, token_columns, write_table
-    from dfe.tokens.tokenizer import Tokenizer, encode_table
-    from dfe.views.atlas import build_atlas
-    from dfe.views.figures import decomposition_figure
-
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     media = Path(media) if media else astronaut_image(outdir)

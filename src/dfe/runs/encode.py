@@ -6,6 +6,10 @@ import logging
 from pathlib import Path
 from dfe.runs.executors import StageResult, run_stage
 from dfe.runs.manifest import Outcome
+from dfe.progress import counted
+from dfe.table import find_tables, read_table, write_table
+from dfe.runs import progress
+from dfe.tokens.tables import encode_table
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +31,6 @@ class EncodeTable:
         self.model = model
 
     def __call__(self, path: Path) -> StageResult:
-        from dfe.runs import progress
-        from dfe.table import read_table
-        from dfe.tokens.tokenizer import encode_table
-
         df = encode_table(read_table(path), self.model)
         progress.frames_done(len(df))
         return StageResult.counted(df)
@@ -42,9 +42,6 @@ def encode_corpus(tables: list[str | Path], model, outdir: str | Path | None = N
     """``dfe encode``: add tok_1..tok_K to every table, into ``outdir`` (manifest, unique names,
     resume; ``workers``/``engine`` as in :func:`run_stage`) or in place (each table rewritten
     atomically, one process)."""
-    from dfe.progress import counted
-    from dfe.table import find_tables, write_table
-
     paths = find_tables(tables)
     process = EncodeTable(model)
     if not in_place:

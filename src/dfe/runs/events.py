@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from dfe.analysis.events import EventOptions, name_events, token_events
+from dfe.analysis.elan import write_eaf
+from dfe.views.naming import name_codes
+from dfe.runs.executors import StageResult, run_stage
+from dfe.table import find_tables, read_table, token_columns
+from dfe.views.timeline import timeline_figure
+from dfe.tokens.tables import encode_table
 
 
 def events_corpus(tables: list, model, outdir, options: EventOptions = EventOptions(), fmt: str = "parquet",
@@ -15,12 +21,6 @@ def events_corpus(tables: list, model, outdir, options: EventOptions = EventOpti
     table; a bad table never stops the others)."""
     from pathlib import Path
 
-    from dfe.analysis.elan import write_eaf
-    from dfe.views.naming import name_codes
-    from dfe.runs.executors import StageResult, run_stage
-    from dfe.table import find_tables, read_table, token_columns
-    from dfe.views.timeline import timeline_figure
-    from dfe.tokens.tokenizer import encode_table
 
     if fmt not in ("parquet", "csv"):
         raise ValueError("format must be parquet or csv")

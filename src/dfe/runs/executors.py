@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 from dfe.runs.manifest import Manifest, NATIVE_LOG, Outcome, Record, RunError, crash_point, dfe_version, file_sha256, input_key, options_hash, unreadable_reason
+from dfe.runs import progress
+from dfe.table import write_table
+from dfe.extraction.io import NATIVE_LOG_ENV
+from dfe.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +53,6 @@ def _work(process: Callable, path: Path, partial: Path, job_id: str, pass_id: bo
           on_error: Callable[[Exception], str] | None = None):
     """Run one input (in any process) and write its table to ``partial``: (frames, faces, error,
     seconds, failed). A worker never touches the manifest; the driver commits."""
-    from dfe.runs import progress
-    from dfe.table import write_table
-
     start = time.perf_counter()
     try:
         result = process(path, job_id) if pass_id else process(path)
@@ -148,9 +149,6 @@ def run_stage(inputs: Iterable[Path], outdir: str | Path, process: Callable[[Pat
     without ``frames_of``, inputs (``unit``, default "table"). What native libraries print while
     it runs goes to ``native.log`` in ``outdir`` (see :func:`dfe.extraction.io.quiet_native`).
     """
-    from dfe.extraction.io import NATIVE_LOG_ENV
-    from dfe.progress import Progress
-
     if engine not in ("local", "ray"):
         raise ValueError("engine must be 'local' or 'ray'")
     manifest = Manifest(outdir)
@@ -170,8 +168,6 @@ def run_stage(inputs: Iterable[Path], outdir: str | Path, process: Callable[[Pat
         elif workers > 1 and len(jobs) > 1:
             outcomes += _run_pool(manifest, jobs, process, opts, pass_id, on_error, display, workers)
         else:
-            from dfe.runs import progress
-
             progress.set_sink(display.update if frames_of else None)
             try:
                 for done, job in enumerate(jobs, 1):
@@ -253,7 +249,6 @@ def _worker_init(sink) -> None:
     run leaves no workers behind."""
     import signal
 
-    from dfe.runs import progress
 
     progress.set_sink(sink.put)
     try:

@@ -10,8 +10,8 @@ from dfe.runs import progress
 from dfe.extraction.face import FaceLandmarker
 from dfe.extraction.identity import load_face_model
 from dfe.extraction.io import find_media, media_kind
-from dfe.runs.manifest import Outcome
-from dfe.runs.executors import StageResult
+from dfe.runs.manifest import Manifest, Outcome
+from dfe.runs.executors import StageResult, run_stage
 from dfe.extraction.openface import openface_frame
 from dfe.extraction.pipeline import ExtractOptions, FORMATS, References, extract_file, media_frames, neutral_lookup, output_options, person_lookup
 
@@ -92,9 +92,6 @@ def extract(inputs: list[str | Path], outdir: str | Path, options: ExtractOption
     ``retry_failed`` adds the inputs whose last run failed. ``workers`` processes (one landmarker
     each) or ``engine="ray"`` (one task per input) share the work; see :func:`dfe.runs.executors.run_stage`.
     """
-    from dfe.runs.manifest import Manifest, Outcome
-    from dfe.runs.executors import run_stage
-
     options = options or ExtractOptions()
     if options.format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {options.format!r}")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from dfe.extraction.flame import FlameInputError, find_flame_units, flame_table, read_unit
+from dfe.runs.executors import StageResult, run_stage
 
 
 def import_flame(source: str | Path, outdir: str | Path, fps: float = 30.0, overwrite: bool = False):
     """Every table of a FLAME output into ``outdir``, with the manifest, names and resume rules of
     ``dfe extract`` (:mod:`dfe.runs.manifest`). Returns the per-unit outcomes."""
-    from dfe.runs.executors import StageResult, run_stage
-
     units = {u.source: u for u in find_flame_units(source)}
 
     def process(path: Path) -> StageResult:

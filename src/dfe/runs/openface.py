@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from dfe.extraction.openface import openface_frame
+from dfe.runs.manifest import Outcome
+from dfe.table import find_tables, read_table, write_table
 
 
 def convert_tables(inputs: list[str | Path], outdir: str | Path, overwrite: bool = False) -> list:
     """dfe per-frame tables -> OpenFace CSVs ``<outdir>/<table stem>.csv``; one Outcome per table,
     a bad table fails alone."""
-    from dfe.runs.manifest import Outcome
-    from dfe.table import find_tables, read_table, write_table
-
     outdir = Path(outdir)
     results = []
     for path in find_tables(inputs):

@@ -39,6 +39,28 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from dfe.errors import DfeError
+from dfe.version import __version__
+from dfe.runs.executors import default_workers
+from dfe.extraction.pipeline import ExtractOptions, media_frames
+from dfe.extraction.io import Sampling, find_media, media_kind
+from dfe.runs.manifest import Manifest, file_sha256
+from dfe.analysis.labels import read_labels, read_video_features, require_columns
+from dfe.analysis.task import cross_validate, feature_sets, load_task, paired_bootstrap, scores, summarise_folds, tokenizer_statement
+from dfe.analysis.features import UserFeatures, functionals
+from dfe.table import has_action_units, read_table, token_columns
+from dfe.views.atlas import build_atlas
+from dfe.runs.demo import starter_model_path
+from dfe.analysis.evaluate import evaluate
+from dfe.analysis.events import EventOptions
+from dfe.runs.events import events_corpus
+from dfe.runs.extract import extract
+from dfe.runs.encode import encode_corpus, table_rows
+from dfe.views.study_report import write_index
+from dfe.tokens.tokenizer import Tokenizer
+from dfe.tokens.tables import fit_tables
+from dfe.extraction.identity import face_model_provenance
+from dfe.views.naming import name_codes
+from dfe.views.figures import label_log_odds
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +161,6 @@ def read_config(path: str | Path) -> StudyConfig:
 
 
 def _version() -> str:
-    from dfe.version import __version__
-
     return __version__
 
 
@@ -186,8 +206,6 @@ def duration(seconds: float) -> str:
 
 
 def _workers(c: StudyConfig) -> int:
-    from dfe.runs.executors import default_workers
-
     return c.workers or default_workers()
 
 
@@ -205,9 +223,6 @@ def fit_seconds(frames: int, epochs: int) -> float:
 
 def plan_study(config: StudyConfig) -> StudyPlan:
     """What the study will do and about how long it takes, before any work."""
-    from dfe.extraction.pipeline import media_frames
-    from dfe.extraction.io import Sampling, find_media, media_kind
-
     media, problems = find_media(config.media)
     sampling = Sampling(config.fps)
     counts = [media_frames(p, sampling) for p in media]
@@ -266,8 +281,6 @@ class StepRecords:
 
 def manifest_fingerprint(folder: Path, outputs: list[str]) -> str:
     """Hash of the given outputs' ids and content hashes, from the folder's run manifest."""
-    from dfe.runs.manifest import Manifest
-
     keep = {str(Path(o)) for o in outputs}
     manifest = Manifest(folder)
     try:
@@ -310,8 +323,6 @@ def normalise_labels(config: StudyConfig, table_ids: dict[str, str]) -> pd.DataF
     """The user's labels keyed by table id. The first column may hold table ids, media paths
     (absolute, or relative to the labels file or the working folder) or file names;
     ``table_ids`` maps each extracted input's resolved path to its table id."""
-    from dfe.analysis.labels import read_labels, require_columns
-
     lab = read_labels(config.labels)
     require_columns(lab, [config.target] + ([config.group] if config.group else []), config.labels)
     key = lab.columns[0]
@@ -355,8 +366,6 @@ class ActionUnitFunctionals(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
-        from dfe.analysis.features import functionals
-
         rows = []
         for df in X:
             ok = df[df["success"] == 1]
@@ -370,8 +379,6 @@ class ActionUnitFunctionals(TransformerMixin, BaseEstimator):
 def score_ci(preds: pd.DataFrame, task: str, name: str, n: int = 1000, seed: int = 0) -> tuple[float, float, float]:
     """A feature set's primary score over its pooled out-of-fold predictions, with a bootstrap 95%
     CI over videos (resampled with replacement)."""
-    from dfe.analysis.task import scores
-
     p = preds[preds["features"] == name]
     key = "macro_f1" if task == "classification" else "ccc"
     y, pred = p["y"].to_numpy(), p["pred"].to_numpy()
@@ -389,11 +396,6 @@ def run_prediction(tables: list[Path], labels_csv: Path, config: StudyConfig, ou
     blendshape functionals and words, psi functionals, OpenFace-style AU functionals, and each
     ``config.baselines`` table. With ``config.fit`` the dictionary is refitted in every outer fold
     on that fold's training people only."""
-    from dfe.analysis.features import UserFeatures
-    from dfe.analysis.task import cross_validate, feature_sets, load_task, paired_bootstrap, summarise_folds, tokenizer_statement
-    from dfe.analysis.labels import read_video_features
-    from dfe.table import has_action_units
-
     refit = {"codebook_size": config.codebook_size, "levels": config.levels, "epochs": config.epochs} if config.fit else None
     data = load_task(tables, labels_csv, config.target, config.group, need_tokens=not refit)
     codebook_size = config.codebook_size if refit else dictionary.codebook_size
@@ -467,18 +469,6 @@ def run_study(config: StudyConfig, say: Callable[[str], None] = _say, progress: 
 
 
 def _run_study(config: StudyConfig, say: Callable[[str], None], progress: bool) -> StudyResult:
-    from dfe.views.atlas import build_atlas
-    from dfe.runs.demo import starter_model_path
-    from dfe.analysis.evaluate import evaluate
-    from dfe.analysis.events import EventOptions
-    from dfe.runs.events import events_corpus
-    from dfe.extraction.pipeline import ExtractOptions
-    from dfe.runs.extract import extract
-    from dfe.runs.manifest import Manifest, file_sha256
-    from dfe.runs.encode import encode_corpus, table_rows
-    from dfe.views.study_report import write_index
-    from dfe.tokens.tokenizer import Tokenizer, fit_tables
-
     config = config.resolved()
     out = config.out
     plan = plan_study(config)
@@ -664,19 +654,12 @@ def dictionary_saw(tok, ids: list[str]) -> list[str]:
 
 
 def face_model_statement(config: StudyConfig, ids: list[str]) -> dict:
-    from dfe.extraction.identity import face_model_provenance
-
     return face_model_provenance(ids, config.face_model)
 
 
 def collect_results(config: StudyConfig, plan: StudyPlan, outcomes, enc_failed, tok, table_ids: dict,
                     labels: pd.DataFrame, prediction: dict, extract_s: float) -> dict:
     """results.json: every number of the study, with each figure's provenance."""
-    from dfe.extraction.io import media_kind
-    from dfe.views.naming import name_codes
-    from dfe.table import read_table, token_columns
-    from dfe.views.figures import label_log_odds
-
     out = config.out
     id_of = {str(Path(k)): v for k, v in table_ids.items()}
     inputs = []

@@ -16,17 +16,20 @@ import json
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from dfe.errors import DfeError
 from dfe.extraction.expression import PSI_KINDS, PSI_VERSION
-from dfe.extraction.mesh import TOPOLOGY_ID, canonical_mesh
+from dfe.extraction.mesh import TOPOLOGY_ID
 from dfe.progress import Progress
+from dfe.tokens.dictionary import actions_for_data, fit_shape_gain
+from dfe.version import __version__
+from dfe.tokens.networks import RVQVAE, ShapeGainModel, make_patches
+from dfe.tokens.config import TokenizerConfig
 
 log = logging.getLogger(__name__)
 
@@ -51,207 +54,14 @@ class ModelError(DfeError, RuntimeError):
     """A model file that cannot be used; the message is one sentence for the user."""
 
 
-@dataclass
-class TokenizerConfig:
-    """Every knob of the model and its training (defaults chosen by bench/ablation.py)."""
-
-    psi_kind: str = "geometry"
-    dim: int = 1404
-    quantizer: str = "shape-gain"  # shape-gain (dfe.tokens.dictionary, the default) | rvq-vae (transformer + ResidualVQ)
-    codebook_size: int = 256  # token ids (words); shape-gain: actions x gain_levels
-    gain_levels: int = 4  # shape-gain: intensities per action (log2 of it are bits of every token)
-    merge_cosine: float = 0.9  # shape-gain: actions closer than this are merged (the freed one replaced)
-    lloyd_iters: int = 25  # shape-gain: training iterations
-    refine_passes: int = 1  # shape-gain: encoding passes that re-choose each level's word given the others
-    levels: int = 4
-    latent_dim: int = 64
-    d_model: int = 64
-    n_layers: int = 1
-    n_heads: int = 4
-    n_patches: int = 8  # geometry: spatial patches of nearby canonical vertices (face regions)
-    chunk: int = 4  # vector psi: values per chunk
-    decoder: str = "linear"  # linear (exactly additive) | mlp (joint, on the summed codes)
-    commitment_weight: float = 0.25
-    orthogonal_weight: float = 0.0
-    sparsity_weight: float = 0.1
-    dead_code_threshold: float = 2.0
-    epochs: int = 40
-    batch_size: int = 1024  # large batches: better k-means init, less dead-code churn
-    lr: float = 4e-3
-    patience: int = 5
-    val_fraction: float = 0.1
-    seed: int = 0
-
-    @property
-    def n_actions(self) -> int:
-        """Distinct actions (directions): the codebook size over the gain levels (rvq-vae: every code)."""
-        return self.codebook_size // self.gain_levels if self.quantizer == "shape-gain" else self.codebook_size
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TokenizerConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown tokenizer options: {', '.join(sorted(unknown))}")
-        return cls(**d)
 
 
-def make_patches(config: TokenizerConfig) -> np.ndarray:
-    """(P, S) indices into psi features, padded with ``dim`` (a zero feature).
-
-    Geometry: k-means over the canonical vertex positions -> P spatial patches of nearby vertices
-    (3 features each). Other kinds: consecutive chunks of ``chunk`` values.
-    """
-    if config.psi_kind == "geometry":
-        from sklearn.cluster import KMeans
-
-        verts = canonical_mesh().vertices
-        labels = KMeans(config.n_patches, n_init=4, random_state=0).fit_predict(verts)
-        groups = [np.flatnonzero(labels == p) for p in range(config.n_patches)]
-        groups = [np.stack([3 * g, 3 * g + 1, 3 * g + 2], 1).reshape(-1) for g in groups]
-    else:
-        groups = [np.arange(i, min(i + config.chunk, config.dim)) for i in range(0, config.dim, config.chunk)]
-    width = max(len(g) for g in groups)
-    out = np.full((len(groups), width), config.dim, dtype=np.int64)
-    for i, g in enumerate(groups):
-        out[i, : len(g)] = g
-    return out
 
 
-class Encoder(nn.Module):
-    """psi (standardised) -> patch tokens -> transformer -> mean pool -> latent z."""
-
-    def __init__(self, config: TokenizerConfig, patches: np.ndarray):
-        super().__init__()
-        self.register_buffer("patches", torch.as_tensor(patches))
-        n_p, width = patches.shape
-        self.patch_weight = nn.Parameter(torch.randn(n_p, width, config.d_model) / math.sqrt(width))
-        self.patch_bias = nn.Parameter(torch.zeros(n_p, config.d_model))
-        layer = nn.TransformerEncoderLayer(config.d_model, config.n_heads, 2 * config.d_model,
-                                           dropout=0.0, batch_first=True, norm_first=True)
-        self.transformer = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(config.d_model)
-        self.to_latent = nn.Linear(config.d_model, config.latent_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([x, x.new_zeros(len(x), 1)], dim=1)[:, self.patches]  # (B, P, S)
-        h = torch.einsum("bps,psd->bpd", x, self.patch_weight) + self.patch_bias
-        h = self.transformer(h)
-        return self.to_latent(self.norm(h.mean(1)))
 
 
-class RVQVAE(nn.Module):
-    def __init__(self, config: TokenizerConfig, patches: np.ndarray):
-        super().__init__()
-        from vector_quantize_pytorch import ResidualVQ
-
-        self.config = config
-        self.encoder = Encoder(config, patches)
-        self.rvq = ResidualVQ(
-            dim=config.latent_dim, num_quantizers=config.levels, codebook_size=config.codebook_size,
-            shared_codebook=True, kmeans_init=True, kmeans_iters=10,
-            threshold_ema_dead_code=config.dead_code_threshold,
-            commitment_weight=config.commitment_weight,
-            orthogonal_reg_weight=config.orthogonal_weight,
-        )
-        if config.decoder == "linear":
-            self.decoder = nn.Linear(config.latent_dim, config.dim)
-        elif config.decoder == "mlp":
-            self.decoder = nn.Sequential(nn.Linear(config.latent_dim, 256), nn.GELU(), nn.Linear(256, config.dim))
-        else:
-            raise ValueError("decoder must be 'linear' or 'mlp'")
-
-    @property
-    def codebook(self) -> torch.Tensor:
-        return self.rvq.codebooks[0]  # (N, latent) shared by every level
-
-    def code_deformations(self) -> torch.Tensor:
-        """D(e_c) - D(0) for every code (N, dim), standardised units."""
-        cb = self.codebook
-        return self.decoder(cb) - self.decoder(torch.zeros_like(cb[:1]))
-
-    @torch.no_grad()
-    def indices(self, z: torch.Tensor) -> torch.Tensor:
-        """Greedy residual nearest-code search (what ResidualVQ does in eval mode, without its
-        loss and bookkeeping): (n, K) code ids."""
-        cb = self.codebook
-        half_sq = 0.5 * (cb**2).sum(1)
-        out = []
-        r = z
-        for _ in range(self.config.levels):
-            idx = torch.argmax(r @ cb.T - half_sq, dim=1)  # argmin of |r - c|^2
-            out.append(idx)
-            r = r - cb[idx]
-        return torch.stack(out, 1)
-
-    def forward(self, x: torch.Tensor):
-        z = self.encoder(x)
-        quantized, indices, commit = self.rvq(z)
-        return self.decoder(quantized), indices, commit.sum()
 
 
-class ShapeGainModel(nn.Module):
-    """The shape-gain dictionary (:mod:`dfe.tokens.dictionary`) as a model: a linear encoder (the training
-    data's principal directions), the shared actions and gains, and the linear decoder back to psi.
-    Token ``c * G + g`` is ``gains[g] * directions[c]`` at every level (so every token has one exact
-    deformation); psi_hat = b + W (sum of the K words)."""
-
-    def __init__(self, config: TokenizerConfig, latent_dim: int | None = None):
-        super().__init__()
-        self.config = config
-        latent = latent_dim or config.latent_dim
-        self.encoder = nn.Linear(config.dim, latent, bias=False)
-        self.decoder = nn.Linear(latent, config.dim)
-        self.register_buffer("directions", torch.zeros(config.n_actions, latent))
-        self.register_buffer("gains", torch.ones(config.gain_levels))
-
-    @property
-    def codebook(self) -> torch.Tensor:
-        """(N * G, latent): every word."""
-        return (self.directions[:, None, :] * self.gains[None, :, None]).reshape(-1, self.directions.shape[1])
-
-    def latent(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(n, k) tokens of levels 1..k -> (n, latent) sum of their words."""
-        return self.codebook[tokens].sum(1)
-
-    def code_deformations(self) -> torch.Tensor:
-        cb = self.codebook
-        return self.decoder(cb) - self.decoder(torch.zeros_like(cb[:1]))
-
-    def _best(self, r: torch.Tensor, words: torch.Tensor, half_sq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The word nearest each residual row (argmin |r - w|^2 = argmax r.w - |w|^2/2): (ids, words)."""
-        idx = torch.argmax(r @ words.T - half_sq, dim=1)
-        return idx, words[idx]
-
-    @torch.no_grad()
-    def indices(self, z: torch.Tensor) -> torch.Tensor:
-        """Greedy residual search, then ``config.refine_passes`` passes re-choosing each level's word
-        for what the other levels leave (the error never grows): (n, K) word ids."""
-        K = self.config.levels
-        words = self.codebook
-        half_sq = 0.5 * (words**2).sum(1)
-        ids, parts = [], []
-        r = z
-        for k in range(K):
-            w, v = self._best(r, words, half_sq)
-            ids.append(w)
-            parts.append(v)
-            r = r - v
-        ids, parts = torch.stack(ids, 1), torch.stack(parts, 1)
-        total = parts.sum(1)
-        for _ in range(self.config.refine_passes):
-            for k in range(K):
-                rest = z - (total - parts[:, k])
-                w, v = self._best(rest, words, half_sq)
-                better = ((rest - v) ** 2).sum(1) < ((rest - parts[:, k]) ** 2).sum(1) - 1e-7
-                ids[better, k] = w[better]
-                total = total + torch.where(better[:, None], v - parts[:, k], torch.zeros_like(v))
-                parts[better, k] = v[better]
-        return ids
-
-    def forward(self, x: torch.Tensor):
-        idx = self.indices(self.encoder(x))
-        return self.decoder(self.latent(idx)), idx, x.new_zeros(())
 
 
 @dataclass
@@ -461,8 +271,6 @@ class Tokenizer:
     def _fit_shape_gain(cfg: TokenizerConfig, x_train: np.ndarray, progress: bool = False) -> ShapeGainModel:
         """Principal directions of the standardised training psi (uncentred: zero stays the neutral
         face), then :func:`dfe.tokens.dictionary.fit_shape_gain` in that latent space."""
-        from dfe.tokens.dictionary import actions_for_data, fit_shape_gain
-
         n_actions = actions_for_data(len(x_train), cfg.n_actions)
         if n_actions < cfg.n_actions:
             log.warning("%d training frames are too few for %d actions x %d gains: using %d actions "
@@ -681,7 +489,6 @@ class Tokenizer:
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save_file
 
-        from dfe.version import __version__
 
         path = Path(path)
         tensors = self._tensors()
@@ -774,123 +581,15 @@ def tensor_checksums(tensors: dict) -> dict[str, str]:
 
 # ---------------------------------------------------------------------- tables in, tables out
 
-def flame_columns(psi_kind: str) -> list[str]:
-    """``flame_0 ..`` columns of a FLAME psi kind."""
-    return [f"flame_{i}" for i in range(PSI_KINDS[psi_kind])]
 
 
-def table_psi(df, psi_kind: str = "geometry") -> np.ndarray:
-    """psi of the successful rows of a per-frame table, for one psi kind."""
-    from dfe.table import blendshapes_array, psi_array
-
-    if psi_kind == "geometry":
-        return psi_array(df)
-    if psi_kind == "blendshapes":
-        return blendshapes_array(df)
-    if psi_kind in ("flame", "flame+eyelids"):
-        cols = flame_columns(psi_kind)
-        if not set(cols) <= set(df.columns):
-            raise ValueError(f"table has no {cols[0]}..{cols[-1]} columns (FLAME parameters of psi kind {psi_kind}): "
-                             "import them with `dfe import-flame`")
-        return df.loc[df["success"] == 1, cols].to_numpy(np.float32)
-    raise ValueError(f"unknown psi kind {psi_kind!r}; use one of {', '.join(PSI_KINDS)}")
 
 
-def kind_array(path, psi_kind: str = "geometry") -> np.ndarray:
-    """:func:`table_psi` of one table file, reading only the columns that psi kind needs."""
-    from dfe.table import BLENDSHAPE_COLUMNS, read_arrays, read_table
-
-    if psi_kind == "geometry":
-        return read_arrays(path, ["psi"], successful_only=True)["psi"]
-    if psi_kind not in PSI_KINDS:
-        raise ValueError(f"unknown psi kind {psi_kind!r}; use one of {', '.join(PSI_KINDS)}")
-    cols = BLENDSHAPE_COLUMNS if psi_kind == "blendshapes" else flame_columns(psi_kind)
-    try:
-        df = read_table(path, columns=["success", *cols])
-    except (KeyError, ValueError):  # missing columns: table_psi says which, in one sentence
-        df = read_table(path, columns=["success"])
-    return table_psi(df, psi_kind)
 
 
-def sample_sizes(counts: list[int], max_frames: int | None) -> list[int]:
-    """Frames to take from each table: all, or ``max_frames`` shared in proportion to each table's
-    frames (stratified by video; largest remainders get the leftover frames)."""
-    total = sum(counts)
-    if not max_frames or total <= max_frames:
-        return list(counts)
-    exact = np.asarray(counts, dtype=float) * max_frames / total
-    take = np.floor(exact).astype(int)
-    for i in np.argsort(-(exact - take))[: max_frames - int(take.sum())]:
-        take[i] += 1
-    return take.tolist()
 
 
-def fit_tables(paths, psi_kind: str = "geometry", progress: bool = True, max_frames: int | None = None,
-               device: str = "cpu", **config) -> Tokenizer:
-    """Train a tokenizer on the successful rows of per-frame tables, held out by video. Tables are
-    read one at a time and only their psi is kept; ``max_frames`` caps the frames held in memory
-    (a random sample, stratified by video), so corpora larger than memory can be fitted."""
-    from dfe.table import find_tables, read_table, video_id
-
-    from dfe.table import check_psi_versions, file_psi_version
-
-    tables = find_tables(paths)
-    version = check_psi_versions({p.name: file_psi_version(p) for p in tables}) if psi_kind == "geometry" else None
-    counts = [int((read_table(p, columns=["success"])["success"] == 1).sum()) for p in tables]
-    if sum(counts) < 10:
-        raise ValueError(f"only {sum(counts)} frames with a face in these tables; need at least 10")
-    take = sample_sizes(counts, max_frames)
-    rng = np.random.default_rng(config.get("seed", 0))
-    parts, geo_parts, groups = [], [], []
-    for path, n, k in zip(tables, counts, take):
-        if k == 0:
-            continue
-        rows = np.sort(rng.choice(n, k, replace=False)) if k < n else slice(None)
-        parts.append(kind_array(path, psi_kind)[rows])
-        if psi_kind == "blendshapes":  # the rig that draws blendshape codes on the face needs geometry too
-            geo = kind_array(path, "geometry")
-            if geo.shape == (n, 1404):
-                geo_parts.append(geo[rows])
-        groups += [video_id(path)] * (k if k < n else n)
-    psi = np.concatenate(parts)
-    data = {"tables": len(tables), "frames": int(sum(counts)), "frames_used": int(len(psi)),
-            "videos": sorted(map(video_id, tables))[:200]}
-    if version is not None:
-        data["psi_version"] = version
-    tok = Tokenizer.fit(psi, groups=np.asarray(groups), progress=progress, data_summary=data, psi_kind=psi_kind,
-                        device=device, **config)
-    if psi_kind == "blendshapes" and geo_parts and sum(map(len, geo_parts)) == len(psi):
-        tok.extras["rig"] = fit_rig(psi, np.concatenate(geo_parts))
-    return tok
 
 
-def fit_rig(blendshapes: np.ndarray, geometry: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    """Linear blendshape -> geometry map (ridge), as a (53, 1404) array: bias row then weights."""
-    from sklearn.linear_model import Ridge
-
-    ridge = Ridge(alpha=alpha).fit(blendshapes, geometry)
-    return np.vstack([ridge.intercept_[None], ridge.coef_.T]).astype(np.float32)
 
 
-def encode_table(df, tok: Tokenizer):
-    """The table with ``tok_1..tok_K``, ``recon_error`` and ``strength_1..strength_K`` set (-1 and NaN
-    where success == 0). ``strength_k`` is :meth:`Tokenizer.strength` of the level-k token."""
-    import pandas as pd
-
-    from dfe.table import psi_version
-
-    tok.check_psi_version(psi_version(df))
-    ok = (df["success"] == 1).to_numpy()
-    psi = table_psi(df, tok.config.psi_kind)
-    tokens = tok.encode(psi)
-    out = df.drop(columns=[c for c in df.columns if c.startswith(("tok_", "strength_")) or c == "recon_error"])
-    block = np.full((len(df), tok.levels), -1, dtype=np.int64)
-    block[ok] = tokens
-    err = np.full(len(df), np.nan, dtype=np.float32)
-    err[ok] = tok.reconstruction_error(psi, tokens)
-    cols = {f"tok_{k + 1}": block[:, k] for k in range(tok.levels)}
-    cols["recon_error"] = err
-    strength = np.full((len(df), tok.levels), np.nan, dtype=np.float32)
-    strength[ok] = tok.strength(psi, tokens)
-    cols.update({f"strength_{k + 1}": strength[:, k] for k in range(tok.levels)})
-    return pd.concat([out, pd.DataFrame(cols, index=df.index)], axis=1)

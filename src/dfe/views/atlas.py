@@ -25,6 +25,12 @@ import pandas as pd
 from dfe.analysis.labels import read_labels
 from dfe.views.naming import CodeName, name_displacement, name_codes
 from dfe.tokens.tokenizer import Tokenizer
+from dfe.tokens.tables import encode_table
+from dfe.table import find_tables, read_table, video_id
+from dfe.extraction.io import MediaError, read_frames
+from dfe.views.render import Camera, colour_bar, encode_image, heatmap, shaded
+from dfe.views.figures import crop_face, geometry_of, label_log_odds, profile_figure, surface_for
+from dfe.progress import counted
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +88,6 @@ class Usage:
 
 def corpus_usage(tok: Tokenizer, tables: list | None) -> Usage:
     """Encode the tables (their own tokens are not trusted: they may come from another model)."""
-    from dfe.table import find_tables, read_table
-    from dfe.tokens.tokenizer import encode_table
-
     N, K = tok.codebook_size, tok.levels
     if not tables:
         return Usage(np.zeros((N, K), dtype=np.int64))
@@ -127,15 +130,11 @@ class Painter:
     """The pictures of one atlas: same cameras and colour scales for every code."""
 
     def __init__(self, vertices: np.ndarray, triangles: np.ndarray):
-        from dfe.views.render import Camera
-
         self.vertices, self.triangles = vertices, triangles
         self.cameras = {k: Camera.fit(vertices, yaw, w, h) for k, (yaw, w, h) in VIEWS.items()}
         self.step_camera = Camera.fit(vertices, 20.0, *STEP_SIZE)
 
     def code_images(self, displacement: np.ndarray, vmax: float) -> dict[str, bytes]:
-        from dfe.views.render import colour_bar, encode_image, heatmap, shaded
-
         front = heatmap(self.cameras["front"], self.vertices, self.triangles, displacement, vmax, arrows=28)
         front = np.vstack([front, colour_bar(vmax, front.shape[1])])
         side = heatmap(self.cameras["side"], self.vertices, self.triangles, displacement, vmax)
@@ -154,9 +153,6 @@ def face_crops(rows: list[pd.Series], size: int = 96) -> list[bytes | None]:
     """JPEG face crops of table rows, reading each source file once (None where the media is gone)."""
     import cv2
 
-    from dfe.extraction.io import MediaError, read_frames
-    from dfe.views.render import encode_image
-    from dfe.views.figures import crop_face
 
     boxes = [tuple(float(r.get(c, np.nan)) for c in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")) for r in rows]
     frames: dict[str, dict] = {}
@@ -327,9 +323,6 @@ def build_atlas(tok: Tokenizer, outdir: str | Path, tables: list | None = None, 
                 model_path: str = "model.dfe") -> AtlasResult:
     """Write the atlas site into ``outdir`` (see the module's docstring). Without ``tables`` every
     code is drawn (no usage, one colour scale); with them, the used codes, coarse levels first."""
-    from dfe.progress import counted
-    from dfe.views.figures import geometry_of, profile_figure, surface_for
-
     if labels:
         read_labels(labels)  # a missing, empty or broken labels file stops here, before any drawing
     outdir = Path(outdir)
@@ -400,8 +393,6 @@ def _templates(tok: Tokenizer, usage: Usage, outdir: Path, painter: Painter | No
         return ""
     from collections import Counter
 
-    from dfe.views.render import encode_image, heatmap
-    from dfe.views.figures import geometry_of
 
     depth = min(2, tok.levels)
     counts = Counter(map(tuple, usage.tokens[:, :depth].tolist())).most_common(top)
@@ -425,9 +416,6 @@ def _templates(tok: Tokenizer, usage: Usage, outdir: Path, painter: Painter | No
 
 
 def _label_section(tok: Tokenizer, usage: Usage, labels, label_column, names: dict) -> str:
-    from dfe.table import video_id
-    from dfe.views.figures import label_log_odds
-
     lab = read_labels(labels)
     col = label_column or [c for c in lab.columns if c != lab.columns[0]][0]
     by_video = dict(zip(lab[lab.columns[0]], lab[col]))

@@ -16,6 +16,10 @@ import pandas as pd
 
 from dfe.extraction.mesh import canonical_mesh
 from dfe.tokens.tokenizer import Tokenizer
+from dfe.tokens.tables import table_psi
+from dfe.extraction.io import MediaError, read_frame
+from dfe.views.naming import name_codes
+from dfe.views.render import Camera, colour_table, heatmap
 
 log = logging.getLogger(__name__)
 
@@ -229,8 +233,6 @@ def crop_face(fr, bbox: tuple[float, float, float, float], margin: float = 0.25)
 
 def face_crop(file: str, frame: int, bbox: tuple[float, float, float, float], margin: float = 0.25) -> np.ndarray | None:
     """The face region of a frame of the source media (RGB), or None if the media is gone."""
-    from dfe.extraction.io import MediaError, read_frame
-
     try:
         fr = read_frame(file, int(frame))
     except (MediaError, OSError):
@@ -250,8 +252,6 @@ def decomposition_figure(tok: Tokenizer, row: pd.Series, path: str | Path, exagg
     """One frame: its face crop, tokens, the reconstructions after levels 1, 1..2, …, 1..K and the
     measured psi, as magnitude heatmaps on a shared colour scale (parameter profiles for FLAME
     without a FLAME model)."""
-    from dfe.tokens.tokenizer import table_psi
-
     plt = _plt()
     psi = table_psi(row.to_frame().T.assign(success=1), tok.config.psi_kind)
     tokens = tok.encode(psi)[0]
@@ -263,8 +263,6 @@ def decomposition_figure(tok: Tokenizer, row: pd.Series, path: str | Path, exagg
                               [f"levels 1..{k}" for k in range(1, tok.levels + 1)] + ["measured psi"])
     import textwrap
 
-    from dfe.views.naming import name_codes
-    from dfe.views.render import Camera, colour_table, heatmap
 
     measured = psi[0].reshape(-1, 3) if tok.config.psi_kind == "geometry" else geometry_of(tok, psi[0], flame)
     cumulative = [geometry_of(tok, p, flame) for p in prefixes] + [measured]

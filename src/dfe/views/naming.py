@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from dfe.extraction.units import ACTION_UNITS, ONE_SIDED  # the FACS table lives with the unit shapes
+from dfe.extraction.face import BLENDSHAPE_NAMES
+from dfe.extraction.mesh import canonical_mesh
 
 DATA_FILE = Path(__file__).parent / "data" / "naming.npz"
 MIN_SIMILARITY = 0.5
@@ -73,8 +75,6 @@ class NamingModel:
 
     @classmethod
     def load(cls, path: str | Path = DATA_FILE) -> "NamingModel":
-        from dfe.extraction.mesh import canonical_mesh
-
         with np.load(path) as z:
             shapes = z["shapes"].reshape(len(z["names"]), -1, 3)
             return cls(shapes, tuple(str(n) for n in z["names"]), canonical_mesh().vertices)
@@ -223,8 +223,6 @@ def name_displacement(displacement: np.ndarray, model: NamingModel | None = None
 def blendshape_geometry(scores: np.ndarray, model: NamingModel | None = None) -> np.ndarray:
     """(..., 52) MediaPipe blendshape scores (or a change in them) -> (..., 468, 3) displacement
     from the reference shapes of the same ARKit names (``_neutral`` has none)."""
-    from dfe.extraction.face import BLENDSHAPE_NAMES
-
     model = model or default_model()
     index = {n: i for i, n in enumerate(model.names)}
     basis = np.stack([model.shapes[index[n]] if n in index else np.zeros_like(model.shapes[0]) for n in BLENDSHAPE_NAMES])

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from dfe.views.figures import _plt, _row_crop
+from dfe.extraction.action_units import PRESENCE_THRESHOLDS, UNIT_NAMES
+from dfe.extraction.openface import add_action_units
+from dfe.table import OPENFACE_AU_INTENSITY
 
 LEVEL_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
 
@@ -74,8 +78,6 @@ def timeline_figure(events: pd.DataFrame, table: pd.DataFrame, path: str | Path,
                     max_rows: int = 24, thumbnails: int = 6, marks: pd.DataFrame | None = None) -> Path:
     """Draw events (one row per code) over the video's time, thumbnails above. ``marks``:
     reference intervals with columns ``label, start, end`` (seconds), shaded behind the bars."""
-    from dfe.views.figures import _plt, _row_crop
-
     plt = _plt()
     rows = timeline_rows(events, max_rows)
     shots = [(r, _row_crop(r)) for r in thumbnail_times(table, thumbnails)] if thumbnails else []
@@ -143,11 +145,6 @@ def action_unit_figure(table: pd.DataFrame, path: str | Path, title: str = "", f
                        units: list[str] | None = None) -> Path:
     """AU intensity traces over a video's time (one small panel per unit, geometry source solid,
     blendshape source dashed, the presence threshold dotted); ``units`` default: OpenFace's 17."""
-    from dfe.extraction.action_units import PRESENCE_THRESHOLDS, UNIT_NAMES
-    from dfe.extraction.openface import add_action_units
-    from dfe.table import OPENFACE_AU_INTENSITY
-    from dfe.views.figures import _plt
-
     plt = _plt()
     df = add_action_units(table)
     df = df[(df["success"] == 1) & (df["face_id"] == face_id)].sort_values("timestamp")

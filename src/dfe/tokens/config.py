@@ -1,0 +1,52 @@
+"""A tokenizer's knobs (keyword arguments of Tokenizer.fit and the [fit] section of a config), validated once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass
+class TokenizerConfig:
+    """Every knob of the model and its training (defaults chosen by bench/ablation.py)."""
+
+    psi_kind: str = "geometry"
+    dim: int = 1404
+    quantizer: str = "shape-gain"  # shape-gain (dfe.tokens.dictionary, the default) | rvq-vae (transformer + ResidualVQ)
+    codebook_size: int = 256  # token ids (words); shape-gain: actions x gain_levels
+    gain_levels: int = 4  # shape-gain: intensities per action (log2 of it are bits of every token)
+    merge_cosine: float = 0.9  # shape-gain: actions closer than this are merged (the freed one replaced)
+    lloyd_iters: int = 25  # shape-gain: training iterations
+    refine_passes: int = 1  # shape-gain: encoding passes that re-choose each level's word given the others
+    levels: int = 4
+    latent_dim: int = 64
+    d_model: int = 64
+    n_layers: int = 1
+    n_heads: int = 4
+    n_patches: int = 8  # geometry: spatial patches of nearby canonical vertices (face regions)
+    chunk: int = 4  # vector psi: values per chunk
+    decoder: str = "linear"  # linear (exactly additive) | mlp (joint, on the summed codes)
+    commitment_weight: float = 0.25
+    orthogonal_weight: float = 0.0
+    sparsity_weight: float = 0.1
+    dead_code_threshold: float = 2.0
+    epochs: int = 40
+    batch_size: int = 1024  # large batches: better k-means init, less dead-code churn
+    lr: float = 4e-3
+    patience: int = 5
+    val_fraction: float = 0.1
+    seed: int = 0
+
+    @property
+    def n_actions(self) -> int:
+        """Distinct actions (directions): the codebook size over the gain levels (rvq-vae: every code)."""
+        return self.codebook_size // self.gain_levels if self.quantizer == "shape-gain" else self.codebook_size
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TokenizerConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown tokenizer options: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
