@@ -199,7 +199,7 @@ def test_cross_validation_never_trains_on_test_groups():
     the same group; and every video is predicted exactly once."""
     from sklearn.base import BaseEstimator, TransformerMixin
 
-    import dfe.analysis.features as bow
+    import dfe.analysis.task as bow
 
     seen = []
 

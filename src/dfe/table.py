@@ -322,6 +322,16 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
     raise ValueError(f"{path}: not a dfe table (.parquet or .csv)")
 
 
+def table_column_names(path: str | Path) -> list[str]:
+    """The columns a table file holds (Parquet: its list blocks by name), without reading its rows."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        return list(pd.read_csv(path, nrows=0).columns)
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
+
+
 def find_tables(inputs: list[str | Path]) -> list[Path]:
     """Expand files and folders into per-frame tables (report files and hidden files skipped)."""
     out: list[Path] = []

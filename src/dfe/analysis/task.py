@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from dfe.extraction.identity import face_model_provenance
 from dfe.analysis.labels import group_codes, numeric_if_numbers, read_labels, read_video_features, require_columns
-from dfe.table import BLENDSHAPE_COLUMNS, find_tables, read_table, token_columns, video_id, window_id, window_video
+from dfe.table import table_column_names, BLENDSHAPE_COLUMNS, find_tables, read_table, token_columns, video_id, window_id, window_video
 from dfe.analysis.features import BagOfTokens, BlendshapeBoW, BlendshapeFunctionals, EventFeatures, PsiFunctionals, UserFeatures
 from dfe.analysis.events import duration
 from dfe.analysis.elan import eaf_labels, is_eaf_labels
@@ -83,6 +83,8 @@ def input_aliases(paths: list[Path]) -> dict[str, str]:
     """{input media path, as written and resolved: table id} from each table's ``file`` column."""
     out: dict[str, str] = {}
     for path in paths:
+        if "file" not in table_column_names(path):
+            continue
         files = read_table(path, columns=["file"])["file"].dropna().unique()
         for f in files[:1]:
             out[str(f)] = out[str(Path(f).resolve())] = video_id(path)
@@ -105,8 +107,9 @@ def load_task(tables: list, labels: str | Path, target: str, group: str | None =
     require_columns(lab, [id_col, target] + ([group] if group else []), labels)
     lab[id_col] = lab[id_col].astype(str)
     # a label file may name the input media instead of the table ids: each table's `file` column holds its input
-    aliases = input_aliases(find_tables(tables))
-    lab[id_col] = [aliases.get(str(Path(v).resolve()), v) if ("/" in v or "\\" in v) else v for v in lab[id_col]]
+    if any("/" in v or "\\" in v for v in lab[id_col]):
+        aliases = input_aliases(find_tables(tables))
+        lab[id_col] = [aliases.get(str(Path(v).resolve()), v) if ("/" in v or "\\" in v) else v for v in lab[id_col]]
     lab = lab.dropna(subset=[target])
     if lab[id_col].duplicated().any():
         dup = lab.loc[lab[id_col].duplicated(), id_col].iloc[0]

@@ -31,7 +31,7 @@ class ModelFileError(DfeError, RuntimeError):
 
 def default_model_path() -> Path:
     """Path of the bundled ``face_landmarker.task`` (dfe/data)."""
-    return Path(__file__).parent / "data" / "face_landmarker.task"
+    return Path(__file__).parents[1] / "data" / "face_landmarker.task"
 
 
 @lru_cache(maxsize=8)

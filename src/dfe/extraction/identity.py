@@ -42,7 +42,7 @@ DIM = N_VERTICES * 3
 IDENTITY_MODES = ("auto", "model", "track", "canonical")
 DEFAULT_NOISE = 0.1  # cm: landmark noise per coordinate
 MAX_EFFECTIVE_FRAMES = 20  # frames of one track are not independent: cap their weight in the fit
-DATA_FILE = Path(__file__).parent / "data" / "face_model.npz"
+DATA_FILE = Path(__file__).parents[1] / "data" / "face_model.npz"
 
 
 class FaceModelError(DfeError, RuntimeError):

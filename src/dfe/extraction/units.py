@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-DATA_FILE = Path(__file__).parent / "data" / "naming.npz"
+DATA_FILE = Path(__file__).parents[1] / "data" / "naming.npz"
 
 # FACS unit -> (name, ARKit shapes); ICT FaceKit's table. Pairs are the unit's left and right side.
 ACTION_UNITS: dict[str, tuple[str, list[str]]] = {

@@ -28,7 +28,7 @@ from dfe.extraction.units import ACTION_UNITS, ONE_SIDED  # the FACS table lives
 from dfe.extraction.face import BLENDSHAPE_NAMES
 from dfe.extraction.mesh import canonical_mesh
 
-DATA_FILE = Path(__file__).parent / "data" / "naming.npz"
+DATA_FILE = Path(__file__).parents[1] / "data" / "naming.npz"
 MIN_SIMILARITY = 0.5
 MIN_PEAK_CM = 0.02
 
