@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n: one worker per core, so one thread per worker
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 SHARED = Path(os.environ.get("DFE_SHARED", Path(__file__).resolve().parents[2] / "shared")).resolve()
 FACES = SHARED / "faces"
 VIDEOS = SHARED / "videos"
@@ -39,16 +43,36 @@ def shared() -> Path:
     return SHARED
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """The folder ``build(folder)`` fills, made once per test run: under pytest-xdist the first
+    worker to ask builds it while the others wait on a file lock, then all read the same files."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent  # shared by every worker of this run
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            folder.mkdir(exist_ok=True)
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def extracted(tmp_path_factory) -> Path:
     """Tables of every shared video and London photo (neutral photos as references)."""
     from dfe.extraction.pipeline import ExtractOptions
     from dfe.runs.extract import extract
 
-    out = tmp_path_factory.mktemp("extracted")
-    report = extract([VIDEOS, FACES / "london"], out, ExtractOptions(neutral="auto", progress=False))
-    assert report.ok, [r.error for r in report.failed]
-    return out
+    def build(out: Path) -> None:
+        report = extract([VIDEOS, FACES / "london"], out, ExtractOptions(neutral="auto", progress=False))
+        assert report.ok, [r.error for r in report.failed]
+
+    return built_once(tmp_path_factory, "extracted", build)
 
 
 @pytest.fixture(scope="session")
@@ -59,11 +83,13 @@ def corpus():
 
 
 @pytest.fixture(scope="session")
-def synthetic_tokenizer(corpus):
+def synthetic_tokenizer(corpus, tmp_path_factory):
     """The default tokenizer fitted on the 20-action synthetic corpus (about 20 s on 2 cores)."""
     from dfe.tokens.tokenizer import Tokenizer
 
-    return Tokenizer.fit(corpus.train, progress=False)
+    folder = built_once(tmp_path_factory, "synthetic_tokenizer",
+                        lambda out: Tokenizer.fit(corpus.train, progress=False).save(out / "model.dfe"))
+    return Tokenizer.load(folder / "model.dfe")
 
 
 @pytest.fixture(scope="session")
@@ -71,10 +97,9 @@ def real_model(extracted, tmp_path_factory):
     """A small, short (5-epoch) tokenizer fitted on the tables extracted from ../shared, saved to disk."""
     from dfe.tokens.tables import fit_tables
 
-    tok = fit_tables([extracted], progress=False, codebook_size=64, epochs=5)
-    path = tmp_path_factory.mktemp("model") / "model.dfe"
-    tok.save(path)
-    return path
+    folder = built_once(tmp_path_factory, "real_model", lambda out: fit_tables(
+        [extracted], progress=False, codebook_size=64, epochs=5).save(out / "model.dfe"))
+    return folder / "model.dfe"
 
 
 @pytest.fixture(scope="session")
