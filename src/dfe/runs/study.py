@@ -468,10 +468,40 @@ def run_study(config: StudyConfig, say: Callable[[str], None] = _say, progress: 
         return _run_study(config, say, progress)
 
 
-def _run_study(config: StudyConfig, say: Callable[[str], None], progress: bool) -> StudyResult:
-    config = config.resolved()
-    out = config.out
-    plan = plan_study(config)
+@dataclass
+class _StudyRun:
+    """What the steps of one study run share: the plan, the records, the display, and each step's
+    outputs as the later steps need them."""
+
+    config: StudyConfig
+    plan: StudyPlan
+    records: StepRecords
+    bar: StudyProgress
+    say: Callable[[str], None]
+    progress: bool
+    state: dict[str, str] = field(default_factory=dict)  # step -> ran | up to date | resumed | skipped
+    outcomes: list = field(default_factory=list)  # extract outcomes
+    tables: list[Path] = field(default_factory=list)
+    tables_fp: str = ""
+    table_ids: dict[str, str] = field(default_factory=dict)
+    labels: pd.DataFrame | None = None
+    labels_csv: Path | None = None
+    labels_fp: str = ""
+    extract_s: float = 0.0
+    model_path: Path | None = None
+    tok: Tokenizer | None = None
+    encoded: list[Path] = field(default_factory=list)
+    encoded_fp: str = ""
+    enc_failed: list = field(default_factory=list)
+    videos: list[Path] = field(default_factory=list)  # encoded tables with more than one row
+    prediction: dict = field(default_factory=dict)
+
+    @property
+    def out(self) -> Path:
+        return self.config.out
+
+
+def _check_inputs(config: StudyConfig, plan: StudyPlan) -> None:
     if not plan.media:
         raise StudyError("no images or videos found in: " + ", ".join(config.media))
     if not Path(config.labels).is_file():
@@ -479,158 +509,200 @@ def _run_study(config: StudyConfig, say: Callable[[str], None], progress: bool) 
     for b in config.baselines:
         if not Path(b).is_file():
             raise StudyError(f"baseline features file {b} not found")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "study.toml").write_text(toml_text(config))
-    records = StepRecords(out)
-    bar = StudyProgress(plan, say)
-    state: dict[str, str] = {}
 
-    # 1. extract (the run manifest resumes per input)
-    t = bar.begin("extract")
+
+def _run_study(config: StudyConfig, say: Callable[[str], None], progress: bool) -> StudyResult:
+    config = config.resolved()
+    plan = plan_study(config)
+    _check_inputs(config, plan)
+    config.out.mkdir(parents=True, exist_ok=True)
+    (config.out / "study.toml").write_text(toml_text(config))
+    run = _StudyRun(config, plan, StepRecords(config.out), StudyProgress(plan, say), say, progress)
+    for step in (_extract_step, _dictionary_step, _encode_step, _events_step, _atlas_step, _evaluate_step,
+                 _task_step):
+        step(run)
+    return _report_step(run)
+
+
+def _extract_step(run: _StudyRun) -> None:
+    """1. extract (the run manifest resumes per input); then the labels, normalised to table ids."""
+    config, out = run.config, run.out
+    t = run.bar.begin("extract")
     _crash_env("extract")
-    report = extract(plan.media, out / "tables", ExtractOptions(face_model=config.face_model, fps=config.fps,
-                                                                progress=progress),
-                     workers=min(_workers(config), len(plan.media)))
-    outcomes = report.results
+    report = extract(run.plan.media, out / "tables", ExtractOptions(face_model=config.face_model, fps=config.fps,
+                                                                    progress=run.progress),
+                     workers=min(_workers(config), len(run.plan.media)))
+    run.outcomes = outcomes = report.results
     skipped = sum(o.status == "skipped" for o in outcomes)
-    tables = sorted(Path(o.output) for o in outcomes if o.status in ("ok", "skipped") and o.output)  # order: not the run's
-    if not tables:
+    run.tables = sorted(Path(o.output) for o in outcomes if o.status in ("ok", "skipped") and o.output)  # order: not the run's
+    if not run.tables:
         raise StudyError("no input gave a table: " + "; ".join(f"{o.input}: {o.error}" for o in report.failed[:3]))
     redone = sum(o.status == "ok" for o in outcomes)  # failed inputs are retried on every run; they redo no table
-    state["extract"] = "up to date" if not redone else ("resumed" if skipped else "ran")
-    extract_s = bar.end("extract", t, f"{len(outcomes) - skipped - len(report.failed)} extracted, {skipped} up to date, "
-                                      f"{len(report.failed)} failed")
-    tables_fp = manifest_fingerprint(out / "tables", [str(p) for p in tables])
+    run.state["extract"] = "up to date" if not redone else ("resumed" if skipped else "ran")
+    run.extract_s = run.bar.end("extract", t, f"{len(outcomes) - skipped - len(report.failed)} extracted, "
+                                              f"{skipped} up to date, {len(report.failed)} failed")
+    run.tables_fp = manifest_fingerprint(out / "tables", [str(p) for p in run.tables])
     manifest = Manifest(out / "tables")
     try:
-        table_ids = {r.input: r.id for r in manifest.records()}
+        run.table_ids = {r.input: r.id for r in manifest.records()}
     finally:
         manifest.close()
-    labels = normalise_labels(config, table_ids)
-    labels_csv = out / "labels.csv"
-    labels.to_csv(labels_csv, index=False)
-    labels_fp = file_sha256(labels_csv)
+    run.labels = normalise_labels(config, run.table_ids)
+    run.labels_csv = out / "labels.csv"
+    run.labels.to_csv(run.labels_csv, index=False)
+    run.labels_fp = file_sha256(run.labels_csv)
 
-    # 2. dictionary
-    t = bar.begin("dictionary")
-    model_path = out / "dictionary.dfe"
+
+def _dictionary_step(run: _StudyRun) -> None:
+    """2. the dictionary: fitted on the study's tables, or the given/bundled model copied."""
+    config = run.config
+    t = run.bar.begin("dictionary")
+    run.model_path = model_path = run.out / "dictionary.dfe"
     source = config.model or str(starter_model_path())
-    key = fingerprint("fit", tables_fp, config.codebook_size, config.levels, config.epochs, config.seed) if config.fit \
-        else fingerprint("reuse", file_sha256(source))
-    if records.up_to_date("dictionary", key, [model_path]):
-        state["dictionary"] = "up to date"
+    key = fingerprint("fit", run.tables_fp, config.codebook_size, config.levels, config.epochs, config.seed) \
+        if config.fit else fingerprint("reuse", file_sha256(source))
+    if run.records.up_to_date("dictionary", key, [model_path]):
+        run.state["dictionary"] = "up to date"
     else:
         if config.fit:
-            tok = fit_tables([str(p) for p in tables], progress=progress, codebook_size=config.codebook_size,
+            tok = fit_tables([str(p) for p in run.tables], progress=run.progress, codebook_size=config.codebook_size,
                              levels=config.levels, epochs=config.epochs, seed=config.seed)
             tok.save(model_path)
         else:
             Tokenizer.load(source)  # a damaged file stops here, with its sentence
             shutil.copyfile(source, model_path)
-        state["dictionary"] = "ran"
-    tok = Tokenizer.load(model_path)
-    records.done("dictionary", key, bar.end("dictionary", t, state["dictionary"]))
+        run.state["dictionary"] = "ran"
+    run.tok = Tokenizer.load(model_path)
+    run.records.done("dictionary", key, run.bar.end("dictionary", t, run.state["dictionary"]))
 
-    # 3. encode (run manifest)
-    t = bar.begin("encode")
+
+def _encode_step(run: _StudyRun) -> None:
+    """3. encode (run manifest)."""
+    t = run.bar.begin("encode")
     _crash_env("encode")
-    frames = sum(table_rows(p) for p in tables)
-    enc = encode_corpus(tables, tok, out / "encoded", progress=progress,
-                        workers=min(_workers(config), len(tables)) if frames > 20000 else 1)
+    frames = sum(table_rows(p) for p in run.tables)
+    enc = encode_corpus(run.tables, run.tok, run.out / "encoded", progress=run.progress,
+                        workers=min(_workers(run.config), len(run.tables)) if frames > 20000 else 1)
     os.environ.pop("DFE_CRASH_AT", None)
-    encoded = sorted(Path(o.output) for o in enc if o.status in ("ok", "skipped") and o.output)
-    enc_failed = [o for o in enc if o.status == "failed"]
-    state["encode"] = "up to date" if not any(o.status == "ok" for o in enc) else "ran"
-    bar.end("encode", t, f"{sum(o.status == 'ok' for o in enc)} encoded, {sum(o.status == 'skipped' for o in enc)} up to date")
-    encoded_fp = manifest_fingerprint(out / "encoded", [str(p) for p in encoded])
+    run.encoded = sorted(Path(o.output) for o in enc if o.status in ("ok", "skipped") and o.output)
+    run.enc_failed = [o for o in enc if o.status == "failed"]
+    run.state["encode"] = "up to date" if not any(o.status == "ok" for o in enc) else "ran"
+    run.bar.end("encode", t, f"{sum(o.status == 'ok' for o in enc)} encoded, "
+                             f"{sum(o.status == 'skipped' for o in enc)} up to date")
+    run.encoded_fp = manifest_fingerprint(run.out / "encoded", [str(p) for p in run.encoded])
 
-    # 4. events (run manifest); timelines only for videos (a photo has no time)
-    t = bar.begin("events")
-    multi = [p for p in encoded if table_rows(p) > 1]
-    single = [p for p in encoded if table_rows(p) <= 1]
+
+def _events_step(run: _StudyRun) -> None:
+    """4. events (run manifest); timelines only for videos (a photo has no time)."""
+    t = run.bar.begin("events")
+    run.videos = [p for p in run.encoded if table_rows(p) > 1]
+    photos = [p for p in run.encoded if table_rows(p) <= 1]
     ev = []
-    for group, timeline in ((multi, True), (single, False)):
+    for group, timeline in ((run.videos, True), (photos, False)):
         if group:
-            ev += events_corpus(group, tok, out / "events", EventOptions(), timeline=timeline, progress=progress)
-    state["events"] = "up to date" if not any(o.status == "ok" for o in ev) else "ran"
-    bar.end("events", t, f"{len(ev)} tables")
+            ev += events_corpus(group, run.tok, run.out / "events", EventOptions(), timeline=timeline,
+                                progress=run.progress)
+    run.state["events"] = "up to date" if not any(o.status == "ok" for o in ev) else "ran"
+    run.bar.end("events", t, f"{len(ev)} tables")
 
-    # 5. atlas
-    t = bar.begin("atlas")
-    key = fingerprint(tok.fingerprint(), encoded_fp, labels_fp, config.target, config.atlas_codes)
-    if records.up_to_date("atlas", key, [out / "atlas" / "index.html"]):
-        state["atlas"] = "up to date"
+
+def _atlas_step(run: _StudyRun) -> None:
+    """5. the atlas of the dictionary's codes, with the labels' log-odds."""
+    config, out = run.config, run.out
+    t = run.bar.begin("atlas")
+    key = fingerprint(run.tok.fingerprint(), run.encoded_fp, run.labels_fp, config.target, config.atlas_codes)
+    if run.records.up_to_date("atlas", key, [out / "atlas" / "index.html"]):
+        run.state["atlas"] = "up to date"
     else:
         if (out / "atlas").is_dir():
             shutil.rmtree(out / "atlas")
-        build_atlas(tok, out / "atlas", tables=[str(p) for p in encoded], labels=labels_csv, label_column=config.target,
-                    max_codes=config.atlas_codes, progress=progress, model_path=str(model_path))
-        state["atlas"] = "ran"
-    records.done("atlas", key, bar.end("atlas", t, state["atlas"]))
+        build_atlas(run.tok, out / "atlas", tables=[str(p) for p in run.encoded], labels=run.labels_csv,
+                    label_column=config.target, max_codes=config.atlas_codes, progress=run.progress,
+                    model_path=str(run.model_path))
+        run.state["atlas"] = "ran"
+    run.records.done("atlas", key, run.bar.end("atlas", t, run.state["atlas"]))
 
-    # 6. evaluate (fidelity, diversity, retrieval); unlabelled tables get their own group
-    t = bar.begin("evaluate")
+
+def _evaluation_groups(run: _StudyRun) -> pd.DataFrame:
+    """Each encoded table's group (its person, or itself when unlabelled) and label, for evaluate."""
+    config, lab = run.config, run.labels.set_index("video")
+    ids = [p.stem for p in run.encoded]
+
+    def known(v: str, column: str | None) -> bool:
+        return bool(column) and v in lab.index and pd.notna(lab.at[v, column])
+
+    return pd.DataFrame({"video": ids,
+                         "group": [str(lab.at[v, config.group]) if known(v, config.group) else v for v in ids],
+                         "label": [str(lab.at[v, config.target]) if known(v, config.target) else "(no label)"
+                                   for v in ids]})
+
+
+def _evaluate_step(run: _StudyRun) -> None:
+    """6. evaluate (fidelity, diversity, retrieval); a design too small to evaluate is skipped, said why."""
+    out = run.out
+    t = run.bar.begin("evaluate")
     groups_csv = out / "evaluate_groups.csv"
-    enc_ids = [p.stem for p in encoded]
-    lab = labels.set_index("video")
-    grp = pd.DataFrame({"video": enc_ids,
-                        "group": [str(lab.at[v, config.group]) if config.group and v in lab.index and
-                                  pd.notna(lab.at[v, config.group]) else v for v in enc_ids],
-                        "label": [str(lab.at[v, config.target]) if v in lab.index and pd.notna(lab.at[v, config.target])
-                                  else "(no label)" for v in enc_ids]})
-    grp.to_csv(groups_csv, index=False)
-    key = fingerprint(tok.fingerprint(), encoded_fp, file_sha256(groups_csv), config.seed)
-    if records.up_to_date("evaluate", key, [out / "evaluate" / "report.json"]):
-        state["evaluate"] = "up to date"
+    _evaluation_groups(run).to_csv(groups_csv, index=False)
+    key = fingerprint(run.tok.fingerprint(), run.encoded_fp, file_sha256(groups_csv), run.config.seed)
+    if run.records.up_to_date("evaluate", key, [out / "evaluate" / "report.json"]):
+        run.state["evaluate"] = "up to date"
     else:
         shutil.rmtree(out / "evaluate", ignore_errors=True)
         try:
-            evaluate([str(p) for p in encoded], tok, out / "evaluate", labels=groups_csv, label_column="label",
-                     group_column="group", seed=config.seed, progress=progress)
-            state["evaluate"] = "ran"
+            evaluate([str(p) for p in run.encoded], run.tok, out / "evaluate", labels=groups_csv, label_column="label",
+                     group_column="group", seed=run.config.seed, progress=run.progress)
+            run.state["evaluate"] = "ran"
         except ValueError as e:  # too few frames or groups: the study goes on, the report says why
             (out / "evaluate").mkdir(exist_ok=True)
             (out / "evaluate" / "skipped.json").write_text(json.dumps({"reason": str(e)}))
-            state["evaluate"] = "skipped"
-            say(f"      evaluate skipped: {e}")
-    if state["evaluate"] != "skipped":
-        records.done("evaluate", key, bar.end("evaluate", t, state["evaluate"]))
+            run.state["evaluate"] = "skipped"
+            run.say(f"      evaluate skipped: {e}")
+    if run.state["evaluate"] != "skipped":
+        run.records.done("evaluate", key, run.bar.end("evaluate", t, run.state["evaluate"]))
     else:
-        bar.end("evaluate", t, "skipped")
+        run.bar.end("evaluate", t, "skipped")
 
-    # 7. prediction
-    t = bar.begin("task")
-    labelled = set(labels.dropna(subset=[config.target])["video"].astype(str))
-    dynamic = config.dynamic == "on" or (config.dynamic == "auto" and any(p.stem in labelled for p in multi))
-    task_tables = tables if config.fit else encoded
-    key = fingerprint(tok.fingerprint() if not config.fit else tables_fp, encoded_fp if not config.fit else "",
-                      labels_fp, config.target, config.group, config.folds, config.seeds, config.seed, dynamic,
-                      config.codebook_size, config.levels, config.epochs, [file_sha256(b) for b in config.baselines])
-    if records.up_to_date("task", key, [out / "task" / "prediction.json"]):
-        state["task"] = "up to date"
-        prediction = json.loads((out / "task" / "prediction.json").read_text())
-        records.done("task", key, bar.end("task", t, state["task"]))
-    else:
-        shutil.rmtree(out / "task", ignore_errors=True)
-        try:
-            prediction = run_prediction([Path(p) for p in task_tables], labels_csv, config, out / "task", tok, dynamic)
-            state["task"] = "ran"
-            records.done("task", key, bar.end("task", t, state["task"]))
-        except ValueError as e:  # a design that cannot be cross-validated: the report says why
-            prediction = {"skipped": str(e)}
-            state["task"] = "skipped"
-            say(f"      prediction skipped: {e}")
-            bar.end("task", t, "skipped")
 
-    # 8. report
-    t = bar.begin("report")
-    results = collect_results(config, plan, outcomes, enc_failed, tok, table_ids, labels, prediction, extract_s)
-    results["timing"] = {**{k: round(v, 2) for k, v in bar.spent.items()}, "steps": state}
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
-    index = write_index(out, results)
-    bar.end("report", t)
-    state["report"] = "ran"
-    return StudyResult(out, results, index, state)
+def _task_step(run: _StudyRun) -> None:
+    """7. prediction: tokens against the baselines, cross-validated by person."""
+    config, out = run.config, run.out
+    t = run.bar.begin("task")
+    labelled = set(run.labels.dropna(subset=[config.target])["video"].astype(str))
+    dynamic = config.dynamic == "on" or (config.dynamic == "auto" and any(p.stem in labelled for p in run.videos))
+    task_tables = run.tables if config.fit else run.encoded
+    key = fingerprint(run.tok.fingerprint() if not config.fit else run.tables_fp,
+                      run.encoded_fp if not config.fit else "", run.labels_fp, config.target, config.group,
+                      config.folds, config.seeds, config.seed, dynamic, config.codebook_size, config.levels,
+                      config.epochs, [file_sha256(b) for b in config.baselines])
+    if run.records.up_to_date("task", key, [out / "task" / "prediction.json"]):
+        run.state["task"] = "up to date"
+        run.prediction = json.loads((out / "task" / "prediction.json").read_text())
+        run.records.done("task", key, run.bar.end("task", t, run.state["task"]))
+        return
+    shutil.rmtree(out / "task", ignore_errors=True)
+    try:
+        run.prediction = run_prediction([Path(p) for p in task_tables], run.labels_csv, config, out / "task",
+                                        run.tok, dynamic)
+        run.state["task"] = "ran"
+        run.records.done("task", key, run.bar.end("task", t, run.state["task"]))
+    except ValueError as e:  # a design that cannot be cross-validated: the report says why
+        run.prediction = {"skipped": str(e)}
+        run.state["task"] = "skipped"
+        run.say(f"      prediction skipped: {e}")
+        run.bar.end("task", t, "skipped")
+
+
+def _report_step(run: _StudyRun) -> StudyResult:
+    """8. results.json and index.html."""
+    t = run.bar.begin("report")
+    results = collect_results(run.config, run.plan, run.outcomes, run.enc_failed, run.tok, run.table_ids,
+                              run.labels, run.prediction, run.extract_s)
+    results["timing"] = {**{k: round(v, 2) for k, v in run.bar.spent.items()}, "steps": run.state}
+    (run.out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
+    index = write_index(run.out, results)
+    run.bar.end("report", t)
+    run.state["report"] = "ran"
+    return StudyResult(run.out, results, index, run.state)
 
 
 def _json_default(v):
