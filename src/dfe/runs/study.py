@@ -487,7 +487,6 @@ class _StudyRun:
     labels: pd.DataFrame | None = None
     labels_csv: Path | None = None
     labels_fp: str = ""
-    extract_s: float = 0.0
     model_path: Path | None = None
     tok: Tokenizer | None = None
     encoded: list[Path] = field(default_factory=list)
@@ -539,8 +538,8 @@ def _extract_step(run: _StudyRun) -> None:
         raise StudyError("no input gave a table: " + "; ".join(f"{o.input}: {o.error}" for o in report.failed[:3]))
     redone = sum(o.status == "ok" for o in outcomes)  # failed inputs are retried on every run; they redo no table
     run.state["extract"] = "up to date" if not redone else ("resumed" if skipped else "ran")
-    run.extract_s = run.bar.end("extract", t, f"{len(outcomes) - skipped - len(report.failed)} extracted, "
-                                              f"{skipped} up to date, {len(report.failed)} failed")
+    run.bar.end("extract", t, f"{len(outcomes) - skipped - len(report.failed)} extracted, "
+                                f"{skipped} up to date, {len(report.failed)} failed")
     run.tables_fp = manifest_fingerprint(out / "tables", [str(p) for p in run.tables])
     manifest = Manifest(out / "tables")
     try:
@@ -695,8 +694,7 @@ def _task_step(run: _StudyRun) -> None:
 def _report_step(run: _StudyRun) -> StudyResult:
     """8. results.json and index.html."""
     t = run.bar.begin("report")
-    results = collect_results(run.config, run.plan, run.outcomes, run.enc_failed, run.tok, run.table_ids,
-                              run.labels, run.prediction, run.extract_s)
+    results = collect_results(run)
     results["timing"] = {**{k: round(v, 2) for k, v in run.bar.spent.items()}, "steps": run.state}
     (run.out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
     index = write_index(run.out, results)
@@ -729,98 +727,124 @@ def face_model_statement(config: StudyConfig, ids: list[str]) -> dict:
     return face_model_provenance(ids, config.face_model)
 
 
-def collect_results(config: StudyConfig, plan: StudyPlan, outcomes, enc_failed, tok, table_ids: dict,
-                    labels: pd.DataFrame, prediction: dict, extract_s: float) -> dict:
-    """results.json: every number of the study, with each figure's provenance."""
-    out = config.out
+def _input_rows(outcomes, enc_failed, table_ids: dict) -> list[dict]:
+    """One row per input of the corpus (failed ones with their sentence), then per failed encode."""
     id_of = {str(Path(k)): v for k, v in table_ids.items()}
-    inputs = []
-    for o in sorted(outcomes, key=lambda o: str(o.input)):
-        inputs.append({"input": str(o.input), "id": o.id or id_of.get(str(o.input), ""),
-                       "kind": media_kind(o.input) or "other",
-                       "status": "failed" if o.status == "failed" else "ok", "frames": int(o.frames),
-                       "faces": int(o.faces), "error": o.error})
-    for o in enc_failed:
-        inputs.append({"input": str(o.input), "id": o.id, "kind": "table", "status": "failed", "frames": 0, "faces": 0,
-                       "error": f"encode: {o.error}"})
-    ok_ids = [i["id"] for i in inputs if i["status"] == "ok"]
-    lab = labels.set_index("video")
-    people = (sorted({str(lab.at[i, config.group]) for i in ok_ids if i in lab.index and pd.notna(lab.at[i, config.group])})
-              if config.group else [])
-    ev_dir, enc_dir = out / "events", out / "encoded"
-    # per-label codes (log-odds of each code's frames per label, every labelled frame; descriptive)
+    rows = [{"input": str(o.input), "id": o.id or id_of.get(str(o.input), ""), "kind": media_kind(o.input) or "other",
+             "status": "failed" if o.status == "failed" else "ok", "frames": int(o.frames), "faces": int(o.faces),
+             "error": o.error} for o in sorted(outcomes, key=lambda o: str(o.input))]
+    return rows + [{"input": str(o.input), "id": o.id, "kind": "table", "status": "failed", "frames": 0, "faces": 0,
+                    "error": f"encode: {o.error}"} for o in enc_failed]
+
+
+def _label_of(lab: pd.DataFrame, vid: str, column: str | None) -> str | None:
+    """The labels file's value of ``column`` for table ``vid`` as text, or None where it has none."""
+    if not column or vid not in lab.index or pd.isna(lab.at[vid, column]):
+        return None
+    return str(lab.at[vid, column])
+
+
+def _videos_and_label_codes(run: _StudyRun, ok_ids: list[str], lab: pd.DataFrame) -> tuple[list[dict], list[dict]]:
+    """Per-table rows of the report, and each label's most typical codes (smoothed log-odds of each
+    code's frames per label over every labelled frame; descriptive, nothing held out)."""
+    tok, target = run.tok, run.config.target
     frames_tok, frames_lab, per_video = [], [], []
     for vid in ok_ids:
-        path = enc_dir / f"{vid}.parquet"
+        path = run.out / "encoded" / f"{vid}.parquet"
         if not path.is_file():
             continue
         df = read_table(path)
         ok = df[df["success"] == 1]
         toks = ok[token_columns(ok)].to_numpy()
-        ev_path = ev_dir / f"{vid}.events.parquet"
-        n_events = len(pd.read_parquet(ev_path)) if ev_path.is_file() else 0
-        timeline = ev_dir / f"{vid}.timeline.png"
-        per_video.append({"id": vid, "frames": int(len(df)), "faces": int(len(ok)), "events": int(n_events),
-                          "timeline": f"events/{timeline.name}" if timeline.is_file() else None,
-                          "label": str(lab.at[vid, config.target]) if vid in lab.index and pd.notna(lab.at[vid, config.target]) else None})
-        if vid in lab.index and pd.notna(lab.at[vid, config.target]) and len(toks):
+        ev_path, timeline = run.out / "events" / f"{vid}.events.parquet", run.out / "events" / f"{vid}.timeline.png"
+        label = _label_of(lab, vid, target)
+        per_video.append({"id": vid, "frames": int(len(df)), "faces": int(len(ok)),
+                          "events": int(len(pd.read_parquet(ev_path))) if ev_path.is_file() else 0,
+                          "timeline": f"events/{timeline.name}" if timeline.is_file() else None, "label": label})
+        if label is not None and len(toks):
             frames_tok.append(toks)
-            frames_lab += [str(lab.at[vid, config.target])] * len(toks)
-    per_label = []
-    if frames_tok:
-        lo = label_log_odds(np.vstack(frames_tok), np.asarray(frames_lab), tok.codebook_size)
-        best = lo[(lo["count"] > 0) & (lo["log_odds"] > 0)].sort_values(["label", "log_odds"], ascending=[True, False]).groupby("label").head(4)
-        names = name_codes(tok, sorted(set(best["code"].astype(int))))
-        per_label = [{"label": str(r.label), "code": int(r.code), "log_odds": float(r.log_odds), "frames": int(r.count),
-                      "name": names[int(r.code)].name} for r in best.itertuples()]
-    usage = np.zeros(tok.codebook_size, int)
-    for toks in frames_tok or []:
-        usage += np.bincount(toks.ravel(), minlength=tok.codebook_size)
-    atlas_cards = sorted((out / "atlas" / "codes").glob("code_*.json"))
-    cards = [json.loads(p.read_text()) for p in atlas_cards]
+            frames_lab += [label] * len(toks)
+    if not frames_tok:
+        return per_video, []
+    lo = label_log_odds(np.vstack(frames_tok), np.asarray(frames_lab), tok.codebook_size)
+    best = (lo[(lo["count"] > 0) & (lo["log_odds"] > 0)].sort_values(["label", "log_odds"], ascending=[True, False])
+            .groupby("label").head(4))
+    names = name_codes(tok, sorted(set(best["code"].astype(int))))
+    return per_video, [{"label": str(r.label), "code": int(r.code), "log_odds": float(r.log_odds), "frames": int(r.count),
+                        "name": names[int(r.code)].name} for r in best.itertuples()]
+
+
+def _top_codes(atlas: Path, n: int = 12) -> list[dict]:
+    """The atlas's most used codes, from its code cards."""
+    cards = [json.loads(p.read_text()) for p in sorted((atlas / "codes").glob("code_*.json"))]
     cards.sort(key=lambda c: (-int(c["usage"]), int(c["code"])))
-    top_codes = [{"code": c["code"], "name": c["name"], "level": c["level"], "usage": c["usage"],
-                  "peak_cm": c.get("peak_cm"), "action_units": [a["au"] for a in c.get("action_units", [])]}
-                 for c in cards[:12]]
-    ev_path = out / "evaluate" / "report.json"
-    ev = json.loads(ev_path.read_text()) if ev_path.is_file() else None
-    ev_skipped = None if ev else json.loads((out / "evaluate" / "skipped.json").read_text())["reason"]
-    test_ids = [v for v in ok_ids]
-    saw = dictionary_saw(tok, test_ids)
-    labelled_ids = [i for i in ok_ids if i in lab.index and pd.notna(lab.at[i, config.target])]
-    saw_labelled = sorted(set(saw) & set(labelled_ids))
-    face = face_model_statement(config, ok_ids)
+    return [{"code": c["code"], "name": c["name"], "level": c["level"], "usage": c["usage"], "peak_cm": c.get("peak_cm"),
+             "action_units": [a["au"] for a in c.get("action_units", [])]} for c in cards[:n]]
+
+
+def _dictionary_summary(config: StudyConfig, tok, saw: list[str]) -> dict:
     s = tok.summary
-    dictionary = {"source": "fitted on the study's tables" if config.fit else (config.model or "the bundled starter dictionary"),
-                  "file": "dictionary.dfe", "fingerprint": tok.fingerprint(), "codebook_size": tok.codebook_size,
-                  "levels": tok.levels, "train_frames": s.n_train, "val_frames": s.n_val, "val_cosine": s.val_cosine,
-                  "dead_code_share": s.dead_code_share, "seed": tok.config.seed,
-                  "saw_tested_inputs": len(saw), "saw_tested_ids": saw[:50]}
-    held = ev["split"] if ev else None
-    fidelity_prov = (f"Not measured: {ev_skipped}." if not ev else f"Held out by {held['by']}: {held['n_test_groups']} groups, {held['test_frames']} frames "
-                     f"(seed {held['seed']}); the baselines were fitted on the {held['train_frames']} training frames. "
-                     + (f"The study's dictionary had seen held-out videos ({ev['refit']['reason']}), so a dictionary of "
-                        "its configuration was fitted on the training split and scored instead."
-                        if ev.get("refit") else "The dictionary never saw a held-out video."))
-    pred_prov = (f"Not run: {prediction['skipped']}." if "skipped" in prediction else f"{prediction['folds']}-fold grouped CV ({'by ' + config.group if config.group else 'each video its own group'}),"
-                 f" {len(prediction['seeds'])} fold assignment(s) (seeds {prediction['seeds'][0]}..{prediction['seeds'][-1]});"
-                 f" every model (and feature fit: blendshape words, events) saw only the training people of its fold. "
-                 f"Tokens: {prediction['tokens']}.")
-    provenance = {
+    return {"source": "fitted on the study's tables" if config.fit else (config.model or "the bundled starter dictionary"),
+            "file": "dictionary.dfe", "fingerprint": tok.fingerprint(), "codebook_size": tok.codebook_size,
+            "levels": tok.levels, "train_frames": s.n_train, "val_frames": s.n_val, "val_cosine": s.val_cosine,
+            "dead_code_share": s.dead_code_share, "seed": tok.config.seed,
+            "saw_tested_inputs": len(saw), "saw_tested_ids": saw[:50]}
+
+
+def _provenance(config: StudyConfig, tok, ev: dict | None, ev_skipped: str | None, prediction: dict, saw: list[str],
+                n_tested: int, saw_labelled: list[str], n_labelled: int, face: dict, dictionary: dict) -> dict:
+    """What each figure of the report was measured on, and what was held out of it."""
+    if not ev:
+        fidelity = f"Not measured: {ev_skipped}."
+    else:
+        held = ev["split"]
+        fidelity = (f"Held out by {held['by']}: {held['n_test_groups']} groups, {held['test_frames']} frames "
+                    f"(seed {held['seed']}); the baselines were fitted on the {held['train_frames']} training frames. "
+                    + (f"The study's dictionary had seen held-out videos ({ev['refit']['reason']}), so a dictionary of "
+                       "its configuration was fitted on the training split and scored instead."
+                       if ev.get("refit") else "The dictionary never saw a held-out video."))
+    if "skipped" in prediction:
+        pred = f"Not run: {prediction['skipped']}."
+    else:
+        seeds = prediction["seeds"]
+        pred = (f"{prediction['folds']}-fold grouped CV ({'by ' + config.group if config.group else 'each video its own group'}),"
+                f" {len(seeds)} fold assignment(s) (seeds {seeds[0]}..{seeds[-1]});"
+                " every model (and feature fit: blendshape words, events) saw only the training people of its fold. "
+                f"Tokens: {prediction['tokens']}.")
+        pred += (" No tested person's frames shaped the codes." if config.fit else
+                 f" The dictionary that made those tokens saw {len(saw_labelled)} of the {n_labelled} tested inputs.")
+    return {
         "corpus": "Counts from the run manifest of tables/ (every input, failed ones with their sentence).",
-        "dictionary": (f"The dictionary ({dictionary['source']}) was trained on {s.n_train:,} frames"
-                       + (f", including {len(saw)} of the {len(test_ids)} study inputs" if saw else
+        "dictionary": (f"The dictionary ({dictionary['source']}) was trained on {tok.summary.n_train:,} frames"
+                       + (f", including {len(saw)} of the {n_tested} study inputs" if saw else
                           ", none of them from this study's inputs") + ". Atlas, top codes, per-label codes and timelines "
                        "describe the whole corpus with it (descriptive, nothing held out). " + face["statement"]),
-        "fidelity": fidelity_prov + " " + face["statement"],
-        "prediction": pred_prov + ("" if "skipped" in prediction else f" The dictionary that made those tokens saw {len(saw_labelled)} of the "
-                                   f"{len(labelled_ids)} tested inputs." if not config.fit else
-                                   " No tested person's frames shaped the codes.") + " " + face["statement"],
+        "fidelity": fidelity + " " + face["statement"],
+        "prediction": pred + " " + face["statement"],
         "per_label_codes": ("Smoothed log-odds of each code's frames within each label vs the rest, over every labelled "
                             "frame with the study's dictionary: a description of the corpus, not a held-out result."),
         "events": "dfe events with default options (gap 0.1 s, min duration 0.1 s, hold 0.9) on the encoded tables.",
     }
-    methods = methods_paragraph(config, plan, inputs, people, dictionary, ev, prediction, face)
+
+
+def collect_results(run: _StudyRun) -> dict:
+    """results.json: every number of the study, with each figure's provenance."""
+    config, tok, out = run.config, run.tok, run.out
+    inputs = _input_rows(run.outcomes, run.enc_failed, run.table_ids)
+    ok_ids = [i["id"] for i in inputs if i["status"] == "ok"]
+    lab = run.labels.set_index("video")
+    people = sorted({g for i in ok_ids if (g := _label_of(lab, i, config.group)) is not None})
+    per_video, per_label = _videos_and_label_codes(run, ok_ids, lab)
+    ev_path = out / "evaluate" / "report.json"
+    ev = json.loads(ev_path.read_text()) if ev_path.is_file() else None
+    ev_skipped = None if ev else json.loads((out / "evaluate" / "skipped.json").read_text())["reason"]
+    saw = dictionary_saw(tok, ok_ids)
+    labelled_ids = [i for i in ok_ids if _label_of(lab, i, config.target) is not None]
+    face = face_model_statement(config, ok_ids)
+    dictionary = _dictionary_summary(config, tok, saw)
+    provenance = _provenance(config, tok, ev, ev_skipped, run.prediction, saw, len(ok_ids),
+                             sorted(set(saw) & set(labelled_ids)), len(labelled_ids), face, dictionary)
+    methods = methods_paragraph(config, run.plan, inputs, people, dictionary, ev, run.prediction, face)
     return {"dfe_version": _version(), "config": asdict(config),
             "corpus": {"inputs": inputs, "n_inputs": len(inputs), "n_ok": len(ok_ids),
                        "n_failed": sum(i["status"] == "failed" for i in inputs),
@@ -828,11 +852,11 @@ def collect_results(config: StudyConfig, plan: StudyPlan, outcomes, enc_failed, 
                        "photos": sum(i["kind"] == "image" and i["status"] == "ok" for i in inputs),
                        "people": len(people), "frames": int(sum(i["frames"] for i in inputs)),
                        "faces": int(sum(i["faces"] for i in inputs)), "labelled": len(labelled_ids)},
-            "dictionary": dictionary, "top_codes": top_codes, "per_label_codes": per_label,
-            "fidelity": ({"split": held, "refit": ev.get("refit"), "rows": ev["fidelity"],
+            "dictionary": dictionary, "top_codes": _top_codes(out / "atlas"), "per_label_codes": per_label,
+            "fidelity": ({"split": ev["split"], "refit": ev.get("refit"), "rows": ev["fidelity"],
                           "level_curve_cosine": ev["level_curve_cosine"], "diversity": ev["diversity"],
                           "retrieval": ev["retrieval"]} if ev else {"skipped": ev_skipped}),
-            "prediction": prediction, "videos": per_video, "face_model": face,
+            "prediction": run.prediction, "videos": per_video, "face_model": face,
             "provenance": provenance, "methods": methods}
 
 
