@@ -20,7 +20,6 @@ from dfe.errors import DfeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help: [ray] stays literal
                   help="dfe — Discrete Facial Encoding: faces -> expression tokens -> predictions.")
-log = logging.getLogger("dfe")
 
 # What the one handler turns into one sentence: dfe's own errors, and the ValueError and OSError
 # (a missing or unwritable file) that layers below still raise for bad input (labels files, options).
@@ -46,8 +45,9 @@ Group = Annotated[Optional[str], typer.Option(help="Column of person ids in the 
                                                    "(no person in both training and test). Ids are read as text ('001' is not '1').")]
 Model = Annotated[Optional[Path], typer.Option("--model", "-m", help="A model file from `dfe fit`.")]
 RunFolder = Annotated[Optional[Path], typer.Option("-o", "--output", help="Output folder: a file per input, manifest.sqlite "
-                                                                          "and report.json (a rerun does only what changed).")]
+                                                                          "and report.json (a rerun skips what is up to date).")]
 ReportFolder = Annotated[Path, typer.Option("-o", "--output", help="Report folder.")]
+VideoFps = Annotated[Optional[float], typer.Option("--fps", help="Videos: read at most this many frames per second.")]
 
 
 def command(name: str | None = None):
@@ -148,7 +148,7 @@ def extract(
     persons: Optional[Path] = typer.Option(None, help="CSV with columns image,person: photos of one person share one identity fit."),
     face_model: Optional[Path] = typer.Option(None, help="Your own face model file (default: the bundled one; see scripts/build_face_model.py)."),
     landmarks: bool = typer.Option(True, "--landmarks/--no-landmarks", help="Keep MediaPipe's 478 raw landmarks in the tables (--no-landmarks: about half the bytes)."),
-    fps: Optional[float] = typer.Option(None, help="Videos: read at most this many frames per second."),
+    fps: VideoFps = None,
     start: Optional[float] = typer.Option(None, help="Videos: start at this second."),
     end: Optional[float] = typer.Option(None, help="Videos: stop at this second."),
     workers: Workers = None,
@@ -501,7 +501,7 @@ def study(
     dynamic: str = typer.Option("auto", help="Dynamic (event) features: auto (when a labelled input is a video), on, off."),
     baseline: Optional[list[Path]] = typer.Option(None, "--baseline", help="Per-video feature CSV from another tool (first column = id), another baseline; repeatable."),
     face_model: Optional[Path] = typer.Option(None, help="Your face model file (e.g. one built without the tested people)."),
-    fps: Optional[float] = typer.Option(None, help="Videos: read at most this many frames per second."),
+    fps: VideoFps = None,
     workers: Workers = None,
     atlas_codes: int = typer.Option(64, help="Draw at most this many codes in the atlas (most used first)."),
     config: Optional[Path] = typer.Option(None, "--config", help="A study.toml (written by an earlier study) instead of the options above."),

@@ -25,6 +25,11 @@ def table_rows(path: Path) -> int:
         return max(sum(1 for _ in f) - 1, 0)
 
 
+def table_suffix(path: Path) -> str:
+    """An encoded table keeps its input's format."""
+    return Path(path).suffix
+
+
 class EncodeTable:
     """The encode stage for one table; picklable, so workers can run it."""
 
@@ -59,10 +64,3 @@ def encode_corpus(tables: list[str | Path], model, outdir: str | Path | None = N
             outcomes.append(Outcome(str(path), "failed", path.stem, error=error_sentence(e)))
             log.error("%s: %s", path, outcomes[-1].error)
     return outcomes
-
-
-def table_suffix(path: Path) -> str:
-    """An encoded table keeps its input's format."""
-    return Path(path).suffix
-
-

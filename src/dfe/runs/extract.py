@@ -114,5 +114,3 @@ def extract(inputs: list[str | Path], outdir: str | Path, options: ExtractOption
     finally:
         extractor.close()
     return RunReport(str(outdir), [Outcome(p.path, "failed", error=p.error) for p in problems] + outcomes)
-
-

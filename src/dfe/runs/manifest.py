@@ -53,7 +53,7 @@ CRASH_ENV = "DFE_CRASH_AT"
 
 
 class RunError(DfeError, RuntimeError):
-    """A run cannot start: its output folder is unusable or its engine missing (one sentence naming it)."""
+    """A run cannot start: its output folder, format or engine cannot be used (one sentence naming it)."""
 
 
 def check_output_file(path: str | Path, what: str = "output file") -> Path:
@@ -393,4 +393,3 @@ def input_ids(folders: Iterable[str | Path]) -> dict[str, str]:
             finally:
                 db.close()
     return out
-

@@ -86,5 +86,3 @@ def synthesize(inputs: list[str | Path], outdir: str | Path, specs: list[str], o
     stage = Stage("synth", SynthStage(units, outdir, fmt), options, f".truth.{fmt}")
     outcomes = run_stage(stage, photos, outdir, overwrite=overwrite, executor=Executor(workers), show_progress=progress)
     return [Outcome(p.path, "failed", error=p.error) for p in problems] + outcomes
-
-
