@@ -170,3 +170,20 @@ def test_dfe_01_output_folder_is_read(tmp_path):
     mtime = table.stat().st_mtime_ns
     run = dfe("extract", PHOTOS[0], PHOTOS[1], "-o", out)
     assert "1 ok, 1 up to date" in run.stdout and table.stat().st_mtime_ns == mtime
+
+
+def test_one_error_handler_and_shared_options(tmp_path):
+    """Every command's error on purpose is one line and exit 2 (a DfeError, or a missing file
+    from a layer below); an option that several commands share reads the same in each."""
+    run = dfe("status", tmp_path, check=False)
+    assert run.returncode == 2 and run.stderr == f"error: {tmp_path} has no manifest.sqlite: not a dfe output folder\n"
+    run = dfe("openface", tmp_path, "-o", tmp_path / "of", check=False)
+    assert run.returncode == 2 and run.stderr == f"error: no tables (.parquet or .csv) found in: {tmp_path}\n"
+    from typer.main import get_command
+
+    from dfe.cli import app
+
+    commands = get_command(app).commands
+    for option in ("--workers", "--engine", "--overwrite", "--progress", "--group", "--model"):
+        helps = {name: p.help for name, c in commands.items() for p in c.params if option in p.opts}
+        assert len(helps) >= 2 and len(set(helps.values())) == 1, (option, helps)

@@ -1,20 +1,75 @@
-"""Command-line interface: a thin typer layer over the Python API."""
+"""Command-line interface: a thin typer layer over the Python API.
+
+Every command is registered with :func:`command`, which turns the errors dfe raises on purpose
+(:class:`dfe.errors.DfeError`) into ``error: <sentence>`` and exit status 2: the command did
+nothing. Exit status 1 is kept for a batch in which some inputs failed (:func:`_finish`). Options
+that several commands share are defined once below (``Workers``, ``Engine``, ...), with one help text.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
+from dfe.errors import DfeError
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help: [ray] stays literal
                   help="dfe — Discrete Facial Encoding: faces -> expression tokens -> predictions.")
-log = logging.getLogger("dfe")
-# one --group for every command that holds people out (evaluate, evaluate-task, and those to come)
-GROUP_HELP = ("Column of person ids in the labels file: held-out sets are whole people (no person in both "
-              "training and test). Ids are read as text ('001' is not '1').")
+
+# What the one handler turns into one sentence: dfe's own errors, and the ValueError and OSError
+# (a missing or unwritable file) that layers below still raise for bad input (labels files, options).
+USER_ERRORS = (DfeError, ValueError, OSError)
+USAGE_EXIT = 2  # the command did nothing (as click's own usage errors)
+
+
+class CommandError(DfeError):
+    """What a command was given cannot be used: a missing option, options that do not go together, a
+    frame that has no face (one sentence naming it)."""
+
+
+# ---------------------------------------------------------------------- options shared by commands
+# one definition, one help text each; a command's own default goes in its signature
+Workers = Annotated[Optional[int], typer.Option(min=1, help="Processes to share the inputs (default: all cores).")]
+Engine = Annotated[str, typer.Option(help="local (this process or a process pool) or ray (one task per input; "
+                                          "pip install 'dfe[ray]').")]
+RayAddress = Annotated[Optional[str], typer.Option(help="With --engine ray: join this cluster (default: start a local one).")]
+Overwrite = Annotated[bool, typer.Option(help="Redo the inputs given even if their output is up to date.")]
+ShowProgress = Annotated[bool, typer.Option("--progress/--no-progress",
+                                            help="Show progress on stderr (plain lines when it is not a terminal).")]
+Group = Annotated[Optional[str], typer.Option(help="Column of person ids in the labels file: held-out sets are whole people "
+                                                   "(no person in both training and test). Ids are read as text ('001' is not '1').")]
+Model = Annotated[Optional[Path], typer.Option("--model", "-m", help="A model file from `dfe fit`.")]
+RunFolder = Annotated[Optional[Path], typer.Option("-o", "--output", help="Output folder: a file per input, manifest.sqlite "
+                                                                          "and report.json (a rerun skips what is up to date).")]
+ReportFolder = Annotated[Path, typer.Option("-o", "--output", help="Report folder.")]
+VideoFps = Annotated[Optional[float], typer.Option("--fps", help="Videos: read at most this many frames per second.")]
+
+
+def command(name: str | None = None):
+    """``app.command(name)`` with the one error handler: a :data:`USER_ERRORS` error prints
+    ``error: <sentence>`` and exits with :data:`USAGE_EXIT`; anything else stays a traceback (a bug)."""
+    def register(func):
+        @functools.wraps(func)
+        def run(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except USER_ERRORS as e:
+                typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+                raise typer.Exit(USAGE_EXIT) from None
+
+        return app.command(name)(run)
+
+    return register
+
+
+def _fail(message: str) -> NoReturn:
+    """Stop the command: ``error: <message>`` (through :func:`command`'s handler)."""
+    raise CommandError(message)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -48,20 +103,14 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debu
     logging.getLogger().setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
-
-
 def _workers(n: int | None) -> int:
+    """``--workers``, or all cores."""
     from dfe.runs.executors import default_workers
 
-    if n is not None and n < 1:
-        _fail("--workers must be at least 1")
     return n or default_workers()
 
 
-def _finish(outcomes, done: str, tail: str = "", noun: str = "input") -> None:
+def _finish(outcomes, done: str, tail: str = "", noun: str = "input") -> NoReturn:
     """One line per failed or skipped input, a warning naming inputs without a face, the summary
     sentence (:func:`dfe.runs.progress.summary`), and exit 1 if anything failed."""
     from dfe.runs.progress import faceless_warning, summary
@@ -77,14 +126,20 @@ def _finish(outcomes, done: str, tail: str = "", noun: str = "input") -> None:
     raise typer.Exit(1 if any(o.status == "failed" for o in outcomes) else 0)
 
 
-@app.command()
+def _load_model(path: Path):
+    from dfe.tokens.tokenizer import Tokenizer
+
+    return Tokenizer.load(path)
+
+
+@command()
 def extract(
     inputs: Optional[list[str]] = typer.Argument(None, metavar="INPUTS...", help="Images, videos, folders (recursive) or globs."),
-    output: Path = typer.Option(..., "-o", "--output", help="Folder for the per-frame tables, manifest.sqlite and report.json."),
+    output: RunFolder = ...,
     max_faces: int = typer.Option(1, help="Faces per frame to track (each gets a face_id)."),
     neutral: Optional[str] = typer.Option(None, help="Images only: 'auto' (<prefix>_neutral.<ext> beside each image) or a CSV with columns image,neutral."),
     format: str = typer.Option("parquet", "--format", help="parquet, csv, or openface (an OpenFace 2.2 FeatureExtraction CSV, dfe's columns after)."),
-    overwrite: bool = typer.Option(False, help="Redo the inputs given even if their table is up to date."),
+    overwrite: Overwrite = False,
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also redo every input whose last run into this folder failed."),
     landmarker_model: Optional[Path] = typer.Option(None, help="Your own face_landmarker.task (default: the bundled one)."),
     identity: str = typer.Option("auto", help="How identity is removed without --neutral: auto (photos: face model fit; "
@@ -93,12 +148,13 @@ def extract(
     persons: Optional[Path] = typer.Option(None, help="CSV with columns image,person: photos of one person share one identity fit."),
     face_model: Optional[Path] = typer.Option(None, help="Your own face model file (default: the bundled one; see scripts/build_face_model.py)."),
     landmarks: bool = typer.Option(True, "--landmarks/--no-landmarks", help="Keep MediaPipe's 478 raw landmarks in the tables (--no-landmarks: about half the bytes)."),
-    fps: Optional[float] = typer.Option(None, help="Videos: read at most this many frames per second."),
+    fps: VideoFps = None,
     start: Optional[float] = typer.Option(None, help="Videos: start at this second."),
     end: Optional[float] = typer.Option(None, help="Videos: stop at this second."),
-    workers: Optional[int] = typer.Option(None, help="Processes, one landmarker each (default: all cores)."),
-    engine: str = typer.Option("local", help="local (a process pool) or ray (one task per input; pip install 'dfe[ray]')."),
-    ray_address: Optional[str] = typer.Option(None, help="With --engine ray: join this cluster (default: start a local one)."),
+    workers: Workers = None,
+    engine: Engine = "local",
+    ray_address: RayAddress = None,
+    progress: ShowProgress = True,
 ):
     """Faces in images and videos -> one per-frame table per input (+ report.json)."""
     from dfe.extraction.pipeline import ExtractOptions
@@ -112,49 +168,42 @@ def extract(
     opts = ExtractOptions(max_faces=max_faces, landmarker_model=str(landmarker_model) if landmarker_model else None,
                           neutral=neutral, format=format, overwrite=overwrite, identity=identity,
                           persons=str(persons) if persons else None, face_model=str(face_model) if face_model else None,
-                          fps=fps, start=start, end=end, landmarks=landmarks)
-    try:
-        opts.sampling  # bad --fps/--start/--end: one sentence before any work
-        report = run(inputs or [], output, opts, retry_failed=retry_failed, workers=_workers(workers),
-                     engine=engine, ray_address=ray_address)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        _fail(str(e))
+                          fps=fps, start=start, end=end, landmarks=landmarks, progress=progress)
+    opts.sampling  # bad --fps/--start/--end: one sentence before any work
+    report = run(inputs or [], output, opts, retry_failed=retry_failed, workers=_workers(workers),
+                 engine=engine, ray_address=ray_address)
     _finish(report.results, "ok", f" Report: {Path(output) / 'report.json'}")
 
 
-@app.command()
+@command()
 def synth(
     inputs: list[str] = typer.Argument(..., help="Photos, folders (recursive) or globs."),
-    output: Path = typer.Option(..., "-o", "--output", help="Folder for the warped photos, their cards (.json), ground truth (.truth.parquet) and manifest."),
+    output: RunFolder = ...,
     unit: Optional[list[str]] = typer.Option(None, "--unit", "-u", help="A unit and its intensity in cm of peak movement, e.g. AU4=0.6 or AU12L=0.5 (repeat to combine)."),
     control: bool = typer.Option(False, help="No unit: the d = 0 control (resampling and JPEG only)."),
-    overwrite: bool = typer.Option(False, help="Redo the photos given even if their output is up to date."),
-    workers: Optional[int] = typer.Option(None, help="Processes (default: 1)."),
+    overwrite: Overwrite = False,
+    workers: Workers = None,
+    progress: ShowProgress = True,
 ):
-    """Warp FACS action units onto real photos, with their ground-truth displacement."""
-    from dfe.extraction.synth import SynthError
+    """Warp FACS action units onto real photos: <id>.jpg (or .png), its card <id>.json and the
+    ground-truth displacement <id>.truth.parquet per photo."""
     from dfe.runs.synth import synthesize
 
     if not unit and not control:
         _fail("give at least one --unit (e.g. --unit AU4=0.6), or --control for the d = 0 control")
-    try:
-        outcomes = synthesize(inputs, output, list(unit or []), overwrite=overwrite, workers=workers or 1)
-    except (SynthError, ValueError, RuntimeError) as e:
-        _fail(str(e))
+    outcomes = synthesize(inputs, output, list(unit or []), overwrite=overwrite, workers=_workers(workers),
+                          progress=progress)
     _finish(outcomes, "synthesized", f" -> {output}")
 
 
-@app.command()
+@command()
 def status(
-    output: Path = typer.Argument(..., help="An output folder of `dfe extract` or `dfe encode`."),
+    output: Path = typer.Argument(..., help="An output folder of `dfe extract`, `dfe encode` or another corpus command."),
 ):
     """What an output folder holds: done, failed, stale (input changed or gone) and pending inputs."""
-    from dfe.runs.manifest import RunError, status as run
+    from dfe.runs.manifest import status as run
 
-    try:
-        groups = run(output)
-    except RunError as e:
-        _fail(str(e))
+    groups = run(output)
     typer.echo(", ".join(f"{len(v)} {k}" for k, v in groups.items()))
     for state in ("failed", "stale", "pending"):
         for r in groups[state]:
@@ -164,44 +213,32 @@ def status(
     raise typer.Exit(1 if groups["failed"] or groups["stale"] else 0)
 
 
-def _load_model(path: Path):
-    from dfe.tokens.tokenizer import ModelError, Tokenizer
-
-    try:
-        return Tokenizer.load(path)
-    except ModelError as e:
-        _fail(str(e))
-
-
-@app.command("import-flame")
+@command("import-flame")
 def import_flame(
     source: Path = typer.Argument(..., help="EMOCA/DECA/inferno output folder, a SMIRK-style .npz/.pt/.pkl, a folder of them, or a CSV."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder for the tables (one per video); a .parquet/.csv name for a single table."),
     fps: float = typer.Option(30.0, help="Frame rate, for the timestamp column."),
-    overwrite: bool = typer.Option(False, help="Redo tables that are up to date."),
+    overwrite: Overwrite = False,
+    progress: ShowProgress = True,
 ):
     """Paper-faithful input: FLAME expression (50) + jaw pose (3) [+ eyelids (2)] -> per-frame tables."""
-    from dfe.extraction.flame import FlameInputError, find_flame_units, flame_table, read_unit
+    from dfe.extraction.flame import find_flame_units, flame_table, read_unit
     from dfe.runs.import_flame import import_flame as run
-    from dfe.runs.manifest import RunError
     from dfe.table import write_table
 
-    try:
-        if output.suffix in (".parquet", ".csv"):  # one table to one file (dfe 0.1's form)
-            units = find_flame_units(source)
-            if len(units) != 1:
-                _fail(f"{source} holds {len(units)} videos: give a folder for -o")
-            df = flame_table(read_unit(units[0]), fps)
-            write_table(df, output)
-            typer.echo(f"{len(df)} frames -> {output}  (fit with: dfe fit {output} --psi-kind {df['psi_kind'].iloc[0]})")
-            return
-        outcomes = run(source, output, fps, overwrite)
-    except (FlameInputError, RunError) as e:
-        _fail(str(e))
+    if output.suffix in (".parquet", ".csv"):  # one table to one file (dfe 0.1's form)
+        units = find_flame_units(source)
+        if len(units) != 1:
+            _fail(f"{source} holds {len(units)} videos: give a folder for -o")
+        df = flame_table(read_unit(units[0]), fps)
+        write_table(df, output)
+        typer.echo(f"{len(df)} frames -> {output}  (fit with: dfe fit {output} --psi-kind {df['psi_kind'].iloc[0]})")
+        return
+    outcomes = run(source, output, fps, overwrite=overwrite, progress=progress)
     _finish(outcomes, "ok", f" Tables: {output}  (fit with: dfe fit {output} --psi-kind flame)", noun="video")
 
 
-@app.command()
+@command()
 def fit(
     tables: list[str] = typer.Argument(..., metavar="TABLES...", help="Per-frame tables or folders of them (from `dfe extract`)."),
     output: Path = typer.Option(..., "-o", "--output", help="Model file to write (e.g. model.dfe)."),
@@ -217,22 +254,17 @@ def fit(
     seed: int = typer.Option(0, help="Random seed (on CPU, a fit is bit-identical for the same seed and torch thread count, e.g. OMP_NUM_THREADS)."),
     max_frames: Optional[int] = typer.Option(None, help="Hold at most this many frames in memory: a random sample, stratified by video."),
     device: str = typer.Option("auto", help="auto (a CUDA GPU when there is one), cpu or cuda."),
+    progress: ShowProgress = True,
 ):
     """Train a tokenizer (shape-gain dictionary, or the residual-VQ VAE) on extracted tables; held-out split by video."""
-    from dfe.runs.manifest import RunError, check_output_file
+    from dfe.runs.manifest import check_output_file
     from dfe.tokens.tables import fit_tables
 
-    try:
-        check_output_file(output, "model file")
-    except RunError as e:
-        _fail(str(e))
-    try:
-        tok = fit_tables(tables, psi_kind=psi_kind, codebook_size=codebook_size, levels=levels, epochs=epochs,
-                         quantizer=quantizer, gain_levels=gain_levels,
-                         decoder=decoder, sparsity_weight=sparsity, orthogonal_weight=orthogonal, seed=seed,
-                         max_frames=max_frames, device=device)
-    except (ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+    check_output_file(output, "model file")
+    tok = fit_tables(tables, psi_kind=psi_kind, codebook_size=codebook_size, levels=levels, epochs=epochs,
+                     quantizer=quantizer, gain_levels=gain_levels,
+                     decoder=decoder, sparsity_weight=sparsity, orthogonal_weight=orthogonal, seed=seed,
+                     max_frames=max_frames, device=device, progress=progress)
     tok.save(output)
     s = tok.summary
     typer.echo(f"saved {output}: {s.n_train} train / {s.n_val} held-out frames, {s.epochs_run} epochs "
@@ -240,34 +272,32 @@ def fit(
                f"perplexity {s.perplexity:.1f}, dead codes {s.dead_code_share:.0%}, codes per level {s.level_usage}")
 
 
-@app.command()
+@command()
 def encode(
     tables: list[str] = typer.Argument(..., metavar="TABLES...", help="Per-frame tables or folders of them."),
-    model: Path = typer.Option(..., "--model", "-m", help="Model file from `dfe fit`."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Folder for the encoded tables."),
-    in_place: bool = typer.Option(False, "--in-place", help="Rewrite the input tables instead."),
-    workers: Optional[int] = typer.Option(None, help="Processes (default: all cores)."),
-    engine: str = typer.Option("local", help="local (a process pool) or ray (one task per table)."),
-    ray_address: Optional[str] = typer.Option(None, help="With --engine ray: join this cluster."),
-    device: str = typer.Option("cpu", help="auto, cpu or cuda (encoding runs on this device)."),
+    model: Model = ...,
+    output: RunFolder = None,
+    in_place: bool = typer.Option(False, "--in-place", help="Rewrite the input tables instead of writing to -o (one process)."),
+    overwrite: Overwrite = False,
+    workers: Workers = None,
+    engine: Engine = "local",
+    ray_address: RayAddress = None,
+    device: str = typer.Option("cpu", help="auto, cpu or cuda (encoding runs on this device; not cpu: one process)."),
+    progress: ShowProgress = True,
 ):
     """Add tok_1..tok_K (and recon_error) columns to per-frame tables."""
-    from dfe.runs.manifest import RunError
     from dfe.runs.encode import encode_corpus
 
     if not in_place and output is None:
         _fail("give -o OUTDIR or --in-place")
     tok = _load_model(model)
-    try:
-        tok.to(device)
-        outcomes = encode_corpus(tables, tok, output, in_place, workers=_workers(workers) if device == "cpu" else 1,
-                                 engine=engine, ray_address=ray_address)
-    except (FileNotFoundError, RunError, ValueError) as e:
-        _fail(str(e))
+    tok.to(device)
+    outcomes = encode_corpus(tables, tok, output, in_place, overwrite=overwrite, progress=progress,
+                             workers=_workers(workers) if device == "cpu" else 1, engine=engine, ray_address=ray_address)
     _finish(outcomes, "encoded", noun="table")
 
 
-@app.command()
+@command()
 def atlas(
     model: Path = typer.Argument(..., help="Model file from `dfe fit`."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder for index.html and its images."),
@@ -276,26 +306,24 @@ def atlas(
     label_column: Optional[str] = typer.Option(None, help="Which label column (default: the second column)."),
     max_codes: Optional[int] = typer.Option(None, help="Draw at most this many codes (most used first)."),
     flame_model: Optional[Path] = typer.Option(None, help="FLAME models: your own FLAME generic_model.pkl (never bundled) to draw codes on the FLAME face; without it, parameter profiles."),
+    progress: ShowProgress = True,
 ):
     """Write a static HTML codebook atlas (opens offline in a browser)."""
-    from dfe.extraction.flame import FlameInputError, FlameModel
+    from dfe.extraction.flame import FlameModel
     from dfe.views.atlas import build_atlas
 
     tok = _load_model(model)
-    try:
-        flame = FlameModel.load(flame_model) if flame_model else None
-        result = build_atlas(tok, output, tables=tables, labels=labels, label_column=label_column, max_codes=max_codes,
-                             flame=flame, model_path=str(model))
-    except (ValueError, FileNotFoundError, FlameInputError) as e:
-        _fail(str(e))
+    flame = FlameModel.load(flame_model) if flame_model else None
+    result = build_atlas(tok, output, tables=tables, labels=labels, label_column=label_column, max_codes=max_codes,
+                         progress=progress, flame=flame, model_path=str(model))
     typer.echo(f"atlas of {len(result.codes)} codes: {result.index}")
 
 
-@app.command()
+@command()
 def events(
-    tables: list[str] = typer.Argument(..., metavar="TABLES...", help="Per-frame tables or folders (encoded or not)."),
-    model: Path = typer.Option(..., "--model", "-m", help="The model that encoded them (or encodes them now)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Folder for events tables, .eaf files and timelines."),
+    tables: list[str] = typer.Argument(..., metavar="TABLES...", help="Per-frame tables or folders (encoded or not: tables without tokens are encoded with --model)."),
+    model: Model = ...,
+    output: RunFolder = ...,
     levels: Optional[int] = typer.Option(None, help="A code is active only where it appears at levels <= this."),
     max_gap: float = typer.Option(0.1, help="Seconds of absence that do not end an event."),
     min_duration: float = typer.Option(0.1, help="Events shorter than this (seconds) are flicker, dropped."),
@@ -304,18 +332,17 @@ def events(
     tiers: str = typer.Option("code", help="ELAN tiers: one per code ('code') or per level ('level')."),
     timeline: bool = typer.Option(True, help="Draw <video>.timeline.png per table."),
     max_rows: int = typer.Option(24, help="Timeline: draw at most this many codes (coarse levels first); the figure says how many it left out."),
+    overwrite: Overwrite = False,
+    progress: ShowProgress = True,
 ):
     """Facial events per video: onset, apex, offset, duration and strength of each code; ELAN files."""
     from dfe.analysis.events import EventOptions
     from dfe.runs.events import events_corpus
-    from dfe.runs.manifest import RunError
 
     tok = _load_model(model)
     options = EventOptions(levels=levels, max_gap=max_gap, min_duration=min_duration, hold=hold or None)
-    try:
-        outcomes = events_corpus(tables, tok, output, options, fmt, tiers, timeline, max_rows=max_rows)
-    except (ValueError, FileNotFoundError, RunError) as e:
-        _fail(str(e))
+    outcomes = events_corpus(tables, tok, output, options, fmt, tiers, timeline, overwrite=overwrite, progress=progress,
+                             max_rows=max_rows)
     _finish(outcomes, "done", f" Events, .eaf files and timelines: {output}", noun="table")
 
 
@@ -333,19 +360,18 @@ def _frame_row(spec: str):
     if face is not None:
         rows = rows[rows["face_id"] == face]
     if rows.empty:
-        raise ValueError(f"no face at frame {frame} of {path}")
+        raise CommandError(f"no face at frame {frame} of {path}")
     return rows.iloc[0]
 
 
-@app.command()
+@command()
 def show(
     frame_spec: str = typer.Argument(..., help="TABLE_OR_MEDIA[:FRAME[:FACE_ID]], e.g. tables/clip.parquet:120"),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file from `dfe fit`."),
+    model: Model = None,
     output: Path = typer.Option(Path("decomposition.png"), "-o", "--output", help="PNG to write."),
     aus: bool = typer.Option(False, "--aus", help="Draw the action-unit traces over time of the table (or media) instead (no model needed)."),
 ):
     """Render one frame's decomposition into its tokens (coarse to fine) as a PNG; --aus: AU traces over time."""
-    from dfe.extraction.io import MediaError
     from dfe.views.figures import decomposition_figure
 
     if aus:
@@ -354,68 +380,59 @@ def show(
     if model is None:
         _fail("give --model (a model file from `dfe fit`), or --aus for action-unit traces")
     tok = _load_model(model)
-    try:
-        row = _frame_row(frame_spec)
-    except (ValueError, MediaError, OSError) as e:
-        _fail(str(e))
-    decomposition_figure(tok, row, output)
+    decomposition_figure(tok, _frame_row(frame_spec), output)
     typer.echo(f"wrote {output}")
 
 
 def _show_aus(spec: str, output: Path) -> None:
     from dfe.extraction.pipeline import extract_file
-    from dfe.extraction.io import MediaError, media_kind
+    from dfe.extraction.io import media_kind
     from dfe.table import read_table
     from dfe.views.timeline import action_unit_figure
 
     parts = spec.split(":")
     path, face = parts[0], int(parts[2]) if len(parts) > 2 else 0
-    try:
-        df = extract_file(path) if media_kind(path) else read_table(path)
-        if not ((df["success"] == 1) & (df["face_id"] == face)).any():
-            raise ValueError(f"no face {face} in {path}")
-        action_unit_figure(df, output, title=Path(path).name, face_id=face)
-    except (ValueError, MediaError, OSError, KeyError) as e:
-        _fail(f"{path}: {e}")
+    df = extract_file(path) if media_kind(path) else read_table(path)
+    if not {"success", "face_id"} <= set(df.columns):
+        raise CommandError(f"{path} is not a dfe per-frame table (no success or face_id column)")
+    if not ((df["success"] == 1) & (df["face_id"] == face)).any():
+        raise CommandError(f"no face {face} in {path}")
+    action_unit_figure(df, output, title=Path(path).name, face_id=face)
     typer.echo(f"wrote {output}")
 
 
-@app.command()
+@command()
 def openface(
     tables: list[str] = typer.Argument(..., help="dfe per-frame tables or folders of them (any dfe version)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Folder for the OpenFace CSVs (<table stem>.csv)."),
-    overwrite: bool = typer.Option(False, help="Rewrite CSVs that are newer than their table."),
+    output: RunFolder = ...,
+    overwrite: Overwrite = False,
+    progress: ShowProgress = True,
 ):
-    """Convert dfe tables to OpenFace 2.2 FeatureExtraction CSVs (action units and gaze computed for old tables)."""
+    """Convert dfe tables to OpenFace 2.2 FeatureExtraction CSVs, <id>.csv (action units and gaze computed for old tables)."""
     from dfe.runs.openface import convert_tables
 
-    try:
-        outcomes = convert_tables(tables, output, overwrite)
-    except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+    outcomes = convert_tables(tables, output, overwrite, progress)
     _finish(outcomes, "converted", f" -> {output}")
 
 
-@app.command()
+@command()
 def evaluate(
     tables: list[str] = typer.Argument(..., metavar="TABLES...", help="Per-frame tables or folders."),
-    model: Path = typer.Option(..., "--model", "-m", help="Model file from `dfe fit`."),
-    output: Path = typer.Option(..., "-o", "--output", help="Report folder."),
+    model: Model = ...,
+    output: ReportFolder = ...,
     labels: Optional[Path] = typer.Option(None, help="CSV (first column = video) for label precision@k and a person split."),
     label_column: Optional[str] = typer.Option(None, help="Label column for precision@k."),
-    group: Optional[str] = typer.Option(None, help=GROUP_HELP),
+    group: Group = None,
     seed: int = typer.Option(0, help="Random seed."),
     refit: bool = typer.Option(True, "--refit/--no-refit", help="If the model saw any held-out video: fit one of its configuration on the training split (default), or refuse (--no-refit)."),
+    progress: ShowProgress = True,
 ):
     """Fidelity, diversity and retrieval of the tokens vs blendshapes (AU-like) on held-out videos."""
     from dfe.analysis.evaluate import evaluate as run
 
     tok = _load_model(model)
-    try:
-        report = run(tables, tok, output, labels=labels, label_column=label_column, group_column=group, seed=seed,
-                     refit=refit, progress=True)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        _fail(str(e))
+    report = run(tables, tok, output, labels=labels, label_column=label_column, group_column=group, seed=seed,
+                 refit=refit, progress=progress)
     if report["refit"]:
         typer.echo(f"note: {report['refit']['reason']}; scored a tokenizer of the same configuration fitted on the "
                    "training split instead (report.json: overlap_groups, refit)")
@@ -428,13 +445,13 @@ def evaluate(
     typer.echo(f"report: {output / 'report.md'}")
 
 
-@app.command("evaluate-task")
+@command("evaluate-task")
 def evaluate_task(
     tables: list[str] = typer.Argument(..., metavar="TABLES...", help="Encoded per-frame tables (one per video) or folders."),
     labels: Path = typer.Option(..., help="CSV, one row per video (or per window, id video@k): the video's table stem, the target, optional group; or ELAN .eaf files (a file or folder, one per video named after its table; --target = the tier)."),
     target: str = typer.Option(..., help="Label column to predict."),
-    output: Path = typer.Option(..., "-o", "--output", help="Report folder."),
-    group: Optional[str] = typer.Option(None, help=GROUP_HELP),
+    output: ReportFolder = ...,
+    group: Group = None,
     folds: int = typer.Option(5, help="Outer cross-validation folds."),
     window: Optional[float] = typer.Option(None, help="Cut videos into windows of this many seconds (pseudo-videos)."),
     features: Optional[Path] = typer.Option(None, help="Your own per-video feature CSV (first column = video id) as another baseline."),
@@ -445,9 +462,10 @@ def evaluate_task(
     codebook_size: int = typer.Option(64, help="With --refit-tokenizer: codes in the per-fold tokenizer."),
     epochs: int = typer.Option(20, help="With --refit-tokenizer: training epochs per fold."),
     dynamic: bool = typer.Option(False, help="Add dynamic features: events of dfe's codes (alone and beside the bag) and of the blendshapes."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="The model that encoded the tables: the report then says whether it saw the test videos."),
+    model: Model = None,
 ):
-    """Predict a per-video label: dfe bag of tokens vs action-unit-like baselines, grouped CV."""
+    """Predict a per-video label: dfe bag of tokens vs action-unit-like baselines, grouped CV. With --model
+    (the model that encoded the tables), the report says whether it saw the test videos."""
     from dfe.analysis.baselines import load_baselines
     from dfe.analysis.task import evaluate_task as run
     from dfe.table import find_tables, video_id
@@ -465,15 +483,15 @@ def evaluate_task(
     typer.echo(f"report: {output / 'comparison.md'}")
 
 
-@app.command()
+@command()
 def study(
     media: Optional[list[str]] = typer.Argument(None, help="Videos, photos, folders (recursive) or globs."),
     labels: Optional[Path] = typer.Option(None, help="CSV, one row per input: its table id, path or file name first, then the target and optional group."),
     target: Optional[str] = typer.Option(None, help="Label column to predict."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Study folder (tables, dictionary, reports, index.html, results.json, study.toml)."),
-    group: Optional[str] = typer.Option(None, help=GROUP_HELP),
+    group: Group = None,
     fit: bool = typer.Option(False, "--fit/--no-fit", help="Fit a dictionary on the study's tables, and one per outer fold (training people only) for prediction (default: the bundled starter)."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Reuse this dictionary instead of the starter."),
+    model: Model = None,
     codebook_size: int = typer.Option(64, "--codebook-size", "-N", help="With --fit: codes in the dictionary."),
     levels: int = typer.Option(4, "--levels", "-K", help="With --fit: tokens per frame."),
     epochs: int = typer.Option(20, help="With --fit: training epochs."),
@@ -483,32 +501,30 @@ def study(
     dynamic: str = typer.Option("auto", help="Dynamic (event) features: auto (when a labelled input is a video), on, off."),
     baseline: Optional[list[Path]] = typer.Option(None, "--baseline", help="Per-video feature CSV from another tool (first column = id), another baseline; repeatable."),
     face_model: Optional[Path] = typer.Option(None, help="Your face model file (e.g. one built without the tested people)."),
-    fps: Optional[float] = typer.Option(None, help="Videos: read at most this many frames per second."),
-    workers: Optional[int] = typer.Option(None, help="Extract processes (default: all cores)."),
+    fps: VideoFps = None,
+    workers: Workers = None,
     atlas_codes: int = typer.Option(64, help="Draw at most this many codes in the atlas (most used first)."),
     config: Optional[Path] = typer.Option(None, "--config", help="A study.toml (written by an earlier study) instead of the options above."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and an estimated time; do nothing."),
 ):
-    """A whole study: extract -> dictionary -> encode -> events -> atlas -> evaluate -> prediction -> index.html."""
-    from dfe.runs.study import StudyConfig, StudyError, plan_study, read_config, run_study
+    """A whole study: extract -> dictionary -> encode -> events -> atlas -> evaluate -> prediction -> index.html.
+    Without --fit or --model, the bundled starter dictionary encodes the tables."""
+    from dfe.runs.study import StudyConfig, plan_study, read_config, run_study
 
-    try:
-        if config is not None:
-            cfg = read_config(config)
-        else:
-            if not media or labels is None or target is None or output is None:
-                _fail("give MEDIA..., --labels, --target and -o (or --config study.toml)")
-            cfg = StudyConfig(media=list(media), labels=str(labels), target=target, output=str(output), group=group,
-                              fit=fit, model=str(model) if model else None, codebook_size=codebook_size, levels=levels,
-                              epochs=epochs, folds=folds, seeds=seeds, seed=seed, dynamic=dynamic,
-                              baselines=[str(b) for b in baseline or []], face_model=str(face_model) if face_model else None,
-                              fps=fps, workers=workers, atlas_codes=atlas_codes)
-        if dry_run:
-            typer.echo(plan_study(cfg.resolved()).text())
-            return
-        result = run_study(cfg)
-    except (StudyError, ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
-        _fail(str(e))
+    if config is not None:
+        cfg = read_config(config)
+    else:
+        if not media or labels is None or target is None or output is None:
+            _fail("give MEDIA..., --labels, --target and -o (or --config study.toml)")
+        cfg = StudyConfig(media=list(media), labels=str(labels), target=target, output=str(output), group=group,
+                          fit=fit, model=str(model) if model else None, codebook_size=codebook_size, levels=levels,
+                          epochs=epochs, folds=folds, seeds=seeds, seed=seed, dynamic=dynamic,
+                          baselines=[str(b) for b in baseline or []], face_model=str(face_model) if face_model else None,
+                          fps=fps, workers=workers, atlas_codes=atlas_codes)
+    if dry_run:
+        typer.echo(plan_study(cfg.resolved()).text())
+        return
+    result = run_study(cfg)
     r = result.results
     p, f = r["prediction"], r["fidelity"]
     line = f"{r['corpus']['n_ok']} inputs ({r['corpus']['n_failed']} failed)"
@@ -524,20 +540,16 @@ def study(
     raise typer.Exit(1 if r["corpus"]["n_failed"] else 0)
 
 
-@app.command()
+@command()
 def demo(
     media: Optional[Path] = typer.Argument(None, help="Your image or video (default: scikit-image's astronaut photo)."),
     output: Path = typer.Option(Path("dfe-demo"), "-o", "--output", help="Folder for the demo's files."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="A model file (default: the bundled starter)."),
+    model: Model = None,
 ):
-    """Extract -> encode -> decomposition PNG -> atlas HTML on one face, with the starter model."""
+    """Extract -> encode -> decomposition PNG -> atlas HTML on one face, with the starter model (or --model)."""
     from dfe.runs.demo import run_demo
-    from dfe.tokens.tokenizer import ModelError
 
-    try:
-        r = run_demo(output, media, model)
-    except (ValueError, ModelError, FileNotFoundError) as e:
-        _fail(str(e))
+    r = run_demo(output, media, model)
     typer.echo(f"input:         {r.input} ({r.faces} frame(s) with a face)")
     typer.echo(f"tokens:        {' '.join(map(str, r.tokens))} (middle frame)")
     typer.echo(f"table:         {r.table}")

@@ -1,7 +1,7 @@
 """The one base of every error dfe raises on purpose, and how any error becomes one sentence.
 
 Every stage raises a subclass of :class:`DfeError` whose message is one sentence naming the file
-(or option) at fault; the CLI turns any of them into that sentence and exit status 1. Errors dfe
+(or option) at fault; the CLI turns any of them into that sentence and exit status 2. Errors dfe
 did not foresee keep their type in the sentence, so a bug still looks like one.
 """
 

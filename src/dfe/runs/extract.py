@@ -5,13 +5,12 @@ from __future__ import annotations
 from functools import partial
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from dfe.errors import error_sentence
 from dfe.runs import progress
 from dfe.extraction.face import FaceLandmarker
 from dfe.extraction.identity import load_face_model
 from dfe.extraction.io import find_media, media_kind
-from dfe.runs.manifest import Manifest, Outcome
-from dfe.runs.executors import StageResult, run_stage
+from dfe.runs.manifest import Manifest, Outcome, RunError
+from dfe.runs.executors import Executor, Stage, StageResult, WorkItem, run_stage
 from dfe.extraction.openface import openface_frame
 from dfe.extraction.pipeline import ExtractOptions, FORMATS, References, extract_file, media_frames, neutral_lookup, output_options, person_lookup
 
@@ -39,8 +38,8 @@ class Extractor:
     def __init__(self, options: ExtractOptions, neutrals: dict, persons: dict):
         self.options, self.neutrals, self.persons = options, neutrals, persons
 
-    def __call__(self, path: Path) -> StageResult:
-        options = self.options
+    def __call__(self, item: WorkItem) -> StageResult:
+        options, path = self.options, item.path
         landmarker, refs = _image_state(options, self.persons) if media_kind(path) == "image" else (None, None)
         ref = self.neutrals.get(path)
         openface = options.format == "openface"
@@ -94,7 +93,8 @@ def extract(inputs: list[str | Path], outdir: str | Path, options: ExtractOption
     """
     options = options or ExtractOptions()
     if options.format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {options.format!r}")
+        raise RunError(f"the format must be one of {', '.join(FORMATS)}, not {options.format!r}")
+    executor = Executor(workers, engine, ray_address)  # an unknown engine stops here, before any work
     files, problems = find_media(inputs)
     manifest = Manifest(outdir)  # a file or unwritable folder stops here, before any work
     try:
@@ -107,14 +107,10 @@ def extract(inputs: list[str | Path], outdir: str | Path, options: ExtractOption
     load_face_model(options.face_model)  # a missing or damaged face model stops the run before any work
     extractor = Extractor(options, neutral_lookup(options.neutral, files), person_lookup(options.persons))
     try:
-        outcomes = run_stage(files, outdir, extractor, output_options(options), FORMATS[options.format],
-                             options.overwrite, error_sentence, show_progress=options.progress,
-                             workers=workers, engine=engine, ray_address=ray_address,
-                             frames_of=partial(media_frames, sampling=options.sampling),
-                             desc="extract")
+        stage = Stage("extract", extractor, output_options(options), FORMATS[options.format],
+                      frames_of=partial(media_frames, sampling=options.sampling))
+        outcomes = run_stage(stage, files, outdir, overwrite=options.overwrite, executor=executor,
+                             show_progress=options.progress)
     finally:
         extractor.close()
-    report = RunReport(str(outdir), [Outcome(p.path, "failed", error=p.error) for p in problems] + outcomes)
-    return report
-
-
+    return RunReport(str(outdir), [Outcome(p.path, "failed", error=p.error) for p in problems] + outcomes)

@@ -53,7 +53,7 @@ CRASH_ENV = "DFE_CRASH_AT"
 
 
 class RunError(DfeError, RuntimeError):
-    """The output folder cannot be used (one sentence naming it)."""
+    """A run cannot start: its output folder, format or engine cannot be used (one sentence naming it)."""
 
 
 def check_output_file(path: str | Path, what: str = "output file") -> Path:
@@ -176,6 +176,11 @@ class Record:
 COLUMNS = list(Record.__dataclass_fields__)
 
 
+def _record(row) -> Record:
+    """A record from a row of ``SELECT <COLUMNS>``."""
+    return Record(**dict(zip(COLUMNS, row)))
+
+
 class Manifest:
     """The SQLite manifest of one output folder (safe for several processes at once)."""
 
@@ -208,11 +213,11 @@ class Manifest:
     # ------------------------------------------------------------------ records
     def get(self, input_path: str) -> Record | None:
         row = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM records WHERE input = ?", (input_path,)).fetchone()
-        return Record(*row) if row else None
+        return _record(row) if row else None
 
     def records(self) -> list[Record]:
         rows = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM records ORDER BY input").fetchall()
-        return [Record(*r) for r in rows]
+        return [_record(r) for r in rows]
 
     def put(self, rec: Record) -> None:
         marks = ", ".join("?" for _ in COLUMNS)
@@ -227,7 +232,7 @@ class Manifest:
             if rec is None:
                 taken = self.db.execute("SELECT 1 FROM records WHERE id = ?", (stem,)).fetchone()
                 vid = f"{stem}-{hashlib.sha1(input_path.encode()).hexdigest()[:8]}" if taken else stem
-                rec = Record(input_path, vid)
+                rec = Record(input=input_path, id=vid)
                 self.put(rec)
             self.db.execute("COMMIT")
         except BaseException:
@@ -297,9 +302,11 @@ class Manifest:
             if r.get("status") in ("ok", "skipped") and out and Path(out).is_file() and Path(r["input"]).is_file():
                 src = Path(r["input"]).resolve()
                 st = src.stat()
-                self.put(Record(str(src), Path(out).stem, "ok", out, st.st_size, st.st_mtime_ns, file_sha256(src),
-                                "legacy", file_sha256(out), int(r.get("frames", 0)), int(r.get("faces", 0)),
-                                float(r.get("seconds", 0.0)), None, "0.1", 1, time.time()))
+                self.put(Record(input=str(src), id=Path(out).stem, status="ok", output=out, size=st.st_size,
+                                mtime_ns=st.st_mtime_ns, sha256=file_sha256(src), options="legacy",
+                                output_sha256=file_sha256(out), frames=int(r.get("frames", 0)),
+                                faces=int(r.get("faces", 0)), seconds=float(r.get("seconds", 0.0)), version="0.1",
+                                runs=1, finished=time.time()))
 
     # ------------------------------------------------------------------ decisions
     def fingerprint(self, path: Path, rec: Record | None) -> tuple[int, int, str]:
@@ -360,34 +367,6 @@ class Outcome:
     error: str | None = None
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def status(outdir: str | Path) -> dict[str, list[Record]]:
     """Records of an output folder grouped by state: done, failed, stale, pending."""
     if not (Path(outdir) / MANIFEST_NAME).is_file() and not (Path(outdir) / REPORT_NAME).is_file():
@@ -414,4 +393,3 @@ def input_ids(folders: Iterable[str | Path]) -> dict[str, str]:
             finally:
                 db.close()
     return out
-

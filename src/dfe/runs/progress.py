@@ -65,5 +65,3 @@ def faceless_warning(outcomes: list) -> str | None:
     if not names:
         return None
     return f"warning: no face in any frame of {len(names)} input{'s' if len(names) > 1 else ''}: {', '.join(names)}"
-
-

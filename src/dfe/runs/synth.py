@@ -6,10 +6,9 @@ import json
 import os
 from pathlib import Path
 import numpy as np
-from dfe.errors import error_sentence
 from dfe.extraction.io import InputProblem, find_media, media_kind
 from dfe.runs.manifest import Manifest, Outcome, dfe_version, file_sha256
-from dfe.runs.executors import StageResult, run_stage
+from dfe.runs.executors import Executor, Stage, StageResult, WorkItem, run_stage
 from dfe.extraction.units import Unit, parse_units
 from dfe.extraction.synth import JPEG_QUALITY, SynthCard, SynthError, load_photo, synthesize_face
 
@@ -31,9 +30,10 @@ class SynthStage:
     def __init__(self, units: list[tuple[Unit, float]], outdir: str | Path, fmt: str = "parquet"):
         self.units, self.outdir, self.fmt = units, Path(outdir), fmt
 
-    def __call__(self, path: Path, photo_id: str) -> StageResult:
+    def __call__(self, item: WorkItem) -> StageResult:
         import cv2
 
+        path, photo_id = item.path, item.id
         rgb, face = load_photo(path)
         result = synthesize_face(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), face, self.units, Path(path).name)
         suffix = ".png" if Path(path).suffix.lower() == ".png" else ".jpg"
@@ -55,7 +55,6 @@ class SynthStage:
         return StageResult(result.truth_table().assign(photo=photo.name), 1, 1)
 
 
-
 def check_units(specs: list[str], inputs: list[str | Path]) -> list[tuple[Unit, float]]:
     """Parsed unit specs; SynthError naming the photos when one is unknown or out of range."""
     try:
@@ -72,7 +71,7 @@ def synthesize(inputs: list[str | Path], outdir: str | Path, specs: list[str], o
     the d = 0 control) into ``outdir``: ``<id>.jpg`` (or .png), ``<id>.json`` (its card) and
     ``<id>.truth.parquet`` (ground truth), with the runner's manifest, names and resume."""
     if fmt not in ("parquet", "csv"):
-        raise ValueError("format must be 'parquet' or 'csv'")
+        raise SynthError(f"the ground-truth format must be parquet or csv, not {fmt!r}")
     units = check_units(specs, inputs)  # before any work
     files, problems = find_media(inputs)
     photos = [f for f in files if media_kind(f) == "image"]
@@ -84,8 +83,6 @@ def synthesize(inputs: list[str | Path], outdir: str | Path, specs: list[str], o
         manifest.close()
     options = {"stage": "synth", "units": [(u.label, x) for u, x in units], "format": fmt,
                "quality": JPEG_QUALITY}
-    outcomes = run_stage(photos, outdir, SynthStage(units, outdir, fmt), options, f".truth.{fmt}", overwrite,
-                         error_sentence, show_progress=progress, pass_id=True, workers=workers, desc="synth")
+    stage = Stage("synth", SynthStage(units, outdir, fmt), options, f".truth.{fmt}")
+    outcomes = run_stage(stage, photos, outdir, overwrite=overwrite, executor=Executor(workers), show_progress=progress)
     return [Outcome(p.path, "failed", error=p.error) for p in problems] + outcomes
-
-
