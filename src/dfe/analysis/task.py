@@ -49,7 +49,7 @@ def keep_videos_with(data: TaskData, baselines: list[VideoFeatures], window: flo
     keep = np.array([i for i, vid in enumerate(data.ids) if all(vid in h for h in have)], dtype=int)
     if not len(keep):
         raise TaskError(f"no labelled video has a row in every baseline ({', '.join(b.name for b in baselines)}): "
-                         "the baseline files are matched to the tables by file stem")
+                        "the baseline files are matched to the tables by file stem")
     notes = [n for b in baselines for n in b.notes]
     for n in notes:
         log.warning(n)
@@ -188,8 +188,8 @@ def load_task(tables: list, labels: str | Path, target: str, group: str | None =
         if not paths:
             raise TaskError(f"no per-frame tables found in {', '.join(map(str, tables))}")
         raise TaskError(f"no video has both a table and a label: the ids in {labels} (e.g. {', '.join(sorted(labelled)[:3])}) "
-                         f"match none of the table ids (e.g. {', '.join(sorted(paths)[:3])}); the first column of the "
-                         "labels file must hold table ids (file stems) or the input files' paths")
+                        f"match none of the table ids (e.g. {', '.join(sorted(paths)[:3])}); the first column of the "
+                        "labels file must hold table ids (file stems) or the input files' paths")
     y = np.asarray(ys)
     task, reason = decide_task(y, target, task)
     for w in warnings:
@@ -277,7 +277,7 @@ def check_folds(data: TaskData, n_folds: int) -> int:
             n_g = len(np.unique(data.groups[data.y == c]))
             if n_g < 2:
                 raise TaskError(f"class {c} occurs in only {n_g} group: it cannot appear in both training "
-                                 "and test folds; collect more people or merge classes")
+                                "and test folds; collect more people or merge classes")
         folds = min(folds, min(len(np.unique(data.groups[data.y == c])) for c in classes))
     if folds < 2:
         raise TaskError("too few videos per class for 2 folds")
