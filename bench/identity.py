@@ -162,7 +162,7 @@ def task(data, shared: Path) -> None:
 
     import pandas as pd
 
-    from dfe.analysis.task import evaluate_task
+    from dfe.analysis.task import TaskOptions, evaluate_task
     from dfe.extraction.pipeline import ExtractOptions
     from dfe.runs.extract import extract
 
@@ -174,8 +174,9 @@ def task(data, shared: Path) -> None:
         labels = pd.read_csv(shared / "faces" / "london.csv", dtype=str)
         labels["video"] = labels["file"].str.split("/").str[-1].str.rsplit(".", n=1).str[0]
         labels[["video", "expression", "person"]].to_csv(tmp / "labels.csv", index=False)
-        summary = evaluate_task([tmp / "tables"], tmp / "labels.csv", "expression", tmp / "task", group="person",
-                                progress=False, refit_tokenizer={"codebook_size": 64, "epochs": 20})
+        options = TaskOptions(group="person", progress=False, refit_tokenizer=True,
+                              tokenizer_settings={"codebook_size": 64, "epochs": 20})
+        summary = evaluate_task([tmp / "tables"], tmp / "labels.csv", "expression", tmp / "task", options)
         print("\nsmiling vs neutral, London photos without neutral references, grouped 5-fold by person "
               "(face model: Canada + videos; tokenizer fitted per fold on the training people)")
         cols = ["features", "macro_f1_mean", "macro_f1_std", "dfe_minus_this_macro_f1", "ci95_low", "ci95_high"]

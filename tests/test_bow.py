@@ -319,3 +319,96 @@ def test_bootstrap_metric_equals_scikit_learn_per_resample():
     yr = rng.normal(size=(10, 30))
     pr = yr + rng.normal(size=(10, 30))
     np.testing.assert_allclose(primary_metric("regression", yr, pr), [ccc(a, b) for a, b in zip(yr, pr)], atol=1e-12)
+
+
+def test_infer_task_rule_by_hand():
+    from dfe.analysis.task import infer_task
+
+    assert infer_task(np.array(["happy", "sad"]))[0] == "classification"
+    assert infer_task(np.array([0, 1, 1, 0]))[0] == "classification"
+    assert infer_task(np.array([0.0, 1.0, 1.0]))[0] == "classification"  # whole numbers read as floats
+    assert infer_task(np.array([True, False]))[0] == "classification"
+    assert infer_task(np.arange(10) + 1)[0] == "classification"  # a 1-10 rating: 10 classes
+    task, reason = infer_task(np.arange(11))
+    assert task == "regression" and "11 distinct whole numbers (more than 10)" in reason
+    task, reason = infer_task(np.array([0.5, 1.0, 1.5, 0.5]))
+    assert task == "regression" and "non-integer" in reason
+
+
+def _tiny_task(tmp_path, targets: list, n_frames: int = 20, top_token: int = 15):
+    """Tables with random tokens (0 .. top_token), and a labels CSV giving each table the next of
+    ``targets`` and a person (two tables each)."""
+    from dfe.table import write_table
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, target in enumerate(targets):
+        vid = f"v{i}"
+        df = pd.DataFrame(rng.integers(0, top_token + 1, (n_frames, 2)), columns=["tok_1", "tok_2"])
+        df.insert(0, "frame", np.arange(n_frames))
+        df.insert(1, "timestamp", np.arange(n_frames) / 25.0)
+        df["success"], df["face_id"] = 1, 0
+        write_table(df, tmp_path / "tables" / f"{vid}.parquet")
+        rows.append((vid, target, f"p{i // 2}"))
+    pd.DataFrame(rows, columns=["video", "y", "person"]).to_csv(tmp_path / "labels.csv", index=False)
+    return tmp_path / "tables", tmp_path / "labels.csv"
+
+
+def test_load_task_takes_the_given_task_over_the_rule(tmp_path):
+    from dfe.analysis.task import TaskError
+
+    tables, labels = _tiny_task(tmp_path, list(range(12)))
+    data = load_task([tables], labels, "y")
+    assert data.task == "regression" and "12 distinct whole numbers" in data.task_reason
+    given = load_task([tables], labels, "y", task="classification")
+    assert given.task == "classification" and given.task_reason == "chosen by the caller"
+    with pytest.raises(TaskError, match="task must be 'classification' or 'regression', not 'ordinal'"):
+        load_task([tables], labels, "y", task="ordinal")
+    text_tables, text_labels = _tiny_task(tmp_path / "text", ["a", "b"] * 4)
+    with pytest.raises(TaskError, match="holds text .* regression needs numbers"):
+        load_task([text_tables], text_labels, "y", task="regression")
+
+
+def test_vocabulary_comes_from_the_model_not_the_largest_token(tmp_path):
+    from types import SimpleNamespace
+
+    from dfe.analysis.task import TaskError, TaskOptions, vocabulary_size
+
+    tables, labels = _tiny_task(tmp_path, ["a", "b"] * 4, top_token=15)
+    data = load_task([tables], labels, "y")
+    assert vocabulary_size(data, TaskOptions(), SimpleNamespace(codebook_size=64)) == (
+        64, "64 codes (the codebook of the model that encoded the tables)")
+    assert vocabulary_size(data, TaskOptions())[0] == 256  # TokenizerConfig's default, no model given
+    refit = TaskOptions(refit_tokenizer=True, tokenizer_settings={"codebook_size": 32})
+    assert vocabulary_size(data, refit, SimpleNamespace(codebook_size=64))[0] == 32
+    assert vocabulary_size(data, TaskOptions(refit_tokenizer=True))[0] == 256
+    with pytest.raises(TaskError, match="table v0 has token 15, beyond the 12 codes of the codebook of the model"):
+        vocabulary_size(data, TaskOptions(), SimpleNamespace(codebook_size=12))
+
+
+def test_task_options_say_what_is_wrong():
+    from dfe.analysis.task import TaskError, TaskOptions
+
+    with pytest.raises(TaskError, match="give them with refit_tokenizer=True"):
+        TaskOptions(tokenizer_settings={"codebook_size": 64})
+    with pytest.raises(TaskError, match="unknown tokenizer options: codebooks"):
+        TaskOptions(refit_tokenizer=True, tokenizer_settings={"codebooks": 64})
+    with pytest.raises(TaskError, match="n_folds must be at least 2"):
+        TaskOptions(n_folds=1)
+
+
+def test_evaluate_task_with_options_reports_the_rule_and_the_vocabulary(tmp_path):
+    from types import SimpleNamespace
+
+    from dfe.analysis.task import TaskOptions, evaluate_task
+
+    tables, labels = _tiny_task(tmp_path, list(range(12)))  # a regression target: RidgeCV fits fast
+    model = SimpleNamespace(codebook_size=64, seen_groups=set())
+    options = TaskOptions(group="person", n_folds=2, seeds=1, progress=False)
+    summary = evaluate_task([tables], labels, "y", tmp_path / "report", options, model=model)
+    assert summary["features"].tolist() == ["dfe tokens (BoW)"]  # the tables have tokens only
+    report = (tmp_path / "report" / "comparison.md").read_text()
+    assert "Regression: the target has 12 distinct whole numbers (more than 10)." in report
+    assert "bags of 64 codes (the codebook of the model that encoded the tables)" in report
+    assert "12 videos, 6 groups (by person), 2-fold grouped CV, repeated with 1 seed (0..0)" in report
+    assert "by a tokenizer that saw none of the 12 videos" in report

@@ -467,15 +467,15 @@ def evaluate_task(
     """Predict a per-video label: dfe bag of tokens vs action-unit-like baselines, grouped CV. With --model
     (the model that encoded the tables), the report says whether it saw the test videos."""
     from dfe.analysis.baselines import load_baselines
-    from dfe.analysis.task import evaluate_task as run
+    from dfe.analysis.task import TaskOptions, evaluate_task as run
     from dfe.table import find_tables, video_id
 
-    refit = {"codebook_size": codebook_size, "epochs": epochs} if refit_tokenizer else None
     try:
-        others = load_baselines(baseline, [video_id(p) for p in find_tables(tables)]) if baseline else None
-        summary = run(tables, labels, target, output, group=group, n_folds=folds, seed=seed, window=window,
-                      user_features=features, refit_tokenizer=refit, dynamic=dynamic,
-                      model=_load_model(model) if model else None, seeds=seeds, baselines=others)
+        others = load_baselines(baseline, [video_id(p) for p in find_tables(tables)]) if baseline else []
+        options = TaskOptions(group=group, n_folds=folds, seed=seed, seeds=seeds, window=window, dynamic=dynamic,
+                              user_features=features, baselines=others, refit_tokenizer=refit_tokenizer,
+                              tokenizer_settings={"codebook_size": codebook_size, "epochs": epochs} if refit_tokenizer else {})
+        summary = run(tables, labels, target, output, options, model=_load_model(model) if model else None)
     except (ValueError, FileNotFoundError, KeyError) as e:
         _fail(str(e))
     cols = [c for c in summary.columns if c.endswith("_mean")][:3]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 import numpy as np
 import pandas as pd
+from dfe.errors import DfeError
 from dfe.extraction.identity import face_model_provenance
 from dfe.analysis.labels import group_codes, numeric_if_numbers, read_labels, read_video_features, require_columns
 from dfe.table import table_column_names, BLENDSHAPE_COLUMNS, find_tables, read_table, token_columns, video_id, window_id, window_video
@@ -19,6 +20,13 @@ from dfe.tokens.tables import encode_table, table_psi
 from dfe.progress import Progress
 
 log = logging.getLogger(__name__)
+
+TASKS = ("classification", "regression")
+MAX_CLASSES_OF_NUMBERS = 10  # a numeric target with more distinct values (whole numbers) is a regression target
+
+
+class TaskError(DfeError, ValueError):
+    """A labels file, table set or option a prediction task cannot use."""
 
 
 @dataclass
@@ -36,17 +44,17 @@ def keep_videos_with(data: TaskData, baselines: list[VideoFeatures], window: flo
     """Only the videos every baseline has a row for, so every feature set is scored on the same
     videos (the paired CIs need that); the baselines' notes join the report's warnings."""
     if window:
-        raise ValueError("--baseline summarises whole videos: it cannot be combined with --window")
+        raise TaskError("--baseline summarises whole videos: it cannot be combined with --window")
     have = [set(b.table.iloc[:, 0].astype(str)) for b in baselines]
     keep = np.array([i for i, vid in enumerate(data.ids) if all(vid in h for h in have)], dtype=int)
     if not len(keep):
-        raise ValueError(f"no labelled video has a row in every baseline ({', '.join(b.name for b in baselines)}): "
-                         "the baseline files are matched to the tables by file stem")
+        raise TaskError(f"no labelled video has a row in every baseline ({', '.join(b.name for b in baselines)}): "
+                        "the baseline files are matched to the tables by file stem")
     notes = [n for b in baselines for n in b.notes]
     for n in notes:
         log.warning(n)
-    return TaskData([data.videos[i] for i in keep], [data.ids[i] for i in keep], data.y[keep], data.groups[keep],
-                    data.task, data.warnings + notes)
+    return replace(data, videos=[data.videos[i] for i in keep], ids=[data.ids[i] for i in keep], y=data.y[keep],
+                   groups=data.groups[keep], warnings=data.warnings + notes)
 
 
 def split_windows(df: pd.DataFrame, seconds: float) -> list[pd.DataFrame]:
@@ -77,6 +85,38 @@ class TaskData:
     groups: np.ndarray
     task: str  # classification | regression
     warnings: list[str]
+    task_reason: str = "chosen by the caller"  # why ``task`` (the caller's choice, or :func:`infer_task`'s rule)
+
+
+def infer_task(y) -> tuple[str, str]:
+    """Classification or regression for a target whose task the caller did not give, and the
+    clause saying why. The rule: a numeric target with a non-integer value, or with more than
+    ``MAX_CLASSES_OF_NUMBERS`` (10) distinct whole numbers (an age, a score), is regression;
+    anything else (text, or at most 10 distinct whole numbers such as 0/1 or a 1-7 rating) is
+    classification."""
+    values = pd.Series(y)
+    distinct = values.nunique()
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return "classification", f"the target is text ({distinct} classes)"
+    if (values.astype(float) % 1 != 0).any():
+        return "regression", "the target has non-integer numbers"
+    if distinct > MAX_CLASSES_OF_NUMBERS:
+        return "regression", f"the target has {distinct} distinct whole numbers (more than {MAX_CLASSES_OF_NUMBERS})"
+    return "classification", (f"the target has {distinct} distinct whole numbers (at most {MAX_CLASSES_OF_NUMBERS}: "
+                               "read as classes)")
+
+
+def decide_task(y, target: str, task: str | None) -> tuple[str, str]:
+    """The task a target is predicted as, and why: ``task`` when given (checked), else :func:`infer_task`."""
+    if task is None:
+        task, reason = infer_task(y)
+        log.info("%s: %s (%s; give task= to choose)", target, task, reason)
+        return task, reason
+    if task not in TASKS:
+        raise TaskError(f"task must be 'classification' or 'regression', not {task!r}")
+    if task == "regression" and not pd.api.types.is_numeric_dtype(pd.Series(y)):
+        raise TaskError(f"the target {target!r} holds text (e.g. {y[0]!r}): regression needs numbers")
+    return task, "chosen by the caller"
 
 
 def input_aliases(paths: list[Path]) -> dict[str, str]:
@@ -95,6 +135,7 @@ def load_task(tables: list, labels: str | Path, target: str, group: str | None =
               id_column: str | None = None, window: float | None = None, task: str | None = None,
               need_tokens: bool = True) -> TaskData:
     """Join per-video tables with a labels file (one row per video: id, target, optional group).
+    ``task``: classification or regression; None: :func:`infer_task` decides from the labels.
     ``need_tokens=False``: tables without tok_* columns are fine (tokens are refit per fold)."""
     if is_eaf_labels(labels):  # ELAN files: the tier named by ``target`` gives each window's label
         durations = {video_id(p): _seconds(p) for p in find_tables(tables)}
@@ -113,7 +154,7 @@ def load_task(tables: list, labels: str | Path, target: str, group: str | None =
     lab = lab.dropna(subset=[target])
     if lab[id_col].duplicated().any():
         dup = lab.loc[lab[id_col].duplicated(), id_col].iloc[0]
-        raise ValueError(f"labels file {labels} has more than one row for {dup!r}: give each video (or window) one row")
+        raise TaskError(f"labels file {labels} has more than one row for {dup!r}: give each video (or window) one row")
     lab = lab.set_index(id_col)
     # ids "video@k" label window k of a video (see split_windows); plain ids label a whole video
     labelled = {window_video(i) for i in lab.index}
@@ -130,7 +171,7 @@ def load_task(tables: list, labels: str | Path, target: str, group: str | None =
         df = read_table(paths[vid])
         df.insert(0, "video", vid)
         if need_tokens and not token_columns(df):
-            raise ValueError(f"{paths[vid]} has no tokens: run `dfe encode` first")
+            raise TaskError(f"{paths[vid]} has no tokens: run `dfe encode` first")
         if (df["success"] == 1).sum() == 0:
             warnings.append(f"{vid}: no face in any frame, left out")
             continue
@@ -145,17 +186,15 @@ def load_task(tables: list, labels: str | Path, target: str, group: str | None =
             gs.append(lab.loc[key, group] if group else vid)
     if not videos:
         if not paths:
-            raise ValueError(f"no per-frame tables found in {', '.join(map(str, tables))}")
-        raise ValueError(f"no video has both a table and a label: the ids in {labels} (e.g. {', '.join(sorted(labelled)[:3])}) "
-                         f"match none of the table ids (e.g. {', '.join(sorted(paths)[:3])}); the first column of the "
-                         "labels file must hold table ids (file stems) or the input files' paths")
+            raise TaskError(f"no per-frame tables found in {', '.join(map(str, tables))}")
+        raise TaskError(f"no video has both a table and a label: the ids in {labels} (e.g. {', '.join(sorted(labelled)[:3])}) "
+                        f"match none of the table ids (e.g. {', '.join(sorted(paths)[:3])}); the first column of the "
+                        "labels file must hold table ids (file stems) or the input files' paths")
     y = np.asarray(ys)
-    if task is None:
-        numeric = pd.api.types.is_numeric_dtype(pd.Series(ys))
-        task = "regression" if numeric and len(np.unique(y)) > 10 else "classification"
+    task, reason = decide_task(y, target, task)
     for w in warnings:
         log.warning(w)
-    return TaskData(videos, ids, y, np.asarray(gs).astype(str), task, warnings)
+    return TaskData(videos, ids, y, np.asarray(gs).astype(str), task, warnings, reason)
 
 
 def ccc(y: np.ndarray, p: np.ndarray) -> float:
@@ -226,22 +265,22 @@ def make_model(task: str, features, seed: int = 0):
 def check_folds(data: TaskData, n_folds: int) -> int:
     n_groups = len(np.unique(data.groups))
     if n_groups < 2:
-        raise ValueError(f"only {n_groups} group(s): person-independent CV needs at least 2")
+        raise TaskError(f"only {n_groups} group(s): person-independent CV needs at least 2")
     if len(data.videos) < 4:
-        raise ValueError(f"only {len(data.videos)} labelled videos: too few for cross-validation")
+        raise TaskError(f"only {len(data.videos)} labelled videos: too few for cross-validation")
     folds = min(n_folds, n_groups)
     if data.task == "classification":
         classes, counts = np.unique(data.y, return_counts=True)
         if len(classes) < 2:
-            raise ValueError(f"target has one class only ({classes[0]})")
+            raise TaskError(f"target has one class only ({classes[0]})")
         for c in classes:
             n_g = len(np.unique(data.groups[data.y == c]))
             if n_g < 2:
-                raise ValueError(f"class {c} occurs in only {n_g} group: it cannot appear in both training "
-                                 "and test folds; collect more people or merge classes")
+                raise TaskError(f"class {c} occurs in only {n_g} group: it cannot appear in both training "
+                                "and test folds; collect more people or merge classes")
         folds = min(folds, min(len(np.unique(data.groups[data.y == c])) for c in classes))
     if folds < 2:
-        raise ValueError("too few videos per class for 2 folds")
+        raise TaskError("too few videos per class for 2 folds")
     if folds < n_folds:
         log.warning("using %d folds (not enough groups for %d)", folds, n_folds)
     return folds
@@ -267,8 +306,9 @@ def cross_validate(data: TaskData, codebook_size: int, n_folds: int = 5, seed: i
                    sets: dict | None = None, extra_sets: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Grouped (person-independent) k-fold CV of dfe BoW and each baseline under one protocol.
 
-    ``refit_tokenizer``: tokenizer settings (e.g. ``{"codebook_size": 64}``); a tokenizer is fitted
-    per fold on the training groups and the tables' own tokens are ignored. ``dynamic``: add the
+    ``refit_tokenizer``: None (the tables' tokens), or the settings of a tokenizer fitted per fold on
+    the training groups (e.g. ``{"codebook_size": 64}``; ``{}``: the defaults), whose tokens replace
+    the tables' own. ``dynamic``: add the
     event features (:func:`feature_sets`). ``sets``: name -> transformer, instead of the defaults;
     ``extra_sets``: name -> transformer, beside them.
     Returns (per-fold scores, out-of-fold predictions).
@@ -294,7 +334,7 @@ def cross_validate(data: TaskData, codebook_size: int, n_folds: int = 5, seed: i
         data.warnings.append(f"left out (the tables lack their columns): {', '.join(skipped)}")
     bar = Progress(len(sets) * len(splits), "evaluate", "fit", enabled=progress)
     for f, (tr, te) in enumerate(splits):
-        videos = refit_fold_tokens(data.videos, tr, refit_tokenizer, seed) if refit_tokenizer else data.videos
+        videos = data.videos if refit_tokenizer is None else refit_fold_tokens(data.videos, tr, refit_tokenizer, seed)
         for name, feats in sets.items():
             bar.note(f"fold {f + 1}/{len(splits)}: {name}")
             model = make_model(data.task, feats, seed)
@@ -357,42 +397,84 @@ def paired_bootstrap(preds: pd.DataFrame, task: str, a: str, b: str, n: int = 10
     return float(full), float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
 
 
-def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | Path, group: str | None = None,
-                  codebook_size: int | None = None, n_folds: int = 5, seed: int = 0, window: float | None = None,
-                  user_features: str | Path | None = None, progress: bool = True,
-                  refit_tokenizer: dict | None = None, dynamic: bool = False, model=None, seeds: int = 5,
-                  baselines: list[VideoFeatures] | None = None) -> pd.DataFrame:
-    """The whole experiment: CV of dfe vs baselines -> comparison.csv/.md, predictions.csv, bar plot.
-    ``dynamic``: add event features (dfe's and the blendshapes'); ``labels`` may be ELAN files
-    (:func:`dfe.analysis.elan.eaf_labels`, ``target`` = the tier). ``model``: the tokenizer that encoded
-    the tables (a :class:`~dfe.tokens.tokenizer.Tokenizer`), so the report can say whether it saw the
-    videos it is tested on.
+@dataclass
+class TaskOptions:
+    """How :func:`evaluate_task` runs the experiment (the options of ``dfe evaluate-task``)."""
 
-    ``refit_tokenizer``: fit a tokenizer with these settings per fold on the training groups
-    (see :func:`cross_validate`) instead of using the tables' tokens. ``seeds``: the whole CV is
-    repeated with fold assignments from seeds ``seed .. seed + seeds - 1``; the summary gives the
-    mean over seeds, the spread of the seeds' means, and paired CIs over the pooled predictions.
-    ``baselines``: other tools' per-video features (:mod:`dfe.analysis.baselines`), scored beside the tokens
-    on the videos every one of them covers."""
-    data = load_task(tables, labels, target, group, window=window, need_tokens=not refit_tokenizer)
-    if baselines:
-        data = keep_videos_with(data, baselines, window)
-    extra = {b.name: UserFeatures(b.table) for b in baselines or []}
-    if refit_tokenizer:
-        codebook_size = refit_tokenizer.get("codebook_size", TokenizerConfig().codebook_size)
-    elif codebook_size is None:
-        codebook_size = int(max(int(df[token_columns(df)].max().max()) for df in data.videos) + 1)
-        codebook_size = max(codebook_size, 2)
-    user = read_video_features(user_features) if user_features else None
-    runs = [cross_validate(data, codebook_size, n_folds, seed + r, user, progress, refit_tokenizer, dynamic,
-                           extra_sets=extra) for r in range(seeds)]
-    fold_scores = pd.concat([f.assign(seed=seed + r) for r, (f, _) in enumerate(runs)], ignore_index=True)
-    preds = pd.concat([p.assign(seed=seed + r) for r, (_, p) in enumerate(runs)], ignore_index=True)
+    group: str | None = None  # labels column naming each video's person; None: each video its own group
+    n_folds: int = 5  # outer grouped CV folds (fewer when the groups or a class's groups are fewer)
+    seed: int = 0  # first seed of the fold assignment
+    seeds: int = 5  # the whole CV is repeated with seeds seed .. seed + seeds - 1
+    window: float | None = None  # cut videos into windows of this many seconds (pseudo-videos)
+    task: str | None = None  # classification | regression; None: infer_task's rule
+    dynamic: bool = False  # add event features (dfe's and the blendshapes')
+    user_features: str | Path | None = None  # a per-video feature CSV scored as another baseline
+    baselines: list[VideoFeatures] = field(default_factory=list)  # other tools' per-video features
+    refit_tokenizer: bool = False  # fit a tokenizer per fold on the training groups (the tables' tokens unused)
+    tokenizer_settings: dict = field(default_factory=dict)  # with refit_tokenizer: Tokenizer.fit's settings
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.tokenizer_settings and not self.refit_tokenizer:
+            raise TaskError("tokenizer_settings are for the per-fold tokenizer: give them with refit_tokenizer=True")
+        unknown = set(self.tokenizer_settings) - {f.name for f in fields(TokenizerConfig)}
+        if unknown:
+            raise TaskError(f"tokenizer_settings has unknown tokenizer options: {', '.join(sorted(unknown))}")
+        if self.n_folds < 2 or self.seeds < 1:
+            raise TaskError(f"n_folds must be at least 2 and seeds at least 1, not {self.n_folds} and {self.seeds}")
+
+
+def vocabulary_size(data: TaskData, options: TaskOptions, model=None) -> tuple[int, str]:
+    """The codes the bags count, and where that number comes from: the per-fold tokenizer's
+    ``codebook_size`` (refit), else the codebook of ``model`` (the tokenizer that encoded the
+    tables), else dfe's default (``TokenizerConfig().codebook_size``). It is never read off the
+    tokens; a table with a token beyond it is an error naming the table."""
+    if options.refit_tokenizer:
+        size = int(options.tokenizer_settings.get("codebook_size", TokenizerConfig().codebook_size))
+        return size, f"{size} codes (the per-fold tokenizer's codebook, smaller on small folds)"
+    if model is not None:
+        size, source = model.codebook_size, "the codebook of the model that encoded the tables"
+    else:
+        size, source = TokenizerConfig().codebook_size, "dfe's default codebook size, no model given"
+    for vid, df in zip(data.ids, data.videos):
+        largest = int(df[token_columns(df)].max().max())
+        if largest >= size:
+            raise TaskError(f"table {window_video(vid)} has token {largest}, beyond the {size} codes of {source}: "
+                            "give the model that encoded the tables (--model)")
+    return size, f"{size} codes ({source})"
+
+
+def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | Path,
+                  options: TaskOptions | None = None, model=None) -> pd.DataFrame:
+    """The whole experiment: CV of dfe vs baselines -> comparison.csv/.md, predictions.csv, bar plot.
+    ``labels`` may be ELAN files (:func:`dfe.analysis.elan.eaf_labels`, ``target`` = the tier).
+    ``options``: :class:`TaskOptions`. ``model``: the tokenizer that encoded the tables (a
+    :class:`~dfe.tokens.tokenizer.Tokenizer`): its codebook sizes the bags, and the report says
+    whether it saw the videos it is tested on.
+
+    ``options.refit_tokenizer``: fit a tokenizer with ``options.tokenizer_settings`` per fold on the
+    training groups (see :func:`cross_validate`) instead of using the tables' tokens. The whole CV
+    is repeated with fold assignments from ``options.seeds`` seeds; the summary gives the mean over
+    seeds, the spread of the seeds' means, and paired CIs over the pooled predictions.
+    ``options.baselines``: other tools' per-video features (:mod:`dfe.analysis.baselines`), scored
+    beside the tokens on the videos every one of them covers."""
+    options = options or TaskOptions()
+    data = load_task(tables, labels, target, options.group, window=options.window, task=options.task,
+                     need_tokens=not options.refit_tokenizer)
+    if options.baselines:
+        data = keep_videos_with(data, options.baselines, options.window)
+    extra = {b.name: UserFeatures(b.table) for b in options.baselines}
+    codebook_size, vocabulary = vocabulary_size(data, options, model)
+    user = read_video_features(options.user_features) if options.user_features else None
+    refit = options.tokenizer_settings if options.refit_tokenizer else None
+    runs = [cross_validate(data, codebook_size, options.n_folds, options.seed + r, user, options.progress, refit,
+                           options.dynamic, extra_sets=extra) for r in range(options.seeds)]
+    fold_scores = pd.concat([f.assign(seed=options.seed + r) for r, (f, _) in enumerate(runs)], ignore_index=True)
+    preds = pd.concat([p.assign(seed=options.seed + r) for r, (_, p) in enumerate(runs)], ignore_index=True)
     summary = summarise_folds(fold_scores)
     dfe_name = "dfe tokens (BoW)"
-    ci = []
-    for name in summary["features"]:
-        ci.append((np.nan, np.nan, np.nan) if name == dfe_name else paired_bootstrap(preds, data.task, dfe_name, name, seed=seed))
+    ci = [(np.nan, np.nan, np.nan) if name == dfe_name else paired_bootstrap(preds, data.task, dfe_name, name, seed=options.seed)
+          for name in summary["features"]]
     key = "macro_f1" if data.task == "classification" else "ccc"
     summary[f"dfe_minus_this_{key}"] = [c[0] for c in ci]
     summary["ci95_low"] = [c[1] for c in ci]
@@ -403,12 +485,14 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
     preds.to_csv(outdir / "predictions.csv", index=False)
     fold_scores.to_csv(outdir / "fold_scores.csv", index=False)
     n_groups = len(np.unique(data.groups))
-    header = (f"# dfe evaluate-task: {target} ({data.task})\n\n{len(data.videos)} videos, {n_groups} groups "
-              f"({'by ' + group if group else 'each video its own group'}), {fold_scores['fold'].nunique()}-fold grouped CV, "
-              f"repeated with {seeds} seed{'s' if seeds > 1 else ''} ({seed}..{seed + seeds - 1}) for the fold assignment; "
-              "in each, every video is tested once, by a model that never saw its group. Tokens: "
-              + tokenizer_statement(data, refit_tokenizer, model)
-              + ". Face model (if the tables were extracted with the bundled one): "
+    grouping = f"by {options.group}" if options.group else "each video its own group"
+    seeds = f"{options.seeds} seed{'s' if options.seeds > 1 else ''} ({options.seed}..{options.seed + options.seeds - 1})"
+    header = (f"# dfe evaluate-task: {target} ({data.task})\n\n{data.task.capitalize()}: {data.task_reason}. "
+              f"{len(data.videos)} videos, {n_groups} groups ({grouping}), {fold_scores['fold'].nunique()}-fold "
+              f"grouped CV, repeated with {seeds} for the fold assignment; in each, every video is tested once, "
+              "by a model that never saw its group. Tokens: "
+              + tokenizer_statement(data, options.refit_tokenizer, model)
+              + f"; bags of {vocabulary}. Face model (if the tables were extracted with the bundled one): "
               + face_model_provenance([window_video(i) for i in data.ids])["statement"].rstrip(".")
               + f". Mean (std) over the folds of all seeds; `_seed_std` is the spread of the seeds' means (how much "
               f"one fold assignment moves the result); the last columns give dfe minus each baseline on {key} "
@@ -420,8 +504,9 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
     return summary
 
 
-def tokenizer_statement(data: TaskData, refit_tokenizer: dict | None, model) -> str:
-    """Whether the tokens of the test videos come from a tokenizer that saw them."""
+def tokenizer_statement(data: TaskData, refit_tokenizer: bool, model) -> str:
+    """Whether the tokens of the test videos come from a tokenizer that saw them (``refit_tokenizer``:
+    true when a tokenizer was fitted per fold)."""
     if refit_tokenizer:
         return "a tokenizer fitted per fold on the training groups only (the test groups were unseen)"
     if model is None:

@@ -37,7 +37,6 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
 from dfe.errors import DfeError
 from dfe.version import __version__
 from dfe.runs.executors import default_workers
@@ -46,7 +45,7 @@ from dfe.extraction.io import Sampling, find_media, media_kind
 from dfe.runs.manifest import Manifest, file_sha256
 from dfe.analysis.labels import read_labels, read_video_features, require_columns
 from dfe.analysis.task import cross_validate, feature_sets, load_task, paired_bootstrap, scores, summarise_folds, tokenizer_statement
-from dfe.analysis.features import UserFeatures, functionals
+from dfe.analysis.features import ActionUnitFunctionals, UserFeatures
 from dfe.table import has_action_units, read_table, token_columns
 from dfe.views.atlas import build_atlas
 from dfe.runs.demo import starter_model_path
@@ -352,26 +351,6 @@ def normalise_labels(config: StudyConfig, table_ids: dict[str, str]) -> pd.DataF
         dup = lab.loc[lab["video"].duplicated(), "video"].iloc[0]
         raise StudyError(f"labels file {config.labels} has more than one row for the table {dup!r}")
     return lab
-
-
-# ---------------------------------------------------------------------------- the AU baseline
-
-class ActionUnitFunctionals(TransformerMixin, BaseEstimator):
-    """OpenFace-style baseline: per video, functionals (mean, std, percentiles, share above the
-    unit's presence threshold) of dfe's ``AUxx_r`` columns (:mod:`dfe.extraction.action_units`)."""
-
-    def fit(self, X, y=None):
-        cols = [c for c in X[0].columns if c.startswith("AU") and c.endswith("_r") and X[0][c].notna().any()]
-        self.columns_ = cols
-        return self
-
-    def transform(self, X):
-        rows = []
-        for df in X:
-            ok = df[df["success"] == 1]
-            v = ok.reindex(columns=self.columns_).to_numpy(float)
-            rows.append(functionals(np.nan_to_num(v), threshold=0.05))
-        return np.vstack(rows)
 
 
 # ---------------------------------------------------------------------------- prediction
