@@ -470,14 +470,11 @@ def evaluate_task(
     from dfe.analysis.task import TaskOptions, evaluate_task as run
     from dfe.table import find_tables, video_id
 
-    try:
-        others = load_baselines(baseline, [video_id(p) for p in find_tables(tables)]) if baseline else []
-        options = TaskOptions(group=group, n_folds=folds, seed=seed, seeds=seeds, window=window, dynamic=dynamic,
-                              user_features=features, baselines=others, refit_tokenizer=refit_tokenizer,
-                              tokenizer_settings={"codebook_size": codebook_size, "epochs": epochs} if refit_tokenizer else {})
-        summary = run(tables, labels, target, output, options, model=_load_model(model) if model else None)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        _fail(str(e))
+    others = load_baselines(baseline, [video_id(p) for p in find_tables(tables)]) if baseline else []
+    options = TaskOptions(group=group, n_folds=folds, seed=seed, seeds=seeds, window=window, dynamic=dynamic,
+                          user_features=features, baselines=others, refit_tokenizer=refit_tokenizer,
+                          tokenizer_settings={"codebook_size": codebook_size, "epochs": epochs} if refit_tokenizer else {})
+    summary = run(tables, labels, target, output, options, model=_load_model(model) if model else None)
     cols = [c for c in summary.columns if c.endswith("_mean")][:3]
     typer.echo(summary[["features", *cols]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     typer.echo(f"report: {output / 'comparison.md'}")
