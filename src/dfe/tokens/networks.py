@@ -169,14 +169,16 @@ class ShapeGainModel(TokenModel):
     """The shape-gain dictionary (:mod:`dfe.tokens.dictionary`) as a model: a linear encoder (the training
     data's principal directions), the shared actions and gains, and the linear decoder back to psi.
     Token ``c * G + g`` is ``gains[g] * directions[c]`` at every level (so every token has one exact
-    deformation); psi_hat = b + W (sum of the K words)."""
+    deformation); psi_hat = b + W (sum of the K words). Nothing in it is random: its weights come
+    from the fit (:func:`dfe.tokens.tokenizer.fit_shape_gain_model`) or a model file, so the linear
+    layers are made without torch's random init."""
 
     def __init__(self, config: TokenizerConfig, latent_dim: int | None = None):
         super().__init__()
         self.config = config
         latent = latent_dim or config.latent_dim
-        self.encoder = nn.Linear(config.dim, latent, bias=False)
-        self.decoder = nn.Linear(latent, config.dim)
+        self.encoder = nn.utils.skip_init(nn.Linear, config.dim, latent, bias=False)
+        self.decoder = nn.utils.skip_init(nn.Linear, latent, config.dim)
         self.register_buffer("directions", torch.zeros(config.n_actions, latent))
         self.register_buffer("gains", torch.ones(config.gain_levels))
 
