@@ -186,6 +186,8 @@ def test_fit_takes_a_config_and_knobs_over_it(corpus):
     assert tok.config.codebook_size == 4 * (tok.summary.n_train // 8)  # a small corpus: fewer actions
     assert tok.encode(corpus.test[:5]).shape == (5, 2)
     assert cfg == TokenizerConfig(codebook_size=256, gain_levels=4, lloyd_iters=3)  # the caller's config is left as it was
+    odd = Tokenizer.fit(corpus.train[:400], codebook_size=130, gain_levels=4, lloyd_iters=2, progress=False)
+    assert odd.codebook_size == 128 and len(odd.code_deformations()) == 128  # whole actions: 32 x 4 words
     with pytest.raises(ValueError, match="unknown tokenizer options: codebook"):
         Tokenizer.fit(corpus.train[:200], codebook=16, progress=False)
     with pytest.raises(ValueError, match="quantizer must be 'shape-gain' or 'rvq-vae', not 'kmeans'"):
