@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import dfe
 from dfe.tokens.dictionary import _replace, _unit, max_pair_cosine
 from dfe.table import find_tables, psi_array, read_table
-from dfe.tokens.networks import RVQVAE, make_patches
+from dfe.tokens.networks import RVQVAE, make_patches, nearest_words
 from dfe.tokens.tokenizer import Standardiser, Tokenizer
 from dfe.tokens.config import TokenizerConfig
 from dfe.tokens.tables import fit_tables
+
+STARTER = Path(dfe.__file__).parent / "data" / "starter.dfe"
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +60,7 @@ def test_encoder_search_is_exact_per_level(shape_gain, real_psi):
     words = tok.model.codebook.numpy()
     err = ((z[:, None, :] - words[None]) ** 2).sum(2)  # (n, words)
     w = tok.model.codebook
-    got, _ = tok.model._best(torch.from_numpy(z), w, 0.5 * (w**2).sum(1))
+    got, _ = nearest_words(torch.from_numpy(z), w, 0.5 * (w**2).sum(1))
     rows = np.arange(len(z))
     np.testing.assert_allclose(err[rows, got.numpy()], err.min(1), rtol=1e-4, atol=1e-4)  # ties: neutral photos
     moving = np.linalg.norm(z, axis=1) > 1e-3
@@ -114,6 +118,20 @@ def test_model_file_says_which_quantizer_and_old_files_load(shape_gain, real_psi
     assert legacy.config.quantizer == "rvq-vae"
     np.testing.assert_array_equal(legacy.encode(real_psi), old.encode(real_psi))
     np.testing.assert_allclose(legacy.decode(legacy.encode(real_psi[:5])), old.decode(old.encode(real_psi[:5])))
+
+
+def test_starter_encodes_as_before_and_decodes_its_actions_and_gains(corpus):
+    tok = Tokenizer.load(STARTER)
+    tokens = tok.encode(corpus.test[:6])
+    # the tokens dfe 0.5 gave before decoding went through ResidualVQ's public API
+    assert tokens.tolist() == [[9, 32, 120, 32], [28, 24, 28, 0], [0, 52, 60, 92], [20, 56, 84, 56],
+                               [16, 4, 92, 100], [93, 16, 116, 80]]
+    # token a * G + g is gains[g] * directions[a]; psi_hat = mean + scale (b + W sum of the words)
+    dirs, gains = tok.model.directions.numpy(), tok.model.gains.numpy()
+    latent = (gains[tokens % len(gains)][..., None] * dirs[tokens // len(gains)]).sum(1)
+    w, b = tok.model.decoder.weight.detach().numpy(), tok.model.decoder.bias.detach().numpy()
+    expected = (latent @ w.T + b) * tok.standardiser.scale + tok.standardiser.mean
+    np.testing.assert_allclose(tok.decode(tokens), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_strength_weighted_bag_counts_intensity():

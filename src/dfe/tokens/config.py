@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
+
+QUANTIZERS = ("shape-gain", "rvq-vae")
+DECODERS = ("linear", "mlp")
 
 
 @dataclass
@@ -34,7 +37,13 @@ class TokenizerConfig:
     lr: float = 4e-3
     patience: int = 5
     val_fraction: float = 0.1
-    seed: int = 0
+    seed: int = 0  # every random draw of a fit (split, k-means, weights, batches) follows from it
+
+    def __post_init__(self):
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f"quantizer must be {' or '.join(map(repr, QUANTIZERS))}, not {self.quantizer!r}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be {' or '.join(map(repr, DECODERS))}, not {self.decoder!r}")
 
     @property
     def n_actions(self) -> int:
@@ -43,10 +52,16 @@ class TokenizerConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TokenizerConfig":
+        """From knobs by name (a model file's config, a config file's [fit] section); a sentence
+        naming any that is not a knob."""
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown tokenizer options: {', '.join(sorted(unknown))}")
         return cls(**d)
+
+    def updated(self, **knobs) -> "TokenizerConfig":
+        """This config with ``knobs`` (fields by name) changed, checked like :meth:`from_dict`."""
+        return TokenizerConfig.from_dict({**asdict(self), **knobs})
 
 

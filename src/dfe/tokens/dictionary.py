@@ -7,8 +7,8 @@ A frame x (standardised psi, projected on the training data's principal directio
 
 with unit directions u_c from ONE codebook shared by all K levels and gains g from one table of G
 values. A token is the pair (action c, intensity g), stored as one id ``c * G + g``: ``log2(N_actions)
-+ log2(G)`` bits, both counted. Encoding is greedy over levels with the exact best (action, gain) pair
-at each level. Training (:func:`fit_shape_gain`): residual k-means initialisation, then Lloyd
++ log2(G)`` bits, both counted. Encoding (:class:`dfe.tokens.networks.ShapeGainModel`) is greedy over
+levels with the exact best (action, gain) pair at each level, then refined. Training (:func:`fit_shape_gain`): residual k-means initialisation, then Lloyd
 iterations (assign; each direction = the gain-weighted mean of the residuals it quantizes; each gain =
 the mean projection of its tokens), with dead actions replaced by the direction of the worst-rebuilt
 frame's residual (never a copy of a live action) and near-duplicate actions (cosine >= ``merge_cosine``)
@@ -30,22 +30,6 @@ class ShapeGainCodebook:
     directions: np.ndarray  # (N, L) unit rows: the actions
     gains: np.ndarray  # (G,) increasing positive intensities, shared by every level and action
 
-    def level_gains(self, k: int) -> np.ndarray:
-        """The (G,) intensities of level k (one table for all levels, or one per level)."""
-        return self.gains if self.gains.ndim == 1 else self.gains[k]
-
-    @property
-    def n_actions(self) -> int:
-        return len(self.directions)
-
-    @property
-    def n_gains(self) -> int:
-        return self.gains.shape[-1]
-
-    def words(self) -> np.ndarray:
-        """(N * G, L): word ``c * G + g`` = gains[g] * directions[c]."""
-        return (self.directions[:, None, :] * self.gains[None, :, None]).reshape(-1, self.directions.shape[1])
-
 
 def best_words(r: np.ndarray, directions: np.ndarray, gains: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each residual row, the (action, gain) pair minimising |r - g u_c|^2 = (g - p_c)^2 - p_c^2 + |r|^2
@@ -59,24 +43,11 @@ def best_words(r: np.ndarray, directions: np.ndarray, gains: np.ndarray) -> tupl
     return action, gi[rows, action], p[rows, action]
 
 
-def encode(z: np.ndarray, book: ShapeGainCodebook, levels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy residual encoding: (n, K) actions and (n, K) gain indices."""
-    r = np.array(z, dtype=np.float32, copy=True)
-    actions = np.empty((len(z), levels), np.int64)
-    gidx = np.empty((len(z), levels), np.int64)
-    for k in range(levels):
-        gains = book.level_gains(k)
-        a, g, _ = best_words(r, book.directions, gains)
-        actions[:, k], gidx[:, k] = a, g
-        r -= gains[g][:, None] * book.directions[a]
-    return actions, gidx
-
-
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def _init(z: np.ndarray, levels: int, n_actions: int, n_gains: int, seed: int, per_level: bool) -> ShapeGainCodebook:
+def _init(z: np.ndarray, levels: int, n_actions: int, n_gains: int, seed: int) -> ShapeGainCodebook:
     """Residual k-means (n_actions centres per level), then one spherical k-means over the pooled
     residuals' directions: the shared actions; gains from quantiles of the residual norms."""
     from sklearn.cluster import KMeans
@@ -87,18 +58,13 @@ def _init(z: np.ndarray, levels: int, n_actions: int, n_gains: int, seed: int, p
         km = KMeans(min(n_actions, len(r)), n_init=1, random_state=seed).fit(r)
         pooled.append(r.copy())
         r = r - km.cluster_centers_[km.labels_]
-    level_norms = [np.linalg.norm(p, axis=1) for p in pooled]
     pooled = np.concatenate(pooled)
     norms = np.linalg.norm(pooled, axis=1)
     keep = norms > 1e-6
     km = KMeans(min(n_actions, int(keep.sum())), n_init=1, random_state=seed).fit(_unit(pooled[keep]))
     dirs = _unit(km.cluster_centers_).astype(np.float32)
-    qs = (np.arange(n_gains) + 0.5) / n_gains
-    if per_level:
-        gains = np.stack([np.quantile(n[n > 1e-6] if (n > 1e-6).any() else n, qs) for n in level_norms])
-    else:
-        gains = np.quantile(norms[keep], qs)
-    return ShapeGainCodebook(dirs, np.maximum(np.sort(gains, axis=-1), 1e-6).astype(np.float32))
+    gains = np.quantile(norms[keep], (np.arange(n_gains) + 0.5) / n_gains)
+    return ShapeGainCodebook(dirs, np.maximum(np.sort(gains), 1e-6).astype(np.float32))
 
 
 def _replace(dirs: np.ndarray, free: np.ndarray, live: np.ndarray, final_resid: np.ndarray, merge_cosine: float) -> int:
@@ -123,15 +89,13 @@ def _replace(dirs: np.ndarray, free: np.ndarray, live: np.ndarray, final_resid: 
 
 def fit_shape_gain(z: np.ndarray, levels: int = 4, n_actions: int = 64, n_gains: int = 4, iters: int = 25,
                    merge_cosine: float = 0.9, min_count: int = 2, seed: int = 0,
-                   per_level_gains: bool = False, on_iteration=None) -> tuple[ShapeGainCodebook, dict]:
+                   on_iteration=None) -> tuple[ShapeGainCodebook, dict]:
     """Train the shared shape-gain codebook on (n, L) latent rows; returns it and training stats.
-    ``per_level_gains``: one gain table per level (level 1 carries the big movements, level K the
-    fine ones) instead of one for all. ``on_iteration(relative_error)``: called after each
-    iteration (progress displays)."""
+    ``seed``: the k-means initialisation's random state (the iterations draw nothing).
+    ``on_iteration(relative_error)``: called after each iteration (progress displays)."""
     z = np.asarray(z, dtype=np.float32)
-    book = _init(z, levels, n_actions, n_gains, seed, per_level_gains)
-    dirs, gains = book.directions.copy(), np.atleast_2d(book.gains).copy()
-    table = (lambda k: gains[k]) if per_level_gains else (lambda k: gains[0])
+    book = _init(z, levels, n_actions, n_gains, seed)
+    dirs, gains = book.directions.copy(), book.gains.copy()
     n_act = len(dirs)
     replaced = merged = 0
     history = []
@@ -141,14 +105,13 @@ def fit_shape_gain(z: np.ndarray, levels: int = 4, n_actions: int = 64, n_gains:
         count = np.zeros(n_act, np.int64)
         gsum = np.zeros(gains.shape)
         gcount = np.zeros(gains.shape)
-        for k in range(levels):
-            a, g, p = best_words(r, dirs, table(k))
-            gv = table(k)[g]
-            row = k if per_level_gains else 0
+        for _ in range(levels):
+            a, g, p = best_words(r, dirs, gains)
+            gv = gains[g]
             np.add.at(num, a, gv[:, None] * r)
             np.add.at(count, a, 1)
-            np.add.at(gsum[row], g, p)
-            np.add.at(gcount[row], g, 1)
+            np.add.at(gsum, g, p)
+            np.add.at(gcount, g, 1)
             r = r - gv[:, None] * dirs[a]
         history.append(float((r**2).sum(1).mean() / max((z**2).sum(1).mean(), 1e-12)))
         if on_iteration is not None:
@@ -156,7 +119,7 @@ def fit_shape_gain(z: np.ndarray, levels: int = 4, n_actions: int = 64, n_gains:
         live = count >= min_count
         dirs = np.where(live[:, None], _unit(num), dirs).astype(np.float32)
         gains = np.where(gcount > 0, gsum / np.maximum(gcount, 1), gains)
-        gains = np.sort(np.maximum(gains, 1e-6), axis=1).astype(np.float32)
+        gains = np.sort(np.maximum(gains, 1e-6)).astype(np.float32)
         if it == iters - 1:
             break
         # near-duplicates: the less used of each close pair is freed
@@ -172,7 +135,7 @@ def fit_shape_gain(z: np.ndarray, levels: int = 4, n_actions: int = 64, n_gains:
             replaced += _replace(dirs, free, live, r, merge_cosine)
     stats = {"relative_error": history, "replaced": int(replaced), "merged": int(merged),
              "iterations": len(history)}
-    return ShapeGainCodebook(dirs, gains if per_level_gains else gains[0]), stats
+    return ShapeGainCodebook(dirs, gains), stats
 
 
 def max_pair_cosine(directions: np.ndarray) -> float:
@@ -185,25 +148,3 @@ def max_pair_cosine(directions: np.ndarray) -> float:
 def actions_for_data(n_frames: int, requested: int, frames_per_action: int = 8) -> int:
     """The most actions ``n_frames`` training frames support (about ``frames_per_action`` each)."""
     return int(max(2, min(requested, n_frames // frames_per_action)))
-
-
-def refine(z: np.ndarray, book: ShapeGainCodebook, actions: np.ndarray, gidx: np.ndarray,
-           passes: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Improve a greedy encoding level by level: each token is re-chosen as the best word for what
-    the other K-1 tokens leave (coordinate descent; the error never grows)."""
-    actions, gidx = actions.copy(), gidx.copy()
-    K = actions.shape[1]
-    parts = np.stack([book.level_gains(k)[gidx[:, k]][:, None] * book.directions[actions[:, k]] for k in range(K)], 1)
-    total = parts.sum(1)
-    for _ in range(passes):
-        for k in range(K):
-            r = z - (total - parts[:, k])
-            gains = book.level_gains(k)
-            a, g, _ = best_words(r, book.directions, gains)
-            new = gains[g][:, None] * book.directions[a]
-            old_err = ((r - parts[:, k]) ** 2).sum(1)
-            better = ((r - new) ** 2).sum(1) < old_err - 1e-9
-            actions[better, k], gidx[better, k] = a[better], g[better]
-            total[better] += new[better] - parts[better, k]
-            parts[better, k] = new[better]
-    return actions, gidx

@@ -1,11 +1,21 @@
-"""The torch modules behind a tokenizer: the patch transformer encoder with ResidualVQ (rvq-vae) and the shape-gain dictionary as a module."""
+"""The torch modules behind a tokenizer: the patch transformer encoder with ResidualVQ (rvq-vae) and the
+shape-gain dictionary as a module.
+
+Both are a :class:`TokenModel`: an encoder (standardised psi -> latent z), ONE codebook of words shared
+by all K levels, a greedy residual search choosing one word per level, and a decoder on the summed
+words (standardised psi_hat). Only the codebook, the search's refinement and the decoding from token
+ids differ between them.
+"""
 
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
+
 from dfe.extraction.mesh import canonical_mesh
 from dfe.tokens.config import TokenizerConfig
 
@@ -14,7 +24,8 @@ def make_patches(config: TokenizerConfig) -> np.ndarray:
     """(P, S) indices into psi features, padded with ``dim`` (a zero feature).
 
     Geometry: k-means over the canonical vertex positions -> P spatial patches of nearby vertices
-    (3 features each). Other kinds: consecutive chunks of ``chunk`` values.
+    (3 features each; one fixed layout of face regions, whatever the fit's seed). Other kinds:
+    consecutive chunks of ``chunk`` values.
     """
     if config.psi_kind == "geometry":
         from sklearn.cluster import KMeans
@@ -30,6 +41,59 @@ def make_patches(config: TokenizerConfig) -> np.ndarray:
     for i, g in enumerate(groups):
         out[i, : len(g)] = g
     return out
+
+
+def nearest_words(r: torch.Tensor, words: torch.Tensor, half_sq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The word nearest each residual row (argmin |r - w|^2 = argmax r.w - |w|^2/2, ``half_sq`` being
+    |w|^2/2): (ids, words)."""
+    idx = torch.argmax(r @ words.T - half_sq, dim=1)
+    return idx, words[idx]
+
+
+def greedy_residual_search(z: torch.Tensor, words: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Level by level, the word nearest what the earlier levels leave of ``z``: (n, K) word ids and
+    (n, K, latent) the chosen words."""
+    half_sq = 0.5 * (words**2).sum(1)
+    ids, parts = [], []
+    r = z
+    for _ in range(levels):
+        idx, word = nearest_words(r, words, half_sq)
+        ids.append(idx)
+        parts.append(word)
+        r = r - word
+    return torch.stack(ids, 1), torch.stack(parts, 1)
+
+
+class TokenModel(nn.Module):
+    """What a tokenizer needs of its model. Subclasses give ``encoder`` and ``decoder`` (modules),
+    ``codebook`` (a property: (N, latent), every word, shared by all levels), :meth:`indices` and
+    :meth:`latent`."""
+
+    config: TokenizerConfig
+    encoder: nn.Module
+    decoder: nn.Module
+    codebook: torch.Tensor
+
+    def indices(self, z: torch.Tensor) -> torch.Tensor:
+        """(n, latent) -> (n, K) word ids."""
+        raise NotImplementedError
+
+    def latent(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(n, k) tokens of levels 1..k -> (n, latent) sum of their words."""
+        raise NotImplementedError
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardised psi (n, dim) -> (n, K) token ids."""
+        return self.indices(self.encoder(x))
+
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(n, k) tokens (k <= K) -> standardised psi_hat (n, dim)."""
+        return self.decoder(self.latent(tokens))
+
+    def deformations(self, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """D(e_c) - D(0) for each of ``codes`` (every code when None): (n, dim), standardised units."""
+        words = self.codebook if codes is None else self.codebook[codes]
+        return self.decoder(words) - self.decoder(torch.zeros_like(words[:1]))
 
 
 class Encoder(nn.Module):
@@ -54,7 +118,12 @@ class Encoder(nn.Module):
         return self.to_latent(self.norm(h.mean(1)))
 
 
-class RVQVAE(nn.Module):
+class RVQVAE(TokenModel):
+    """The patch transformer encoder, vector-quantize-pytorch's ResidualVQ with one codebook for every
+    level (trained by its EMA updates, k-means init and dead-code replacement) and a linear or MLP
+    decoder. Only ResidualVQ's public API is used: its forward while training, ``codebooks`` and
+    ``get_output_from_indices``."""
+
     def __init__(self, config: TokenizerConfig, patches: np.ndarray):
         super().__init__()
         from vector_quantize_pytorch import ResidualVQ
@@ -70,52 +139,46 @@ class RVQVAE(nn.Module):
         )
         if config.decoder == "linear":
             self.decoder = nn.Linear(config.latent_dim, config.dim)
-        elif config.decoder == "mlp":
-            self.decoder = nn.Sequential(nn.Linear(config.latent_dim, 256), nn.GELU(), nn.Linear(256, config.dim))
         else:
-            raise ValueError("decoder must be 'linear' or 'mlp'")
+            self.decoder = nn.Sequential(nn.Linear(config.latent_dim, 256), nn.GELU(), nn.Linear(256, config.dim))
 
     @property
     def codebook(self) -> torch.Tensor:
-        return self.rvq.codebooks[0]  # (N, latent) shared by every level
-
-    def code_deformations(self) -> torch.Tensor:
-        """D(e_c) - D(0) for every code (N, dim), standardised units."""
-        cb = self.codebook
-        return self.decoder(cb) - self.decoder(torch.zeros_like(cb[:1]))
+        return self.rvq.codebooks[0]  # (N, latent): level 1's, shared by every level
 
     @torch.no_grad()
     def indices(self, z: torch.Tensor) -> torch.Tensor:
-        """Greedy residual nearest-code search (what ResidualVQ does in eval mode, without its
-        loss and bookkeeping): (n, K) code ids."""
-        cb = self.codebook
-        half_sq = 0.5 * (cb**2).sum(1)
-        out = []
-        r = z
-        for _ in range(self.config.levels):
-            idx = torch.argmax(r @ cb.T - half_sq, dim=1)  # argmin of |r - c|^2
-            out.append(idx)
-            r = r - cb[idx]
-        return torch.stack(out, 1)
+        """The greedy residual nearest-code search over the shared codebook: the codes ResidualVQ's
+        eval forward chooses (tests/test_tokenizer.py), without its k-means init of an untrained
+        codebook, its losses and its bookkeeping."""
+        return greedy_residual_search(z, self.codebook, self.config.levels)[0]
 
-    def forward(self, x: torch.Tensor):
+    def latent(self, tokens: torch.Tensor) -> torch.Tensor:
+        # levels beyond the k given are -1, ResidualVQ's mark of a level left out (quantizer dropout): no word
+        padded = F.pad(tokens, (0, self.config.levels - tokens.shape[1]), value=-1)
+        return self.rvq.get_output_from_indices(padded)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training: (psi_hat, (n, K) code ids, commitment loss)."""
         z = self.encoder(x)
         quantized, indices, commit = self.rvq(z)
         return self.decoder(quantized), indices, commit.sum()
 
 
-class ShapeGainModel(nn.Module):
+class ShapeGainModel(TokenModel):
     """The shape-gain dictionary (:mod:`dfe.tokens.dictionary`) as a model: a linear encoder (the training
     data's principal directions), the shared actions and gains, and the linear decoder back to psi.
     Token ``c * G + g`` is ``gains[g] * directions[c]`` at every level (so every token has one exact
-    deformation); psi_hat = b + W (sum of the K words)."""
+    deformation); psi_hat = b + W (sum of the K words). Nothing in it is random: its weights come
+    from the fit (:func:`dfe.tokens.tokenizer.fit_shape_gain_model`) or a model file, so the linear
+    layers are made without torch's random init."""
 
     def __init__(self, config: TokenizerConfig, latent_dim: int | None = None):
         super().__init__()
         self.config = config
         latent = latent_dim or config.latent_dim
-        self.encoder = nn.Linear(config.dim, latent, bias=False)
-        self.decoder = nn.Linear(latent, config.dim)
+        self.encoder = nn.utils.skip_init(nn.Linear, config.dim, latent, bias=False)
+        self.decoder = nn.utils.skip_init(nn.Linear, latent, config.dim)
         self.register_buffer("directions", torch.zeros(config.n_actions, latent))
         self.register_buffer("gains", torch.ones(config.gain_levels))
 
@@ -125,46 +188,22 @@ class ShapeGainModel(nn.Module):
         return (self.directions[:, None, :] * self.gains[None, :, None]).reshape(-1, self.directions.shape[1])
 
     def latent(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(n, k) tokens of levels 1..k -> (n, latent) sum of their words."""
         return self.codebook[tokens].sum(1)
-
-    def code_deformations(self) -> torch.Tensor:
-        cb = self.codebook
-        return self.decoder(cb) - self.decoder(torch.zeros_like(cb[:1]))
-
-    def _best(self, r: torch.Tensor, words: torch.Tensor, half_sq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The word nearest each residual row (argmin |r - w|^2 = argmax r.w - |w|^2/2): (ids, words)."""
-        idx = torch.argmax(r @ words.T - half_sq, dim=1)
-        return idx, words[idx]
 
     @torch.no_grad()
     def indices(self, z: torch.Tensor) -> torch.Tensor:
         """Greedy residual search, then ``config.refine_passes`` passes re-choosing each level's word
         for what the other levels leave (the error never grows): (n, K) word ids."""
-        K = self.config.levels
         words = self.codebook
         half_sq = 0.5 * (words**2).sum(1)
-        ids, parts = [], []
-        r = z
-        for k in range(K):
-            w, v = self._best(r, words, half_sq)
-            ids.append(w)
-            parts.append(v)
-            r = r - v
-        ids, parts = torch.stack(ids, 1), torch.stack(parts, 1)
+        ids, parts = greedy_residual_search(z, words, self.config.levels)
         total = parts.sum(1)
         for _ in range(self.config.refine_passes):
-            for k in range(K):
+            for k in range(self.config.levels):
                 rest = z - (total - parts[:, k])
-                w, v = self._best(rest, words, half_sq)
+                w, v = nearest_words(rest, words, half_sq)
                 better = ((rest - v) ** 2).sum(1) < ((rest - parts[:, k]) ** 2).sum(1) - 1e-7
                 ids[better, k] = w[better]
                 total = total + torch.where(better[:, None], v - parts[:, k], torch.zeros_like(v))
                 parts[better, k] = v[better]
         return ids
-
-    def forward(self, x: torch.Tensor):
-        idx = self.indices(self.encoder(x))
-        return self.decoder(self.latent(idx)), idx, x.new_zeros(())
-
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from dfe.extraction.expression import PSI_KINDS
 from dfe.table import BLENDSHAPE_COLUMNS, blendshapes_array, check_psi_versions, file_psi_version, find_tables, psi_array, psi_version, read_arrays, read_table, video_id
+from dfe.tokens.config import TokenizerConfig
 from dfe.tokens.tokenizer import Tokenizer
 
 
@@ -56,17 +57,18 @@ def sample_sizes(counts: list[int], max_frames: int | None) -> list[int]:
 
 
 def fit_tables(paths, psi_kind: str = "geometry", progress: bool = True, max_frames: int | None = None,
-               device: str = "cpu", **config) -> Tokenizer:
+               device: str = "cpu", config: TokenizerConfig | None = None, **knobs) -> Tokenizer:
     """Train a tokenizer on the successful rows of per-frame tables, held out by video. Tables are
     read one at a time and only their psi is kept; ``max_frames`` caps the frames held in memory
-    (a random sample, stratified by video), so corpora larger than memory can be fitted."""
+    (a random sample, stratified by video, drawn with the fit's seed), so corpora larger than memory
+    can be fitted. ``config`` and ``knobs``: as in :meth:`Tokenizer.fit`."""
     tables = find_tables(paths)
     version = check_psi_versions({p.name: file_psi_version(p) for p in tables}) if psi_kind == "geometry" else None
     counts = [int((read_table(p, columns=["success"])["success"] == 1).sum()) for p in tables]
     if sum(counts) < 10:
         raise ValueError(f"only {sum(counts)} frames with a face in these tables; need at least 10")
     take = sample_sizes(counts, max_frames)
-    rng = np.random.default_rng(config.get("seed", 0))
+    rng = np.random.default_rng(knobs.get("seed", (config or TokenizerConfig()).seed))
     parts, geo_parts, groups = [], [], []
     for path, n, k in zip(tables, counts, take):
         if k == 0:
@@ -83,8 +85,8 @@ def fit_tables(paths, psi_kind: str = "geometry", progress: bool = True, max_fra
             "videos": sorted(map(video_id, tables))[:200]}
     if version is not None:
         data["psi_version"] = version
-    tok = Tokenizer.fit(psi, groups=np.asarray(groups), progress=progress, data_summary=data, psi_kind=psi_kind,
-                        device=device, **config)
+    tok = Tokenizer.fit(psi, groups=np.asarray(groups), config=config, progress=progress, data_summary=data,
+                        psi_kind=psi_kind, device=device, **knobs)
     if psi_kind == "blendshapes" and geo_parts and sum(map(len, geo_parts)) == len(psi):
         tok.extras["rig"] = blendshape_geometry_map(psi, np.concatenate(geo_parts))
     return tok
@@ -94,7 +96,6 @@ def encode_table(df, tok: Tokenizer):
     """The table with ``tok_1..tok_K``, ``recon_error`` and ``strength_1..strength_K`` set (-1 and NaN
     where success == 0). ``strength_k`` is :meth:`Tokenizer.strength` of the level-k token."""
     import pandas as pd
-
 
     tok.check_psi_version(psi_version(df))
     ok = (df["success"] == 1).to_numpy()

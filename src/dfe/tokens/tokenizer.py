@@ -1,12 +1,19 @@
-"""The tokenizer: a residual-VQ VAE turning psi into K discrete expression tokens per frame.
+"""The tokenizer: psi -> K discrete expression tokens per frame, and back.
 
-psi -> standardise -> patches -> small transformer encoder -> latent z
-    -> ResidualVQ (ONE codebook shared by all K levels) -> codes e_{c_1} .. e_{c_K}
-    -> decoder on the summed codes -> psi_hat.
+psi -> standardise -> encoder -> latent z -> K words from ONE codebook shared by all K levels
+    (greedy residual search) -> decoder on the summed words -> psi_hat.
 
-With the default linear decoder, psi_hat = b + W (e_{c_1} + ... + e_{c_K}) (then un-standardised),
-so every code c has one exact deformation ``W e_c`` (:meth:`Tokenizer.decode_code`) and any prefix
-of levels is an exact coarser reconstruction (:meth:`Tokenizer.decode_prefix`).
+Two quantizers (:mod:`dfe.tokens.networks`): ``shape-gain`` (the default; linear encoder and
+decoder, a token is an action at one of a few intensities, :mod:`dfe.tokens.dictionary`) and
+``rvq-vae`` (a patch transformer encoder and vector-quantize-pytorch's ResidualVQ). With a linear
+decoder psi_hat = b + W (e_{c_1} + ... + e_{c_K}) (then un-standardised), so every code c has one
+exact deformation ``W e_c`` (:meth:`Tokenizer.decode_code`) and any prefix of levels is an exact
+coarser reconstruction (:meth:`Tokenizer.decode_prefix`).
+
+:meth:`Tokenizer.fit` runs the steps below it one by one: check psi (:func:`training_psi`), the
+config (:func:`training_config`), the held-out split (:func:`split_groups`), the standardiser, the
+training (:func:`fit_shape_gain_model` or :func:`train_rvq_vae`) and the summary
+(:func:`training_summary`).
 """
 
 from __future__ import annotations
@@ -16,20 +23,24 @@ import json
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass, field
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
 
 from dfe.errors import DfeError
 from dfe.extraction.expression import PSI_KINDS, PSI_VERSION
 from dfe.extraction.mesh import TOPOLOGY_ID
 from dfe.progress import Progress
-from dfe.tokens.dictionary import actions_for_data, fit_shape_gain
-from dfe.version import __version__
-from dfe.tokens.networks import RVQVAE, ShapeGainModel, make_patches
 from dfe.tokens.config import TokenizerConfig
+from dfe.tokens.dictionary import actions_for_data, fit_shape_gain
+from dfe.tokens.networks import RVQVAE, ShapeGainModel, TokenModel, make_patches
+from dfe.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +63,6 @@ def resolve_device(name: str | torch.device = "cpu") -> torch.device:
 
 class ModelError(DfeError, RuntimeError):
     """A model file that cannot be used; the message is one sentence for the user."""
-
-
-
-
-
-
-
-
-
-
 
 
 @dataclass
@@ -137,13 +138,20 @@ def codebook_stats(tokens: np.ndarray, codebook_size: int) -> dict:
     }
 
 
-def split_groups(n: int, groups: np.ndarray | None, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+class Split(NamedTuple):
+    """Row indices of a fit's training and held-out frames."""
+
+    train: np.ndarray
+    val: np.ndarray
+
+
+def split_groups(n: int, groups: np.ndarray | None, val_fraction: float, seed: int) -> Split:
     """Held-out split by group (person/video) when groups are given, else by row."""
     rng = np.random.default_rng(seed)
     if groups is None:
         order = rng.permutation(n)
         n_val = max(1, int(round(val_fraction * n))) if n > 1 else 0
-        return np.sort(order[n_val:]), np.sort(order[:n_val])
+        return Split(np.sort(order[n_val:]), np.sort(order[:n_val]))
     groups = np.asarray(groups)
     uniq = np.unique(groups)
     if len(uniq) < 2:
@@ -162,18 +170,229 @@ def split_groups(n: int, groups: np.ndarray | None, val_fraction: float, seed: i
     if not val_groups:
         val_groups = [min(uniq, key=lambda g: sizes[g])]
     is_val = np.isin(groups, val_groups)
-    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    return Split(np.flatnonzero(~is_val), np.flatnonzero(is_val))
 
 
-def _is_codebook_alias(key: str) -> bool:
-    """Levels 2..K share level 1's codebook module: store it once."""
-    return key.startswith("rvq.layers.") and not key.startswith("rvq.layers.0.") and "._codebook." in key
+def tied_keys(model: nn.Module) -> set[str]:
+    """State-dict keys naming a tensor that an earlier key already names (ResidualVQ's one shared
+    codebook appears under every level): a model file stores each tensor once."""
+    seen: set[int] = set()
+    tied = set()
+    for key, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) in seen:
+            tied.add(key)
+        seen.add(id(tensor))
+    return tied
+
+
+# ---------------------------------------------------------------------- training, step by step
+def training_psi(psi: np.ndarray) -> np.ndarray:
+    """psi as a float32 (n, D) array with n >= 10 and every value finite; a sentence otherwise."""
+    psi = np.asarray(psi, dtype=np.float32)
+    if psi.ndim != 2 or len(psi) < 10:
+        raise ValueError(f"need an (n, D) psi array with n >= 10, got shape {psi.shape}")
+    if not all(np.isfinite(psi[i:i + 65536]).all() for i in range(0, len(psi), 65536)):
+        raise ValueError("psi contains NaN or inf: pass successful frames only (success == 1)")
+    return psi
+
+
+def training_config(config: TokenizerConfig | None, knobs: dict, dim: int) -> TokenizerConfig:
+    """``config`` (the defaults when None) with ``knobs`` changed and the data's ``dim``; a sentence
+    for an unknown knob or a psi kind that does not have ``dim`` values."""
+    if knobs.get("dim", dim) != dim:
+        raise ValueError(f"dim={knobs['dim']} was given but the data has {dim} values per frame")
+    cfg = (config or TokenizerConfig()).updated(**{**knobs, "dim": dim})
+    expected = PSI_KINDS.get(cfg.psi_kind)
+    if expected is not None and expected != cfg.dim:
+        raise ValueError(f"psi kind {cfg.psi_kind!r} has {expected} values, data has {cfg.dim}")
+    return cfg
+
+
+@dataclass
+class Trained:
+    """A trained model, the config it was trained with (small corpora: fewer actions, more epochs)
+    and how long its training ran."""
+
+    config: TokenizerConfig
+    model: TokenModel
+    epochs_run: int
+    best_epoch: int
+
+
+def fit_shape_gain_model(cfg: TokenizerConfig, x_train: np.ndarray, progress: bool = False) -> Trained:
+    """Principal directions of the standardised training psi (uncentred: zero stays the neutral
+    face), then :func:`dfe.tokens.dictionary.fit_shape_gain` in that latent space."""
+    n_actions = actions_for_data(len(x_train), cfg.n_actions)
+    if n_actions < cfg.n_actions:
+        log.warning("%d training frames are too few for %d actions x %d gains: using %d actions "
+                    "(%d codes); pass --codebook-size %d or more data", len(x_train), cfg.n_actions,
+                    cfg.gain_levels, n_actions, n_actions * cfg.gain_levels, n_actions * cfg.gain_levels)
+    cfg = replace(cfg, codebook_size=n_actions * cfg.gain_levels, latent_dim=int(min(cfg.latent_dim, len(x_train), cfg.dim)))
+    _, _, vt = np.linalg.svd(x_train[:: max(1, len(x_train) // 20000)], full_matrices=False)
+    basis = vt[:cfg.latent_dim].astype(np.float32)  # (L, D) orthonormal rows
+    bar = Progress(cfg.lloyd_iters, "fit", "iteration", enabled=progress)
+
+    def tick(relative_error: float) -> None:
+        bar.note(f"relative error {relative_error:.4f}")
+        bar.update(1)
+
+    book, stats = fit_shape_gain(x_train @ basis.T, levels=cfg.levels, n_actions=n_actions,
+                                 n_gains=cfg.gain_levels, iters=cfg.lloyd_iters,
+                                 merge_cosine=cfg.merge_cosine, seed=cfg.seed, on_iteration=tick)
+    bar.close()
+    log.info("shape-gain dictionary: %s", {k: v for k, v in stats.items() if k != "relative_error"})
+    model = ShapeGainModel(cfg)
+    with torch.no_grad():
+        model.encoder.weight.copy_(torch.from_numpy(basis))
+        model.decoder.weight.copy_(torch.from_numpy(basis.T.copy()))
+        model.decoder.bias.zero_()
+        model.directions.copy_(torch.from_numpy(book.directions))
+        model.gains.copy_(torch.from_numpy(book.gains))
+    return Trained(cfg, model, cfg.lloyd_iters, cfg.lloyd_iters)
+
+
+@dataclass
+class Schedule:
+    """How an rvq-vae fit steps through its training frames."""
+
+    batch_size: int
+    steps_per_epoch: int
+    epochs: int
+    patience: int  # epochs without a better held-out MSE before it stops
+
+
+def rvq_schedule(cfg: TokenizerConfig, n_train: int) -> Schedule:
+    """The configured schedule, except that small corpora get batches small enough for ~16 optimizer
+    steps an epoch and enough epochs for MIN_STEPS steps in all (a 600-frame corpus got 640 steps
+    before dfe 0.4)."""
+    batch_size = int(min(cfg.batch_size, max(32, n_train // 16)))
+    steps_per_epoch = max(1, math.ceil(n_train / batch_size))
+    if cfg.epochs * steps_per_epoch >= MIN_STEPS:
+        return Schedule(batch_size, steps_per_epoch, cfg.epochs, cfg.patience)
+    epochs = int(min(10 * cfg.epochs, math.ceil(MIN_STEPS / steps_per_epoch)))
+    log.info("small corpus: %d epochs of %d steps", epochs, steps_per_epoch)
+    return Schedule(batch_size, steps_per_epoch, epochs, max(cfg.patience, epochs // 8))
+
+
+@contextmanager
+def seeded_torch(seed: int, device: torch.device) -> Iterator[None]:
+    """torch's random state seeded with ``seed`` inside the block and given back unchanged after it:
+    weight init and ResidualVQ's k-means init and dead-code replacement draw from it, and none of
+    them takes a generator."""
+    cuda = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield
+
+
+def train_rvq_vae(cfg: TokenizerConfig, x_all: torch.Tensor, split: Split, device: torch.device,
+                  progress: bool = False) -> Trained:
+    """Train the rvq-vae on the standardised rows ``x_all[split.train]`` (moved to ``device`` batch
+    by batch); keep the epoch with the best held-out MSE, stop after ``patience`` epochs without one."""
+    schedule = rvq_schedule(cfg, len(split.train))
+    cfg = replace(cfg, epochs=schedule.epochs, patience=schedule.patience)
+    train = torch.as_tensor(split.train)
+    held = torch.as_tensor(split.val if len(split.val) else split.train)
+    with seeded_torch(cfg.seed, device):
+        model = RVQVAE(cfg, make_patches(cfg)).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * schedule.steps_per_epoch)
+        shuffle = torch.Generator().manual_seed(cfg.seed)
+        with torch.no_grad():  # ResidualVQ's k-means init on a large sample, not just the first batch
+            model.train()
+            model.rvq(model.encoder(x_all[train[torch.randperm(len(train), generator=shuffle)[:4096]]].to(device)))
+        best, best_state, best_epoch, stale = float("inf"), None, 0, 0
+        bar = Progress(cfg.epochs, "fit", "epoch", enabled=progress)
+        epochs_run = 0
+        for epoch in range(cfg.epochs):
+            order = train[torch.randperm(len(train), generator=shuffle)]
+            train_epoch(model, opt, sched, x_all, order, schedule, device, cfg.sparsity_weight)
+            epochs_run = epoch + 1
+            val = held_out_mse(model, x_all, held, device)
+            bar.update(1)
+            bar.note(f"held-out MSE {val:.4f}")
+            if val < best - 1e-5:
+                best, best_epoch, stale = val, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                continue
+            stale += 1
+            if stale >= cfg.patience:
+                log.info("early stop at epoch %d (best %d)", epochs_run, best_epoch + 1)
+                bar.note(f"held-out MSE {best:.4f} at epoch {best_epoch + 1}; stopped early, no gain in {stale} epochs")
+                break
+        bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return Trained(cfg, model, epochs_run, best_epoch + 1)
+
+
+def train_epoch(model: RVQVAE, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+                x_all: torch.Tensor, order: torch.Tensor, schedule: Schedule, device: torch.device,
+                sparsity_weight: float) -> None:
+    """One pass over the training rows in ``order``: reconstruction MSE + commitment loss, plus
+    ``sparsity_weight`` x the mean absolute code deformation (sparse, local codes)."""
+    model.train()
+    size = schedule.batch_size
+    for i in range(schedule.steps_per_epoch):
+        xb = x_all[order[i * size : (i + 1) * size]].to(device, non_blocking=True)
+        if len(xb) < 2:
+            continue
+        recon, _, commit = model(xb)
+        loss = torch.mean((recon - xb) ** 2) + commit
+        if sparsity_weight > 0:
+            loss = loss + sparsity_weight * model.deformations().abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+
+
+@torch.no_grad()
+def held_out_mse(model: RVQVAE, x_all: torch.Tensor, rows: torch.Tensor, device: torch.device) -> float:
+    """Reconstruction MSE of ``x_all[rows]`` (standardised units) through the model in eval mode."""
+    model.eval()
+    total = 0.0
+    for i in range(0, len(rows), 4096):
+        xb = x_all[rows[i : i + 4096]].to(device)
+        recon, _, _ = model(xb)
+        total += float(((recon - xb) ** 2).sum())
+    return total / (len(rows) * x_all.shape[1])
+
+
+def provenance(data_summary: dict | None, cfg: TokenizerConfig, groups: np.ndarray | None, split: Split) -> dict:
+    """What a model was trained on: the caller's free-text summary, the psi version, and the groups it
+    trained and validated on (so evaluations can tell whether their test groups are new to it)."""
+    data = dict(data_summary or {})
+    if cfg.psi_kind == "geometry":
+        data.setdefault("psi_version", PSI_VERSION)  # fitted on today's psi unless the tables said otherwise
+    if groups is not None:
+        groups = np.asarray(groups).astype(str)
+        data["train_groups"] = sorted(set(groups[split.train]))
+        data["val_groups"] = sorted(set(groups[split.val]))
+    return data
+
+
+def training_summary(tok: "Tokenizer", psi: np.ndarray, split: Split, trained: Trained, data: dict) -> TrainingSummary:
+    """The held-out fit (MSE in standardised units, cosine to the data's mean) and codebook use of
+    ``tok``, fitted on ``psi[split.train]``; ``seconds`` is left for the caller."""
+    all_tokens = tok.encode(psi)
+    held_idx = split.val if len(split.val) else split.train
+    held = psi[held_idx]
+    recon = tok.decode(all_tokens[held_idx])
+    std = tok.standardiser
+    stats = codebook_stats(all_tokens, tok.codebook_size)
+    return TrainingSummary(
+        n_train=len(split.train), n_val=len(split.val), epochs_run=trained.epochs_run, best_epoch=trained.best_epoch,
+        val_mse=float(np.mean((std.forward(recon) - std.forward(held)) ** 2)),
+        val_cosine=float(np.mean(cosine_rows(recon - std.mean, held - std.mean))),
+        perplexity=stats["perplexity"], dead_code_share=stats["dead_code_share"], level_usage=stats["level_usage"],
+        torch_threads=torch.get_num_threads(), data=data)
 
 
 class Tokenizer:
     """Fit, save, load, encode and decode. ``Tokenizer.fit(psi)`` mirrors ``dfe fit``."""
 
-    def __init__(self, config: TokenizerConfig, model: RVQVAE, standardiser: Standardiser,
+    def __init__(self, config: TokenizerConfig, model: TokenModel, standardiser: Standardiser,
                  summary: TrainingSummary | None = None, extras: dict | None = None):
         self.config = config
         self.model = model.eval()
@@ -184,164 +403,31 @@ class Tokenizer:
 
     # ------------------------------------------------------------------ training
     @classmethod
-    def fit(cls, psi: np.ndarray, groups: np.ndarray | None = None, progress: bool = True,
-            data_summary: dict | None = None, device: str = "cpu", **config) -> "Tokenizer":
+    def fit(cls, psi: np.ndarray, groups: np.ndarray | None = None, *, config: TokenizerConfig | None = None,
+            progress: bool = True, data_summary: dict | None = None, device: str = "cpu", **knobs) -> "Tokenizer":
         """Train on an (n, D) psi array; ``groups`` (person/video ids) give the held-out split.
-        ``device``: cpu, cuda or auto; the data stays in host memory and goes over batch by batch."""
-        import time
 
-        psi = np.asarray(psi, dtype=np.float32)
-        if psi.ndim != 2 or len(psi) < 10:
-            raise ValueError(f"need an (n, D) psi array with n >= 10, got shape {psi.shape}")
-        if not all(np.isfinite(psi[i:i + 65536]).all() for i in range(0, len(psi), 65536)):
-            raise ValueError("psi contains NaN or inf: pass successful frames only (success == 1)")
-        config.setdefault("dim", psi.shape[1])
-        cfg = TokenizerConfig.from_dict(config)
-        expected = PSI_KINDS.get(cfg.psi_kind)
-        if expected is not None and expected != cfg.dim:
-            raise ValueError(f"psi kind {cfg.psi_kind!r} has {expected} values, data has {cfg.dim}")
+        ``config``: a :class:`TokenizerConfig` (its defaults when None); ``knobs``: any of its fields by
+        name, over ``config``: ``Tokenizer.fit(psi, groups=videos, codebook_size=256, levels=4)``. Its
+        ``seed`` decides every random draw (same seed and thread count: a bit-identical model) and
+        neither reads nor changes numpy's or torch's global random state. ``device`` (rvq-vae): cpu,
+        cuda or auto; the data stays in host memory and goes over batch by batch."""
         start = time.perf_counter()
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed)
-        train_idx, val_idx = split_groups(len(psi), groups, cfg.val_fraction, cfg.seed)
-        std = Standardiser.fit(psi, cfg.psi_kind, train_idx)
+        psi = training_psi(psi)
+        cfg = training_config(config, knobs, psi.shape[1])
+        split = split_groups(len(psi), groups, cfg.val_fraction, cfg.seed)
+        std = Standardiser.fit(psi, cfg.psi_kind, split.train)
         if cfg.quantizer == "shape-gain":
-            model = cls._fit_shape_gain(cfg, std.forward(psi[train_idx]), progress)
-            return cls._finish(cfg, model, std, torch.device("cpu"), psi, groups, train_idx, val_idx,
-                               data_summary, start, cfg.lloyd_iters, cfg.lloyd_iters)
-        if cfg.quantizer != "rvq-vae":
-            raise ValueError(f"quantizer must be 'shape-gain' or 'rvq-vae', not {cfg.quantizer!r}")
-        x_all = torch.from_numpy(std.forward(psi))  # one standardised copy; batches are gathered from it
-        train_t, val_t = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
-        dev = resolve_device(device)
-        model = RVQVAE(cfg, make_patches(cfg)).to(dev)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-        # small corpora: shrink the batch so an epoch is at least ~16 optimizer steps, and run enough
-        # epochs for MIN_STEPS optimizer steps in all (a 600-frame corpus got 640 steps before dfe 0.4)
-        batch_size = int(min(cfg.batch_size, max(32, len(train_t) // 16)))
-        steps_per_epoch = max(1, math.ceil(len(train_t) / batch_size))
-        if cfg.epochs * steps_per_epoch < MIN_STEPS:
-            cfg.epochs = int(min(10 * cfg.epochs, math.ceil(MIN_STEPS / steps_per_epoch)))
-            cfg.patience = max(cfg.patience, cfg.epochs // 8)
-            log.info("small corpus: %d epochs of %d steps", cfg.epochs, steps_per_epoch)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        with torch.no_grad():  # ResidualVQ's k-means init on a large sample, not just the first batch
-            model.train()
-            sample = torch.randperm(len(train_t), generator=gen)[:4096]
-            model.rvq(model.encoder(x_all[train_t[sample]].to(dev)))
-        best, best_state, best_epoch, bad = float("inf"), None, 0, 0
-        bar = Progress(cfg.epochs, "fit", "epoch", enabled=progress)
-        epoch = 0
-        for epoch in range(cfg.epochs):
-            model.train()
-            order = train_t[torch.randperm(len(train_t), generator=gen)]
-            for i in range(steps_per_epoch):
-                xb = x_all[order[i * batch_size : (i + 1) * batch_size]].to(dev, non_blocking=True)
-                if len(xb) < 2:
-                    continue
-                recon, _, commit = model(xb)
-                loss = torch.mean((recon - xb) ** 2) + commit
-                if cfg.sparsity_weight > 0:
-                    loss = loss + cfg.sparsity_weight * model.code_deformations().abs().mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-            val = cls._val_mse(model, x_all, val_t if len(val_t) else train_t, dev)
-            bar.update(1)
-            bar.note(f"held-out MSE {val:.4f}")
-            if val < best - 1e-5:
-                best, best_epoch, bad = val, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                bad += 1
-                if bad >= cfg.patience:
-                    log.info("early stop at epoch %d (best %d)", epoch + 1, best_epoch + 1)
-                    bar.note(f"held-out MSE {best:.4f} at epoch {best_epoch + 1}; stopped early, no gain in {bad} epochs")
-                    break
-        bar.close()
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        del x_all, best_state  # the standardised copy is not needed any more
-        return cls._finish(cfg, model, std, dev, psi, groups, train_idx, val_idx, data_summary, start,
-                           epoch + 1, best_epoch + 1)
-
-    @staticmethod
-    def _fit_shape_gain(cfg: TokenizerConfig, x_train: np.ndarray, progress: bool = False) -> ShapeGainModel:
-        """Principal directions of the standardised training psi (uncentred: zero stays the neutral
-        face), then :func:`dfe.tokens.dictionary.fit_shape_gain` in that latent space."""
-        n_actions = actions_for_data(len(x_train), cfg.n_actions)
-        if n_actions < cfg.n_actions:
-            log.warning("%d training frames are too few for %d actions x %d gains: using %d actions "
-                        "(%d codes); pass --codebook-size %d or more data", len(x_train), cfg.n_actions,
-                        cfg.gain_levels, n_actions, n_actions * cfg.gain_levels, n_actions * cfg.gain_levels)
-            cfg.codebook_size = n_actions * cfg.gain_levels
-        latent = int(min(cfg.latent_dim, len(x_train), cfg.dim))
-        cfg.latent_dim = latent
-        _, _, vt = np.linalg.svd(x_train[:: max(1, len(x_train) // 20000)], full_matrices=False)
-        basis = vt[:latent].astype(np.float32)  # (L, D) orthonormal rows
-        bar = Progress(cfg.lloyd_iters, "fit", "iteration", enabled=progress)
-
-        def tick(relative_error: float) -> None:
-            bar.note(f"relative error {relative_error:.4f}")
-            bar.update(1)
-
-        book, stats = fit_shape_gain(x_train @ basis.T, levels=cfg.levels, n_actions=n_actions,
-                                     n_gains=cfg.gain_levels, iters=cfg.lloyd_iters,
-                                     merge_cosine=cfg.merge_cosine, seed=cfg.seed, per_level_gains=False,
-                                     on_iteration=tick)
-        bar.close()
-        log.info("shape-gain dictionary: %s", {k: v for k, v in stats.items() if k != "relative_error"})
-        model = ShapeGainModel(cfg, latent)
-        with torch.no_grad():
-            model.encoder.weight.copy_(torch.from_numpy(basis))
-            model.decoder.weight.copy_(torch.from_numpy(basis.T.copy()))
-            model.decoder.bias.zero_()
-            model.directions.copy_(torch.from_numpy(book.directions))
-            model.gains.copy_(torch.from_numpy(book.gains))
-        return model
-
-    @classmethod
-    def _finish(cls, cfg, model, std, dev, psi, groups, train_idx, val_idx, data_summary, start,
-                epochs_run: int, best_epoch: int) -> "Tokenizer":
-        """The tokenizer and its training summary (held-out fit, codebook use)."""
-        import time
-
-        tok = cls(cfg, model, std)
+            dev = torch.device("cpu")
+            trained = fit_shape_gain_model(cfg, std.forward(psi[split.train]), progress)
+        else:  # the one standardised copy of psi lives only while the network trains
+            dev = resolve_device(device)
+            trained = train_rvq_vae(cfg, torch.from_numpy(std.forward(psi)), split, dev, progress)
+        tok = cls(trained.config, trained.model, std)
         tok.device = dev
-        data = dict(data_summary or {})
-        if cfg.psi_kind == "geometry":
-            data.setdefault("psi_version", PSI_VERSION)  # fitted on today's psi unless the tables said otherwise
-        if groups is not None:  # what the model saw, so evaluations can tell whether their test groups are new to it
-            groups = np.asarray(groups).astype(str)
-            data["train_groups"] = sorted(set(groups[train_idx]))
-            data["val_groups"] = sorted(set(groups[val_idx]))
-        summary = TrainingSummary(n_train=len(train_idx), n_val=len(val_idx), epochs_run=epochs_run,
-                                  best_epoch=best_epoch, torch_threads=torch.get_num_threads(), data=data)
-        all_tokens = tok.encode(psi)
-        held_idx = val_idx if len(val_idx) else train_idx
-        held = psi[held_idx]
-        recon = tok.decode(all_tokens[held_idx])
-        summary.val_mse = float(np.mean((std.forward(recon) - std.forward(held)) ** 2))
-        summary.val_cosine = float(np.mean(cosine_rows(recon - std.mean, held - std.mean)))
-        stats = codebook_stats(all_tokens, cfg.codebook_size)
-        summary.perplexity, summary.dead_code_share, summary.level_usage = (
-            stats["perplexity"], stats["dead_code_share"], stats["level_usage"])
-        summary.seconds = round(time.perf_counter() - start, 1)
-        tok.summary = summary
+        tok.summary = training_summary(tok, psi, split, trained, provenance(data_summary, cfg, groups, split))
+        tok.summary.seconds = round(time.perf_counter() - start, 1)
         return tok
-
-    @staticmethod
-    @torch.no_grad()
-    def _val_mse(model: RVQVAE, x: torch.Tensor, rows: torch.Tensor, device: torch.device | None = None) -> float:
-        model.eval()
-        total = 0.0
-        for i in range(0, len(rows), 4096):
-            xb = x[rows[i : i + 4096]].to(device or "cpu")
-            recon, _, _ = model(xb)
-            total += float(((recon - xb) ** 2).sum())
-        return total / (len(rows) * x.shape[1])
 
     # ------------------------------------------------------------------ use
     def to(self, device: str) -> "Tokenizer":
@@ -400,18 +486,14 @@ class Tokenizer:
         out = []
         for i in range(0, len(psi), batch_size):  # standardised batch by batch: memory stays at one batch
             xb = torch.from_numpy(self.standardiser.forward(psi[i : i + batch_size])).to(self.device)
-            out.append(self.model.indices(self.model.encoder(xb)).cpu())
+            out.append(self.model.encode(xb).cpu())
         return torch.cat(out).numpy().astype(np.int64) if out else np.zeros((0, self.levels), np.int64)
 
     @torch.no_grad()
     def decode(self, tokens: np.ndarray) -> np.ndarray:
         """(n, k) tokens (k <= K levels) -> (n, D) psi in the data's units (cm for geometry)."""
         tokens = torch.as_tensor(np.atleast_2d(tokens), dtype=torch.long, device=self.device)
-        if isinstance(self.model, ShapeGainModel):
-            codes = self.model.latent(tokens)  # each level at its own intensities
-        else:
-            codes = self.model.codebook[tokens].sum(1)  # (n, latent)
-        return self.standardiser.inverse(self.model.decoder(codes).cpu().numpy())
+        return self.standardiser.inverse(self.model.decode(tokens).cpu().numpy())
 
     def decode_prefix(self, tokens: np.ndarray, k: int) -> np.ndarray:
         """Reconstruction from the first k levels only (coarse-to-fine)."""
@@ -420,9 +502,8 @@ class Tokenizer:
     @torch.no_grad()
     def decode_code(self, code: int | np.ndarray) -> np.ndarray:
         """The deformation one code adds, D(e_c) - D(0), in data units: (D,) or (n, D)."""
-        codes = np.atleast_1d(code)
-        e = self.model.codebook[torch.as_tensor(codes, dtype=torch.long, device=self.device)]
-        d = (self.model.decoder(e) - self.model.decoder(torch.zeros_like(e[:1]))).cpu().numpy() * self.standardiser.scale
+        codes = torch.as_tensor(np.atleast_1d(code), dtype=torch.long, device=self.device)
+        d = self.model.deformations(codes).cpu().numpy() * self.standardiser.scale
         return d[0] if np.ndim(code) == 0 else d
 
     def code_deformations(self) -> np.ndarray:
@@ -474,8 +555,9 @@ class Tokenizer:
 
     # ------------------------------------------------------------------ files
     def _tensors(self) -> dict:
+        tied = tied_keys(self.model)
         tensors = {f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in self.model.state_dict().items()
-                   if not _is_codebook_alias(k)}
+                   if k not in tied}
         tensors["std.mean"] = torch.from_numpy(np.ascontiguousarray(self.standardiser.mean))
         tensors["std.scale"] = torch.from_numpy(np.ascontiguousarray(self.standardiser.scale))
         for k, v in self.extras.items():
@@ -488,7 +570,6 @@ class Tokenizer:
 
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save_file
-
 
         path = Path(path)
         tensors = self._tensors()
@@ -544,7 +625,7 @@ class Tokenizer:
                 model = RVQVAE(cfg, tensors["model.encoder.patches"].numpy())
             state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
             missing, unexpected = model.load_state_dict(state, strict=False)
-            if unexpected or [k for k in missing if not _is_codebook_alias(k)]:
+            if unexpected or set(missing) - tied_keys(model):
                 raise KeyError(f"missing {missing[:3]}, unexpected {unexpected[:3]}")
             std = Standardiser(tensors["std.mean"].numpy(), tensors["std.scale"].numpy())
         except (KeyError, ValueError, RuntimeError, TypeError) as e:
@@ -577,19 +658,4 @@ def tensor_checksums(tensors: dict) -> dict[str, str]:
     """SHA-256 (16 hex) of every tensor's bytes, by name: stored in the model file, checked at load."""
     return {k: hashlib.sha256(v.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
             for k, v in sorted(tensors.items())}
-
-
-# ---------------------------------------------------------------------- tables in, tables out
-
-
-
-
-
-
-
-
-
-
-
-
 
