@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
-MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 MAX_SIDE = 1920  # frames larger than this are downscaled before landmarking (8K-safe)
 MAX_BAD_RUN = 50  # undecodable frames in a row before a video counts as ended (truncated)
 NATIVE_LOG_ENV = "DFE_NATIVE_LOG"  # set by the runner: the run's native.log
