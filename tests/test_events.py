@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 import dfe
-from conftest import run_dfe
 from dfe.analysis.events import EventOptions, hysteresis, segments, token_events, track_events
+
+from conftest import run_dfe
 
 HERE = Path(__file__).resolve().parent
 STARTER = Path(dfe.__file__).parent / "data" / "starter.dfe"
@@ -117,8 +118,8 @@ def test_event_statistics_by_hand():
 @pytest.fixture(scope="module")
 def wolfgang(extracted):
     from dfe.table import read_table
-    from dfe.tokens.tokenizer import Tokenizer
     from dfe.tokens.tables import encode_table
+    from dfe.tokens.tokenizer import Tokenizer
 
     tok = Tokenizer.load(STARTER)
     df = encode_table(read_table(extracted / f"{WOLFGANG}.parquet"), tok)
@@ -149,8 +150,8 @@ def test_wolfgang_events_match_hand_marked_intervals(wolfgang):
 
 
 def test_eaf_round_trip_and_window_labels(wolfgang, tmp_path):
-    from dfe.analysis.task import load_task
     from dfe.analysis.elan import eaf_labels, read_eaf, window_label, write_eaf
+    from dfe.analysis.task import load_task
 
     df, tok = wolfgang
     ev = token_events(df, tok)

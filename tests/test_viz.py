@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from dfe.extraction.face import FaceLandmarker
+from dfe.extraction.io import Frame
 from dfe.extraction.mesh import MOUTH_CORNERS, canonical_mesh
 from dfe.extraction.synthetic import action_recovery
 from dfe.table import read_table
 from dfe.tokens.tokenizer import Tokenizer
-from dfe.views.figures import decomposition_figure, geometry_of, read_face_crop
+from dfe.views.figures import crop_face, decomposition_figure, geometry_of, read_face_crop
 
 from conftest import run_dfe
 
@@ -55,3 +56,14 @@ def test_show_cli(real_model, tmp_path):
                           "--model", str(real_model), "-o", str(out))
     assert run.returncode == 0, run.stderr
     assert out.stat().st_size > 10_000
+
+
+def test_crop_face_scales_the_box_and_adds_the_margin():
+    rgb = np.arange(100 * 200 * 3, dtype=np.uint8).reshape(100, 200, 3)
+    half = Frame(0, 0.0, rgb, scale=0.5)  # decoded at half the original size
+    # box (40, 20, 80, 40) original px -> (20, 10, 40, 20) here; 25% margin: x 10..70, y 5..35
+    np.testing.assert_array_equal(crop_face(half, (40, 20, 80, 40)), rgb[5:35, 10:70])
+    np.testing.assert_array_equal(crop_face(half, (0, 0, 80, 40), margin=0.0), rgb[0:20, 0:40])
+    assert crop_face(half, (40, 20, float("nan"), 40)) is None  # no box: no crop
+    assert crop_face(half, (1000, 20, 80, 40)) is None  # outside the frame
+

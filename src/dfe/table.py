@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
 N_LANDMARKS = 478
 
 # MediaPipe's 52 blendshape categories, in its output order (ARKit names; index 0 is _neutral).

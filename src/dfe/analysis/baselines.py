@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfe.errors import DfeError
 from dfe.analysis.features import BlendshapeFunctionals, functional_names
 from dfe.analysis.task import VideoFeatures
+from dfe.errors import DfeError
 from dfe.extraction.openface import OpenFaceError, read_openface
 
 KINDS = ("openface", "pyfeat")

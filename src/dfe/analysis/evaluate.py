@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfe.extraction.identity import face_model_provenance
 from dfe.analysis.labels import group_codes, groups_for, read_labels, require_columns
-from dfe.tokens.residual_kmeans import ResidualKMeans, nearest_centres
-from dfe.tokens.tokenizer import Tokenizer, codebook_stats, cosine_rows, split_groups
-from dfe.tokens.tables import table_psi
-from dfe.extraction.face import BLENDSHAPE_NAMES
-from dfe.table import blendshapes_array, load_tables
-from dfe.progress import Progress
 from dfe.analysis.reports import agg_pyplot, markdown_table, save_figure
+from dfe.extraction.face import BLENDSHAPE_NAMES
+from dfe.extraction.identity import face_model_provenance
+from dfe.progress import Progress
+from dfe.table import blendshapes_array, load_tables
+from dfe.tokens.residual_kmeans import ResidualKMeans, nearest_centres
+from dfe.tokens.tables import table_psi
+from dfe.tokens.tokenizer import Tokenizer, codebook_stats, cosine_rows, split_groups
 
 log = logging.getLogger(__name__)
 

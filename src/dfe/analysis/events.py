@@ -37,6 +37,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+
 from dfe.table import BLENDSHAPE_COLUMNS, strength_columns, token_columns
 from dfe.tokens.tables import table_psi
 

@@ -28,9 +28,9 @@ from scipy.optimize import nnls
 
 from dfe.extraction.face import BLENDSHAPE_NAMES
 from dfe.extraction.gaze import gaze_from_landmarks, image_size
+from dfe.extraction.units import ACTION_UNITS, arkit_peak, canonical_au, unit_basis
 from dfe.table import (AU_BLENDSHAPE_COLUMNS, AU_INTENSITY_COLUMNS, AU_PRESENCE_COLUMNS, FRAME_AU_GAZE_COLUMNS,
                        OPENFACE_AU_INTENSITY, OPENFACE_AU_PRESENCE)
-from dfe.extraction.units import ACTION_UNITS, arkit_peak, canonical_au, unit_basis
 
 NOT_MEASURED = {"AU23"}  # no unit shape in ICT FaceKit: NaN, never a copy of another unit
 UNIT_NAMES = {au: ACTION_UNITS[canonical_au(au)][0] for au in OPENFACE_AU_PRESENCE if au not in ("AU23", "AU25")}

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dfe.extraction.mesh import N_VERTICES, CanonicalMesh, canonical_mesh
 from dfe.extraction.face import BLENDSHAPE_NAMES
+from dfe.extraction.mesh import N_VERTICES, CanonicalMesh, canonical_mesh
 
 PSI_KINDS = {"geometry": N_VERTICES * 3, "blendshapes": 52, "flame": 53, "flame+eyelids": 55}
 NEUTRAL_SHARE = 0.10  # share of a track's frames (least blendshape activity) averaged into its neutral

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from dfe.errors import DfeError
 
 N_EXPRESSION = 50

@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from dfe.errors import DfeError
-from dfe.extraction.mesh import N_VERTICES, canonical_mesh
-from dfe.extraction.face import BLENDSHAPE_NAMES
 from dfe.extraction.expression import calm_frames, estimate_neutral, realigned
+from dfe.extraction.face import BLENDSHAPE_NAMES
+from dfe.extraction.mesh import N_VERTICES, canonical_mesh
 from dfe.extraction.units import side_units, unit_shape
 
 DIM = N_VERTICES * 3

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import glob
-import logging
 import hashlib
+import logging
 import os
 import sys
 import tempfile
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from dfe.errors import DfeError
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
 from dfe.extraction.face import default_model_path
 
 METADATA_NAME = "geometry_pipeline_metadata_landmarks.binarypb"

@@ -25,10 +25,11 @@ import numpy as np
 import pandas as pd
 
 from dfe.errors import DfeError
-from dfe.table import AU_INTENSITY_COLUMNS, AU_PRESENCE_COLUMNS, BLENDSHAPE_COLUMNS, FRAME_AU_GAZE_COLUMNS, GAZE_COLUMNS, LANDMARK_COLUMNS, has_action_units, landmarks_array, psi_columns
 from dfe.extraction.action_units import frame_action_units_and_gaze
 from dfe.extraction.expression import MAX_ALIGN_RMSE, align_to_canonical
 from dfe.extraction.gaze import table_image_size
+from dfe.table import (AU_INTENSITY_COLUMNS, AU_PRESENCE_COLUMNS, BLENDSHAPE_COLUMNS, FRAME_AU_GAZE_COLUMNS,
+                       GAZE_COLUMNS, LANDMARK_COLUMNS, has_action_units, landmarks_array, psi_columns)
 
 LANDMARKS_68 = np.array([
     127, 234, 93, 177, 138, 136, 149, 171, 175, 396, 378, 365, 367, 401, 323, 454, 356,  # jaw 0-16 (ICT)

@@ -21,7 +21,7 @@ from dfe.extraction import expression
 from dfe.extraction.action_units import frame_action_units_and_gaze
 from dfe.extraction.face import BLENDSHAPE_NAMES, FaceLandmarker, FaceObservation, FaceTracker
 from dfe.extraction.identity import DATA_FILE, FaceModel, IdentityFit, load_face_model, track_neutral
-from dfe.extraction.io import file_sha256, Frame, MediaError, Sampling, iter_frames, media_kind, video_info
+from dfe.extraction.io import Frame, MediaError, Sampling, file_sha256, iter_frames, media_kind, video_info
 from dfe.extraction.mesh import N_VERTICES, canonical_mesh
 from dfe.table import BLENDSHAPE_COLUMNS, LANDMARK_COLUMNS, META_COLUMNS, identity_columns
 

@@ -25,10 +25,10 @@ import pandas as pd
 
 from dfe.errors import DfeError
 from dfe.extraction.expression import MAX_ALIGN_RMSE, Alignment, align_to_canonical, similarity_procrustes
+from dfe.extraction.face import FaceLandmarker
 from dfe.extraction.io import MediaError, media_kind, read_image
 from dfe.extraction.mesh import CanonicalMesh, canonical_mesh
 from dfe.extraction.units import Unit, displacement
-from dfe.extraction.face import FaceLandmarker
 
 log = logging.getLogger(__name__)
 

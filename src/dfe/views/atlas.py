@@ -24,14 +24,14 @@ import numpy as np
 import pandas as pd
 
 from dfe.analysis.labels import read_labels
-from dfe.views.naming import CodeName, name_displacement, name_codes
-from dfe.tokens.tokenizer import Tokenizer
-from dfe.tokens.tables import encode_table
-from dfe.table import find_tables, read_table, video_id
 from dfe.extraction.io import MediaError, read_frames
-from dfe.views.render import Camera, colour_bar, encode_image, heatmap, shaded
-from dfe.views.figures import crop_face, geometry_of, label_log_odds, profile_figure, surface_for
 from dfe.progress import counted
+from dfe.table import find_tables, read_table, video_id
+from dfe.tokens.tables import encode_table
+from dfe.tokens.tokenizer import Tokenizer
+from dfe.views.figures import crop_face, geometry_of, label_log_odds, profile_figure, surface_for
+from dfe.views.naming import CodeName, name_codes, name_displacement
+from dfe.views.render import Camera, colour_bar, encode_image, heatmap, shaded
 
 log = logging.getLogger(__name__)
 

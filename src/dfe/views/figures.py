@@ -24,7 +24,6 @@ from dfe.tokens.tokenizer import Tokenizer
 from dfe.views.naming import name_codes
 from dfe.views.render import Camera, colour_table, heatmap
 
-
 # ---------------------------------------------------------------------------- numbers behind pictures
 
 @dataclass(frozen=True)

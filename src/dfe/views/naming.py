@@ -25,9 +25,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dfe.extraction.units import ACTION_UNITS, ONE_SIDED  # the FACS table lives with the unit shapes
 from dfe.extraction.face import BLENDSHAPE_NAMES
 from dfe.extraction.mesh import canonical_mesh
+from dfe.extraction.units import ACTION_UNITS, ONE_SIDED  # the FACS table lives with the unit shapes
 
 DATA_FILE = Path(__file__).parents[1] / "data" / "naming.npz"
 MIN_SIMILARITY = 0.5
