@@ -371,7 +371,6 @@ def load_tables(paths: list[str | Path]) -> pd.DataFrame:
     for p in find_tables(paths):
         df = read_table(p)
         versions[Path(p).name] = psi_version(df, Path(p).name)
-        df.insert(0, "video", video_id(p))
-        frames.append(df)
+        frames.append(pd.concat([pd.Series(video_id(p), index=df.index, name="video"), df], axis=1))
     check_psi_versions(versions)
     return pd.concat(frames, ignore_index=True)
