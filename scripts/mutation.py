@@ -1,7 +1,7 @@
 """Mutation testing of dfe's pure-function modules with cosmic-ray (not part of CI: slow).
 
     pip install cosmic-ray==8.7.0
-    python scripts/mutation.py [--modules bow eval ...] [--sample 40] [--seed 0] [--show-survivors]
+    python scripts/mutation.py [--modules features eval ...] [--sample 40] [--seed 0] [--show-survivors]
 
 For each module, cosmic-ray makes every mutant (an operator, comparison, number or boolean
 changed) of a throwaway copy of the repository; this script keeps a random sample of those inside
@@ -25,23 +25,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deliberate_bugs import ROOT, copy_repo  # noqa: E402
 
 # module -> the fast tests that cover it (no ../shared extraction where it can be avoided)
+BOW_TESTS = "tests/test_bow.py -k 'by_hand or never_trains or options or recovers or bad_designs'"
 MODULES = {
-    "bow": ("src/dfe/bow.py", "tests/test_bow.py -k 'by_hand or never_trains or options or recovers or bad_designs'"),
-    "eval": ("src/dfe/eval.py", "tests/test_eval.py -k 'helpers or by_hand or exact'"),
-    "expression": ("src/dfe/expression.py", "tests/test_expression.py"),
+    "features": ("src/dfe/analysis/features.py", BOW_TESTS),
+    "task": ("src/dfe/analysis/task.py", BOW_TESTS),
+    "eval": ("src/dfe/analysis/evaluate.py", "tests/test_eval.py -k 'helpers or by_hand or exact'"),
+    "expression": ("src/dfe/extraction/expression.py", "tests/test_expression.py"),
     "table": ("src/dfe/table.py", "tests/test_table.py"),
-    "identity": ("src/dfe/identity.py", "tests/test_identity.py -k 'not unseen and not smiling_only and not extract and not cli'"),
+    "identity": ("src/dfe/extraction/identity.py",
+                 "tests/test_identity.py -k 'not unseen and not smiling_only and not extract and not cli'"),
 }
 # the pure functions of each module (orchestration, file writing and plots are left to the
 # end-to-end tests): mutants are sampled from these definitions only
 PURE = {
-    "bow": ("_counts", "fit", "transform", "functionals", "ccc", "scores", "split_windows", "check_folds", "_ok"),
+    "features": ("_counts", "fit", "transform", "functionals", "_ok"),
+    "task": ("ccc", "scores", "split_windows", "check_folds"),
     "eval": ("_summary", "_score", "residual_quantize", "pca_bits", "level_curve", "distinct_per_1000", "diversity",
              "retrieval"),
     "expression": None,  # every function
     "table": None,
-    "identity": ("rig_inputs", "expected_expression", "_gain", "fit", "fit_expression_rig", "build_face_model", "calm_frames",
-                 "track_neutral", "n_identity", "mean_face"),
+    "identity": ("rig_inputs", "expected_expression", "_gain", "fit", "fit_expression_rig", "build_face_model",
+                 "track_neutral", "n_identity"),
 }
 # operators worth the time: arithmetic swaps, comparisons, numbers, booleans, break/continue, return values
 KEEP = ("ReplaceBinaryOperator_Add_Sub", "ReplaceBinaryOperator_Sub_Add", "ReplaceBinaryOperator_Mul_Div",

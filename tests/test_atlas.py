@@ -80,8 +80,8 @@ def dump_dom(url: str, tmp_path: Path) -> str:
 
 
 def test_atlas_site(extracted, tmp_path):
-    from dfe.views.atlas import build_atlas
     from dfe.tokens.tokenizer import Tokenizer
+    from dfe.views.atlas import build_atlas
 
     tok = Tokenizer.load(STARTER)
     wolfgang = [extracted / "WolfgangLanger_Pexels.parquet"]
@@ -129,9 +129,9 @@ def test_atlas_cli(real_model, extracted, tmp_path):
 def test_atlas_of_1024_codes(tmp_path):
     import time
 
-    from dfe.views.atlas import build_atlas
     from dfe.extraction.synthetic import action_corpus
     from dfe.tokens.tokenizer import Tokenizer
+    from dfe.views.atlas import build_atlas
 
     corpus = action_corpus(n_train=6000, n_test=10)
     tok = Tokenizer.fit(corpus.train, progress=False, codebook_size=1024, epochs=2, quantizer="rvq-vae")  # 1,024 code pages

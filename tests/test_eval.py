@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from dfe.analysis import reports
 from dfe.analysis.evaluate import distinct_per_1000, fidelity, level_curve, residual_quantize
 
 from conftest import run_dfe
@@ -184,3 +186,34 @@ def test_quantize_and_score_edges_by_hand():
     blend = np.zeros((2, 52))
     blend[0, 0] = 0.9  # _neutral is not an expression: left out of the binarised sets
     assert diversity(np.array([[0], [0]]), blend, 4)["distinct_binarised_blendshape_sets_per_1000"] == 500
+
+
+def test_markdown_table_by_hand():
+    df = pd.DataFrame({"encoding": ["dfe", "pca"], "bits": [28, 7], "cosine": [0.95649, 0.5]})
+    assert reports.markdown_table(df) == ("| encoding | bits | cosine |\n|---|---|---|\n"
+                                          "| dfe | 28 | 0.956 |\n| pca | 7 | 0.500 |")
+    numbers = pd.DataFrame({"k": [5], "mse": np.array([0.25], dtype=np.float32)})  # no text column, float32
+    assert reports.markdown_table(numbers) == "| k | mse |\n|---|---|\n| 5 | 0.250 |"  # 5 stays an integer
+    mixed = pd.DataFrame({"ci": pd.Series([np.float32(0.25), None], dtype=object)})  # numpy floats among others
+    assert reports.markdown_table(mixed) == "| ci |\n|---|\n| 0.250 |\n| None |"
+
+
+def test_bar_chart_draws_scores_errors_and_chance(tmp_path, monkeypatch):
+    drawn = {}
+
+    def keep_figure(fig, path, **savefig):  # in place of writing it: the figure is what is checked
+        drawn["fig"] = fig
+        return path
+
+    monkeypatch.setattr(reports, "save_figure", keep_figure)
+    reports.bar_chart(tmp_path / "bars.png", ["dfe", "blendshapes"], [0.8, 0.3], errors=([0.1, 0.4], [0.1, 0.1]),
+                      chance=0.5, xlabel="macro_f1")
+    ax = drawn["fig"].axes[0]
+    bars = sorted(ax.patches, key=lambda b: b.get_y())  # top of the chart first (the axis is inverted)
+    assert [round(b.get_width(), 6) for b in bars] == [0.8, 0.3]  # first label on top
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["dfe", "blendshapes"] and ax.yaxis_inverted()
+    assert ax.get_xlim() == pytest.approx((0.3 - 0.4 - 0.05, 1.0))  # below 0: the lowest error bar, less 0.05
+    assert [line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--"] == [0.5]
+    assert ax.get_legend().get_texts()[0].get_text() == "chance (0.50)"
+    reports.agg_pyplot().close(drawn["fig"])
+

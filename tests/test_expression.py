@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from dfe.extraction.expression import align_to_canonical, anchor_weights, blendshape_activity, estimate_neutral, geometry_psi, landmarks_to_image_space, psi_norms, similarity_procrustes
+from dfe.extraction.expression import (align_to_canonical, anchor_weights, blendshape_activity, estimate_neutral,
+                                       geometry_psi, landmarks_to_image_space, psi_norms, similarity_procrustes)
 from dfe.extraction.face import BLENDSHAPE_NAMES
 from dfe.extraction.mesh import canonical_mesh
 

@@ -9,12 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import FACES
 from dfe.extraction.expression import PSI_VERSION, align_to_canonical, realigned
 from dfe.extraction.identity import FaceModel, load_face_model
 from dfe.extraction.mesh import canonical_mesh
-from dfe.table import check_psi_versions, file_psi_version, find_tables, load_tables, psi_version, read_table, write_table
 from dfe.extraction.units import displacement, parse_units
+from dfe.table import (check_psi_versions, file_psi_version, find_tables, load_tables, psi_version, read_table,
+                       write_table)
+
+from conftest import FACES
 
 
 def _cos(a, b) -> float:
@@ -101,10 +103,9 @@ def test_tables_record_the_psi_version_and_mixing_versions_is_one_sentence(one_t
 
 
 def test_tokenizer_records_the_psi_version_and_refuses_other_psi(one_table, tmp_path):
-    from dfe.tokens.tokenizer import Tokenizer
-    from dfe.tokens.tables import encode_table
-
     from dfe.runs.demo import starter_model_path
+    from dfe.tokens.tables import encode_table
+    from dfe.tokens.tokenizer import Tokenizer
 
     tok = Tokenizer.load(starter_model_path())
     assert tok.psi_version == 2  # the starter was retrained on psi version 2

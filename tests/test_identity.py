@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import FACES
-from dfe.extraction.identity import DIM, FaceModel, FaceModelError, build_face_model, calm_frames, load_face_model, rig_inputs, track_neutral
-from dfe.extraction.expression import psi_norms
+from dfe.extraction.expression import calm_frames, psi_norms
+from dfe.extraction.identity import (DIM, FaceModel, FaceModelError, build_face_model, load_face_model, rig_inputs,
+                                     track_neutral)
 from dfe.extraction.mesh import MOUTH_CORNERS, canonical_mesh
+
+from conftest import FACES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 

@@ -8,9 +8,10 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import FACES, run_dfe
-from dfe.runs.demo import starter_model_path
 from dfe.analysis.labels import groups_for, read_labels, read_video_features
+from dfe.runs.demo import starter_model_path
+
+from conftest import FACES, run_dfe
 
 PEOPLE = sorted({int(p.name[:3]) for p in (FACES / "london").glob("*_neutral.jpg")})
 

@@ -10,15 +10,16 @@ import pytest
 from typer.testing import CliRunner
 
 import dfe
-from conftest import FACES, SHARED
-from dfe.extraction.action_units import blendshape_intensities, geometry_intensities, unit_coefficients
 from dfe.cli import app
+from dfe.extraction.action_units import blendshape_intensities, geometry_intensities, unit_coefficients
 from dfe.extraction.face import BLENDSHAPE_NAMES
 from dfe.extraction.gaze import EYEBALL_RADIUS, REST_OFFSET, gaze_from_landmarks
 from dfe.extraction.mesh import canonical_mesh
 from dfe.extraction.openface import OpenFaceError, head_pose, read_openface
-from dfe.table import AU_INTENSITY_COLUMNS, FRAME_AU_GAZE_COLUMNS, read_table
 from dfe.extraction.units import displacement, parse_unit
+from dfe.table import AU_INTENSITY_COLUMNS, FRAME_AU_GAZE_COLUMNS, read_table
+
+from conftest import FACES, SHARED
 
 OPENFACE_TEST = SHARED / "openface" / "OpenFace_Test.csv"
 R = AU_INTENSITY_COLUMNS.index

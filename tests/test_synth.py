@@ -13,12 +13,14 @@ from scipy.linalg import orthogonal_procrustes
 from typer.testing import CliRunner
 
 import dfe
-from conftest import FACES
 from dfe.cli import app
 from dfe.extraction.expression import align_to_canonical
 from dfe.extraction.mesh import canonical_mesh
-from dfe.extraction.synth import SynthError, canonical_to_image, image_to_pixels, load_photo, synthesize_face, target_pixels
+from dfe.extraction.synth import (SynthError, canonical_to_image, image_to_pixels, load_photo, synthesize_face,
+                                  target_pixels)
 from dfe.extraction.units import Unit, displacement, parse_units
+
+from conftest import FACES
 
 PHOTO = FACES / "london" / "001_neutral.jpg"
 OTHER = FACES / "canada" / "003f.jpg"

@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dfe.table import (find_tables, identity_columns, load_tables, psi_array, psi_columns, read_table,
-                       token_columns, tokens_array, video_id, with_array, write_table)
+from dfe.table import (find_tables, geometry_psi_array, identity_columns, load_tables, psi_array, psi_columns,
+                       read_table, strength_columns, token_columns, video_id, write_table)
 
 
 def frame_table(n=3, d=12, success=(1, 0, 1)):
-    df = pd.DataFrame({"frame": range(n), "success": list(success)})
     psi = np.arange(n * d, dtype=np.float32).reshape(n, d)
-    return with_array(df, "psi_", psi), psi
+    df = pd.DataFrame({"frame": range(n), "success": list(success), **{f"psi_{i}": psi[:, i] for i in range(d)}})
+    return df, psi
 
 
 def test_columns_are_ordered_numerically():
@@ -23,18 +23,20 @@ def test_columns_are_ordered_numerically():
     np.testing.assert_array_equal(psi_array(shuffled), psi[[0, 2]])
     assert psi_array(shuffled, successful_only=False).shape == (3, 12)
     df["tok_10"], df["tok_2"], df["tok_1"], df["tok_x"] = 5, 7, 9, 0
+    df["strength_2"], df["strength_1"], df["strength_1b"] = 0.5, 0.25, 0.0
     assert token_columns(df) == ["tok_1", "tok_2", "tok_10"]
+    assert strength_columns(df) == ["strength_1", "strength_2"]
     assert psi_columns(df) == [f"psi_{i}" for i in range(12)]  # tok_10 is no psi column
-    np.testing.assert_array_equal(tokens_array(df), [[9, 7, 5], [9, 7, 5]])
     assert identity_columns(3) == ["id_0", "id_1", "id_2"]
 
 
-def test_with_array_replaces_old_columns():
-    df, _ = frame_table()
-    new = with_array(df, "psi_", np.ones((3, 4)))
-    assert psi_columns(new) == ["psi_0", "psi_1", "psi_2", "psi_3"] and psi_array(new).sum() == 8
-    with pytest.raises(ValueError, match="no psi columns"):
-        psi_array(df[["frame", "success"]])
+def test_psi_array_is_geometry_psi():
+    df, psi = frame_table()
+    df["flame_0"] = 1.0
+    np.testing.assert_array_equal(geometry_psi_array(df), psi[[0, 2]])  # psi_* only, never flame_*
+    np.testing.assert_array_equal(psi_array(df), geometry_psi_array(df))  # the README's name
+    with pytest.raises(ValueError, match="no geometry psi columns"):
+        psi_array(df[["frame", "success", "flame_0"]])
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])

@@ -1,16 +1,16 @@
-"""Visualisation: the numbers behind the heatmaps, the atlas page, decompositions with face crops."""
+"""Visualisation: the numbers behind the heatmaps, decompositions with face crops."""
 
 from __future__ import annotations
-
 
 import numpy as np
 
 from dfe.extraction.face import FaceLandmarker
+from dfe.extraction.io import Frame
 from dfe.extraction.mesh import MOUTH_CORNERS, canonical_mesh
 from dfe.extraction.synthetic import action_recovery
 from dfe.table import read_table
 from dfe.tokens.tokenizer import Tokenizer
-from dfe.views.figures import code_displacement, decomposition_figure, face_crop, nearest_by_tokens
+from dfe.views.figures import crop_face, decomposition_figure, geometry_of, read_face_crop
 
 from conftest import run_dfe
 
@@ -23,7 +23,7 @@ def test_mouth_corner_code_peaks_at_mouth_corner(synthetic_tokenizer, corpus):
     assert cos[0] >= 0.9
     unit = defs / np.linalg.norm(defs, axis=1, keepdims=True)
     code = int(np.argmax(unit @ (corpus.actions[0] / np.linalg.norm(corpus.actions[0]))))
-    mag = code_displacement(tok, code)
+    mag = np.linalg.norm(geometry_of(tok, tok.decode_code(code)), axis=1)  # (468,) cm
     verts = canonical_mesh().vertices
     peak = int(np.argmax(mag))
     assert np.linalg.norm(verts[peak] - verts[MOUTH_CORNERS[0]]) < 0.6, peak
@@ -36,7 +36,7 @@ def test_decomposition_crop_is_the_face(real_model, extracted, tmp_path):
     tok = Tokenizer.load(real_model)
     df = read_table(extracted / "WolfgangLanger_Pexels.parquet")
     row = df[df["success"] == 1].iloc[200]
-    crop = face_crop(row["file"], row["frame"], (row["bbox_x"], row["bbox_y"], row["bbox_w"], row["bbox_h"]))
+    crop = read_face_crop(row["file"], row["frame"], (row["bbox_x"], row["bbox_y"], row["bbox_w"], row["bbox_h"]))
     assert crop is not None and crop.shape[0] > 100 and crop.shape[1] > 80
     with FaceLandmarker("image") as lm:
         faces = lm.detect(np.ascontiguousarray(crop))
@@ -58,6 +58,12 @@ def test_show_cli(real_model, tmp_path):
     assert out.stat().st_size > 10_000
 
 
-def test_retrieval_neighbours_share_tokens():
-    tokens = np.array([[1, 2, 3, 4], [1, 2, 3, 5], [9, 9, 9, 9], [1, 2, 7, 7]])
-    assert nearest_by_tokens(tokens, 0, 2).tolist() == [1, 3]
+def test_crop_face_scales_the_box_and_adds_the_margin():
+    rgb = np.arange(100 * 200 * 3, dtype=np.uint8).reshape(100, 200, 3)
+    half = Frame(0, 0.0, rgb, scale=0.5)  # decoded at half the original size
+    # box (40, 20, 80, 40) original px -> (20, 10, 40, 20) here; 25% margin: x 10..70, y 5..35
+    np.testing.assert_array_equal(crop_face(half, (40, 20, 80, 40)), rgb[5:35, 10:70])
+    np.testing.assert_array_equal(crop_face(half, (0, 0, 80, 40), margin=0.0), rgb[0:20, 0:40])
+    assert crop_face(half, (40, 20, float("nan"), 40)) is None  # no box: no crop
+    assert crop_face(half, (1000, 20, 80, 40)) is None  # outside the frame
+

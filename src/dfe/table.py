@@ -10,22 +10,27 @@ AU01_r_blendshapes .. (the same units from the blendshapes), gaze_0_x .. gaze_an
 (:mod:`dfe.extraction.gaze`; the last three groups are absent in tables before dfe 0.4),
 lm_0 .. lm_1433 (478 landmarks x, y, z normalised), id_0 .. id_{k-1} (identity coefficients of the
 face model fit; absent in dfe 0.1 tables), psi_0 .. psi_{D-1}``
-and after ``dfe encode``: ``tok_1 .. tok_K, recon_error``.
+and after ``dfe encode``: ``tok_1 .. tok_K, recon_error, strength_1 .. strength_K``.
 
-Wide columns keep the CSV and Parquet files alike; :func:`psi_array` returns psi as (n, D).
+``success`` is 1 where a face was found; ``presence`` is 1.0 on those rows and 0.0 on the others,
+always (MediaPipe Tasks gives no presence score; the column is kept for the readers of dfe 0.1's
+tables); ``reason`` says why a row has no face (``no face``, ``undecodable frame``).
+
+In memory the blocks psi, lm and id are wide columns (``psi_0 ..``); on disk CSV keeps them wide
+and Parquet stores each as one list column (the layout below). :func:`geometry_psi_array` (the
+README's :func:`psi_array`) returns geometry psi as (n, 1404); the psi of the other kinds
+(blendshapes, FLAME) is read by :func:`dfe.tokens.tables.table_psi`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 
 N_LANDMARKS = 478
 
@@ -108,20 +113,25 @@ def identity_columns(k: int) -> list[str]:
     return [f"id_{i}" for i in range(k)]
 
 
+def _wide_names(columns, prefix: str) -> list[str]:
+    """The columns ``<prefix><number>`` among ``columns``, in number order."""
+    names = [c for c in columns if c.startswith(prefix) and c[len(prefix):].isdigit()]
+    return sorted(names, key=lambda c: int(c[len(prefix):]))
+
+
 def psi_columns(df: pd.DataFrame) -> list[str]:
-    cols = [c for c in df.columns if c.startswith("psi_") and c[4:].isdigit()]
-    return sorted(cols, key=lambda c: int(c[4:]))
+    """``psi_0 .. psi_{D-1}`` (geometry psi), in order."""
+    return _wide_names(df.columns, "psi_")
 
 
 def token_columns(df: pd.DataFrame) -> list[str]:
-    cols = [c for c in df.columns if re.fullmatch(r"tok_\d+", c)]
-    return sorted(cols, key=lambda c: int(c[4:]))
+    """``tok_1 .. tok_K`` (written by ``dfe encode``), in level order."""
+    return _wide_names(df.columns, "tok_")
 
 
 def strength_columns(df: pd.DataFrame) -> list[str]:
     """``strength_1 .. strength_K`` (written by ``dfe encode``), in level order."""
-    cols = [c for c in df.columns if re.fullmatch(r"strength_\d+", c)]
-    return sorted(cols, key=lambda c: int(c[9:]))
+    return _wide_names(df.columns, "strength_")
 
 
 def _block(df: pd.DataFrame, cols: list[str], dtype, successful_only: bool, missing: str) -> np.ndarray:
@@ -132,16 +142,17 @@ def _block(df: pd.DataFrame, cols: list[str], dtype, successful_only: bool, miss
     return df[cols].to_numpy(dtype=dtype)
 
 
-def psi_array(df: pd.DataFrame, successful_only: bool = True) -> np.ndarray:
-    """psi of a table as an (n, D) float32 array (successful rows only by default)."""
+def geometry_psi_array(df: pd.DataFrame, successful_only: bool = True) -> np.ndarray:
+    """Geometry psi (the ``psi_0 ..`` columns, cm) of a table as an (n, 1404) float32 array,
+    successful rows only by default. Raises ValueError when the table has none (FLAME tables keep
+    their psi in ``flame_*`` columns)."""
     return _block(df, psi_columns(df), np.float32, successful_only,
-                  "table has no psi columns (psi_0 ...): was it written by `dfe extract`?")
+                  "table has no geometry psi columns (psi_0 ...): was it written by `dfe extract`?")
 
 
-def tokens_array(df: pd.DataFrame, successful_only: bool = True) -> np.ndarray:
-    """Tokens of a table as an (n, K) int array; raises if the table was not encoded."""
-    return _block(df, token_columns(df), np.int64, successful_only,
-                  "table has no token columns (tok_1 ...): run `dfe encode` first")
+def psi_array(df: pd.DataFrame, successful_only: bool = True) -> np.ndarray:
+    """:func:`geometry_psi_array` under the name dfe's README has used since 0.3."""
+    return geometry_psi_array(df, successful_only)
 
 
 def blendshapes_array(df: pd.DataFrame, successful_only: bool = True) -> np.ndarray:
@@ -161,14 +172,6 @@ def landmarks_array(df: pd.DataFrame) -> np.ndarray:
     return df[LANDMARK_COLUMNS].to_numpy(dtype=np.float32).reshape(len(df), N_LANDMARKS, 3)
 
 
-def with_array(df: pd.DataFrame, prefix: str, values: np.ndarray) -> pd.DataFrame:
-    """Return df with wide columns ``prefix0..`` set from an (n, d) array (replacing old ones)."""
-    names = [f"{prefix}{i}" for i in range(values.shape[1])]
-    old = [c for c in df.columns if re.fullmatch(re.escape(prefix) + r"\d+", c)]
-    block = pd.DataFrame(values, columns=names, index=df.index)
-    return pd.concat([df.drop(columns=old), block], axis=1)
-
-
 # Parquet layout (dfe 0.3): the wide blocks psi_*, lm_* and id_* are stored as one fixed-size list
 # column each (psi, lm, id: float32), other measurements as float32, timestamps as float64, zstd.
 # psi is rounded to PSI_STEP cm and landmarks to LM_STEP (normalised units), far below the landmark
@@ -176,13 +179,8 @@ def with_array(df: pd.DataFrame, prefix: str, values: np.ndarray) -> pd.DataFram
 LIST_BLOCKS = {"psi": "psi_", "lm": "lm_", "id": "id_"}
 PSI_STEP = 1e-3  # cm (10 micrometres)
 LM_STEP = 1e-4  # normalised image units (0.06 px on a 640 px frame)
-STEPS = {"psi": PSI_STEP, "lm": LM_STEP}
+ROUNDING_STEPS = {"psi": PSI_STEP, "lm": LM_STEP}
 KEEP_FLOAT64 = {"timestamp", "onset", "apex", "offset", "duration"}
-
-
-def _wide_names(columns, prefix: str) -> list[str]:
-    names = [c for c in columns if c.startswith(prefix) and c[len(prefix):].isdigit()]
-    return sorted(names, key=lambda c: int(c[len(prefix):]))
 
 
 def to_arrow(df: pd.DataFrame):
@@ -204,8 +202,9 @@ def to_arrow(df: pd.DataFrame):
         if not cols:
             continue
         block = df[cols].to_numpy(np.float32)
-        if name in STEPS:
-            block = (np.round(block / STEPS[name]) * STEPS[name]).astype(np.float32)
+        if name in ROUNDING_STEPS:
+            step = ROUNDING_STEPS[name]
+            block = (np.round(block / step) * step).astype(np.float32)
         arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(block.ravel(), pa.float32()), len(cols)))
         names.append(name)
     order, placed = [], set()  # the DataFrame's column order, each block by its name, to restore it on read
@@ -372,7 +371,6 @@ def load_tables(paths: list[str | Path]) -> pd.DataFrame:
     for p in find_tables(paths):
         df = read_table(p)
         versions[Path(p).name] = psi_version(df, Path(p).name)
-        df.insert(0, "video", video_id(p))
-        frames.append(df)
+        frames.append(pd.concat([pd.Series(video_id(p), index=df.index, name="video"), df], axis=1))
     check_psi_versions(versions)
     return pd.concat(frames, ignore_index=True)

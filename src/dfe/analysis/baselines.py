@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfe.errors import DfeError
 from dfe.analysis.features import BlendshapeFunctionals, functional_names
 from dfe.analysis.task import VideoFeatures
+from dfe.errors import DfeError
 from dfe.extraction.openface import OpenFaceError, read_openface
 
 KINDS = ("openface", "pyfeat")
@@ -109,7 +109,7 @@ def pyfeat_frames(path: str | Path) -> dict[str, pd.DataFrame]:
     return {stem: part for stem, part in out.groupby(stems.to_numpy(), sort=True)}
 
 
-def read_frames(spec: BaselineSpec, ids: list[str]) -> BaselineFrames:
+def read_baseline_frames(spec: BaselineSpec, ids: list[str]) -> BaselineFrames:
     """The tool's per-frame AUs of the videos ``ids`` that have a file (unreadable files are named in
     ``problems`` and count as missing). Columns: those every video's file has."""
     files = sorted(spec.path.glob("*.csv")) if spec.path.is_dir() else [spec.path]
@@ -160,7 +160,7 @@ def load_baseline(text: str, ids: list[str], name: str | None = None) -> VideoFe
     units, and a note naming the tables without a file. Raises :class:`BaselineError` when no
     table has one."""
     spec = parse_spec(text)
-    read = read_frames(spec, ids)
+    read = read_baseline_frames(spec, ids)
     if not read.frames and read.problems:
         raise BaselineError(f"--baseline {text}: no file for the {len(ids)} tables could be used "
                             f"(e.g. {read.problems[0]})")

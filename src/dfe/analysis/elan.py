@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from dfe.errors import DfeError
 from dfe.table import window_id
 

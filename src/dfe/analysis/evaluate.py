@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfe.extraction.identity import face_model_provenance
 from dfe.analysis.labels import group_codes, groups_for, read_labels, require_columns
-from dfe.tokens.residual_kmeans import ResidualKMeans, nearest_centres
-from dfe.tokens.tokenizer import Tokenizer, codebook_stats, cosine_rows, split_groups
-from dfe.tokens.tables import table_psi
+from dfe.analysis.reports import agg_pyplot, markdown_table, save_figure
 from dfe.extraction.face import BLENDSHAPE_NAMES
-from dfe.table import blendshapes_array, load_tables
+from dfe.extraction.identity import face_model_provenance
 from dfe.progress import Progress
+from dfe.table import blendshapes_array, load_tables
+from dfe.tokens.residual_kmeans import ResidualKMeans, nearest_centres
+from dfe.tokens.tables import table_psi
+from dfe.tokens.tokenizer import Tokenizer, codebook_stats, cosine_rows, split_groups
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,7 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
         tok.save(outdir / "refit_model.dfe")
     (outdir / "report.json").write_text(json.dumps(report, indent=2, default=float))
     _plots(curve, tokens_test, tok.codebook_size, outdir)
-    (outdir / "report.md").write_text(_markdown(report, fid, ret))
+    (outdir / "report.md").write_text(_report_markdown(report, fid, ret))
     steps.update(1)
     steps.note("")
     steps.close()
@@ -321,14 +322,7 @@ def check_overlap(tok: Tokenizer, test_videos: list[str]) -> list[str] | None:
     return None if trained is None else sorted(set(test_videos) & trained)
 
 
-def _table(df: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-    for r in df.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r) + " |")
-    return "\n".join(lines)
-
-
-def _markdown(report: dict, fid: pd.DataFrame, ret: pd.DataFrame) -> str:
+def _report_markdown(report: dict, fid: pd.DataFrame, ret: pd.DataFrame) -> str:
     d = report["diversity"]
     s = report["split"]
     div_lines = [f"- frames: {d['frames']}",
@@ -348,19 +342,17 @@ def _markdown(report: dict, fid: pd.DataFrame, ret: pd.DataFrame) -> str:
             f"{s['test_frames']} frames; {s['train_frames']} training frames (seed {s['seed']}). Held-out groups: "
             f"{', '.join(s['test_groups'])}.\n\n{honesty}## Fidelity (held-out geometry psi)\n\n"
             "Cosine leaves out frames whose psi is exactly zero (a neutral reference photo itself); MSE keeps them.\n\n"
-            f"{_table(fid)}\n\nLevel curve (cosine with levels 1..k): "
+            f"{markdown_table(fid)}\n\nLevel curve (cosine with levels 1..k): "
             f"{', '.join(f'{c:.3f}' for c in report['level_curve_cosine'])}\n\n![levels](fidelity_levels.png)\n\n"
             f"## Diversity\n\n" + "\n".join(div_lines) + "\n\n![usage](usage.png)\n\n"
-            f"## Retrieval\n\n{_table(ret) if len(ret) else 'skipped (no blendshape columns to compare with)'}\n"
+            f"## Retrieval\n\n{markdown_table(ret) if len(ret) else 'skipped (no blendshape columns to compare with)'}\n"
             + "".join(f"\n- note: {n}" for n in report.get("notes", [])) + "\n")
 
 
 def _plots(curve: list[float], tokens: np.ndarray, N: int, outdir: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """``fidelity_levels.png`` (held-out cosine per number of levels) and ``usage.png`` (each
+    level's code counts, most used first)."""
+    plt = agg_pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.6), dpi=100)
     ax.plot(range(1, len(curve) + 1), curve, "o-")
     for x, c in zip(range(1, len(curve) + 1), curve):
@@ -372,13 +364,11 @@ def _plots(curve: list[float], tokens: np.ndarray, N: int, outdir: Path) -> None
     ax.set_title("fidelity per level")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(outdir / "fidelity_levels.png")
-    plt.close(fig)
+    save_figure(fig, outdir / "fidelity_levels.png")
     fig, axes = plt.subplots(1, tokens.shape[1], figsize=(3 * tokens.shape[1], 2.5), dpi=80, sharey=True)
     for k, ax in enumerate(np.atleast_1d(axes)):
         ax.bar(range(N), np.sort(np.bincount(tokens[:, k], minlength=N))[::-1], width=1.0)
         ax.set_title(f"level {k + 1}")
         ax.set_xlabel("code (by frequency)")
     fig.tight_layout()
-    fig.savefig(outdir / "usage.png")
-    plt.close(fig)
+    save_figure(fig, outdir / "usage.png")

@@ -37,6 +37,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+
 from dfe.table import BLENDSHAPE_COLUMNS, strength_columns, token_columns
 from dfe.tokens.tables import table_psi
 
@@ -275,29 +276,6 @@ def name_events(events: pd.DataFrame, names: dict) -> pd.DataFrame:
     out["name"] = [words.get(int(c), "") if src == "tokens" else lab
                    for c, src, lab in zip(out["code"], out["source"], out["label"])]
     return out
-
-
-# ---------------------------------------------------------------------------- summaries
-
-def flicker(events: pd.DataFrame, minutes: float, shorter_than: float = 0.1) -> float:
-    """Events shorter than ``shorter_than`` seconds, per minute of video."""
-    return float((events["duration"] < shorter_than - 1e-9).sum() / max(minutes, 1e-9))
-
-
-def frame_coverage(events: pd.DataFrame, t: np.ndarray, include_resting: bool = False) -> float:
-    """Share of the frames (timestamps ``t``) that fall inside at least one event."""
-    t = np.asarray(t, dtype=float)
-    ev = events if include_resting else events[~events["resting"].astype(bool)]
-    covered = np.zeros(len(t), dtype=bool)
-    for on, off in zip(ev["onset"], ev["offset"]):
-        covered |= (t >= on - 1e-9) & (t < off - 1e-9)
-    return float(covered.mean()) if len(t) else 0.0
-
-
-def interval_overlap(events: pd.DataFrame, start: float, end: float) -> pd.Series:
-    """Per event: the share of the interval [start, end] it covers."""
-    inter = np.clip(np.minimum(events["offset"], end) - np.maximum(events["onset"], start), 0, None)
-    return pd.Series(inter / max(end - start, 1e-9), index=events.index)
 
 
 # ---------------------------------------------------------------------------- a corpus of tables

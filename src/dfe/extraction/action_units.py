@@ -28,9 +28,9 @@ from scipy.optimize import nnls
 
 from dfe.extraction.face import BLENDSHAPE_NAMES
 from dfe.extraction.gaze import gaze_from_landmarks, image_size
+from dfe.extraction.units import ACTION_UNITS, arkit_peak, canonical_au, unit_basis
 from dfe.table import (AU_BLENDSHAPE_COLUMNS, AU_INTENSITY_COLUMNS, AU_PRESENCE_COLUMNS, FRAME_AU_GAZE_COLUMNS,
                        OPENFACE_AU_INTENSITY, OPENFACE_AU_PRESENCE)
-from dfe.extraction.units import ACTION_UNITS, arkit_peak, canonical_au, is_bilateral, unit_basis
 
 NOT_MEASURED = {"AU23"}  # no unit shape in ICT FaceKit: NaN, never a copy of another unit
 UNIT_NAMES = {au: ACTION_UNITS[canonical_au(au)][0] for au in OPENFACE_AU_PRESENCE if au not in ("AU23", "AU25")}
@@ -162,9 +162,3 @@ def frame_action_units_and_gaze(psi: np.ndarray, blendshapes: np.ndarray, landma
     aus = action_unit_table(psi, blendshapes)
     gaze = pd.DataFrame(gaze_from_landmarks(lm, width / height).columns())
     return pd.concat([aus, gaze], axis=1)[FRAME_AU_GAZE_COLUMNS]
-
-
-def bilateral_note() -> str:
-    """One line for reports: how bilateral units are read."""
-    both = [au for au in ACTION_UNITS if is_bilateral(au)]
-    return f"bilateral units ({', '.join(both)}): _r is the mean of the two sides' non-negative coefficients"

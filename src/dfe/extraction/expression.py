@@ -15,12 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dfe.extraction.mesh import N_VERTICES, CanonicalMesh, canonical_mesh
 from dfe.extraction.face import BLENDSHAPE_NAMES
+from dfe.extraction.mesh import N_VERTICES, CanonicalMesh, canonical_mesh
 
 PSI_KINDS = {"geometry": N_VERTICES * 3, "blendshapes": 52, "flame": 53, "flame+eyelids": 55}
 NEUTRAL_SHARE = 0.10  # share of a track's frames (least blendshape activity) averaged into its neutral
 NEUTRAL_MIN_FRAMES = 3
+MAX_ALIGN_RMSE = 1.2  # cm on the anchors: a detection that fits the canonical face worse is not a human face
 # How geometry psi is made, recorded in every table (``psi_version`` column) and model file, so that
 # psi of two makings is never silently mixed. Tables and models without a record are version 1.
 PSI_VERSION = 2
@@ -89,11 +90,8 @@ def anchor_weights(mesh: CanonicalMesh, scheme: str = "basis") -> np.ndarray:
     corner; 15 left: forehead, eye corners, nose bridge and tip, the side of the face). ``skull``:
     :data:`SKULL_ANCHORS`. ``mediapipe``: the 33 with MediaPipe's own weights. ``robust``:
     MediaPipe's weights plus the rest of the face with small weights, re-weighted per frame by
-    residual. Measured on ../shared/faces/pose against London smiles (median worst-vertex leak /
-    median smile): basis 0.36, rigid 0.35, skull 0.39, mediapipe 0.44, robust 0.53. ``rigid`` keeps
-    cheek units whole with perfect landmarks (cosine 0.83+ vs 0.56 for AU6+AU12) but, with fewer
-    points, averages MediaPipe's jitter less: the d = 0 synth controls come out named 47% of the
-    time with their real neutral (basis 28%), so basis stays the default (bench/expressions.py).
+    residual. Why ``basis`` is the default: the README's "Rigid anchors" paragraph (measured by
+    ``bench/expressions.py``).
     """
     w = np.zeros(N_VERTICES)
     if scheme in ("basis", "rigid"):
@@ -149,16 +147,23 @@ def blendshape_activity(blendshapes: np.ndarray) -> np.ndarray:
     return np.asarray(blendshapes)[:, keep].sum(1)
 
 
+def calm_frames(blendshapes: np.ndarray, share: float = NEUTRAL_SHARE,
+                min_frames: int = NEUTRAL_MIN_FRAMES) -> np.ndarray:
+    """Indices of a track's least expressive frames (lowest :func:`blendshape_activity`, ties in
+    frame order): ``share`` of its frames, at least ``min_frames`` (every frame when it has fewer)."""
+    n = len(blendshapes)
+    k = min(n, max(min_frames, int(np.ceil(share * n))))
+    return np.argsort(blendshape_activity(blendshapes), kind="stable")[:k]
+
+
 def estimate_neutral(aligned: np.ndarray, blendshapes: np.ndarray,
                      share: float = NEUTRAL_SHARE, min_frames: int = NEUTRAL_MIN_FRAMES) -> tuple[np.ndarray, int]:
-    """Neutral mesh of one face track: median aligned mesh of its least expressive frames.
+    """Neutral mesh of one face track: median aligned mesh of its :func:`calm_frames`.
 
     Returns the (468, 3) mesh and how many frames went into it.
     """
-    n = len(aligned)
-    k = min(n, max(min_frames, int(np.ceil(share * n))))
-    idx = np.argsort(blendshape_activity(blendshapes), kind="stable")[:k]
-    return np.median(aligned[idx], axis=0), k
+    calm = calm_frames(blendshapes, share, min_frames)
+    return np.median(aligned[calm], axis=0), len(calm)
 
 
 def geometry_psi(aligned: np.ndarray, neutral: np.ndarray) -> np.ndarray:

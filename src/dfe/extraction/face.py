@@ -58,7 +58,6 @@ class FaceObservation:
     blendshapes: np.ndarray  # (52,) scores in [0, 1]
     matrix: np.ndarray  # (4, 4) MediaPipe facial transformation matrix
     bbox: tuple[float, float, float, float] = field(default=(0.0, 0.0, 0.0, 0.0))  # x, y, w, h px
-    presence: float = 1.0
     face_id: int = 0
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from dfe.errors import DfeError
 
 N_EXPRESSION = 50
@@ -54,7 +55,7 @@ def natural_key(path: Path | str) -> list:
 
 # ---------------------------------------------------------------------- reading arrays
 
-def read_arrays(path: Path) -> dict[str, np.ndarray]:
+def read_flame_arrays(path: Path) -> dict[str, np.ndarray]:
     """Every array in one file: .npy (named by its stem), .npz, .pt/.pth (torch), .pkl (a dict)."""
     path = Path(path)
     try:
@@ -146,7 +147,7 @@ def read_frame_folder(folder: Path) -> FlameFrames:
     """One EMOCA/DECA/inferno item folder (exp.npy + pose.npy or jawpose.npy ...): one frame."""
     arrays = {}
     for f in sorted(folder.glob("*.npy")):
-        arrays.update(read_arrays(f))
+        arrays.update(read_flame_arrays(f))
     return frames_from_arrays(arrays, folder)
 
 
@@ -222,9 +223,9 @@ def read_unit(unit: FlameUnit) -> FlameFrames:
     if unit.kind == "csv":
         return read_csv_frames(unit.source)
     if unit.kind == "dict-file":
-        return frames_from_arrays(read_arrays(unit.source), unit.source)
+        return frames_from_arrays(read_flame_arrays(unit.source), unit.source)
     if unit.kind == "dict-files":
-        frames = concat_frames([frames_from_arrays(read_arrays(f), f) for f in unit.items], unit.source)
+        frames = concat_frames([frames_from_arrays(read_flame_arrays(f), f) for f in unit.items], unit.source)
         frames.frame = np.arange(len(frames.frame))
         return frames
     frames = concat_frames([read_frame_folder(d) for d in unit.items], unit.source)

@@ -3,7 +3,7 @@
 Per eye: the iris centre (landmark 468 / 473) is taken into the head's frame by the same similarity
 alignment as the mesh (:func:`dfe.extraction.expression.similarity_procrustes` on the 33 basis points), and its
 offset from the midpoint of the eye corners, minus the offset of an eye looking straight ahead
-(:data:`REST_OFFSET`, measured on Canada photos by ``bench/action_units.py --gaze-rest``), is read
+(:data:`REST_OFFSET`, measured on Canada photos by ``bench/action_units.py``), is read
 as a rotation of an eyeball of radius :data:`EYEBALL_RADIUS` cm: yaw = asin(dx / r), pitch =
 asin(dy / r). That direction is turned into camera coordinates with the head rotation.
 

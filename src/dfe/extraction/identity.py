@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from dfe.errors import DfeError
-from dfe.extraction.mesh import N_VERTICES, canonical_mesh
+from dfe.extraction.expression import calm_frames, estimate_neutral, realigned
 from dfe.extraction.face import BLENDSHAPE_NAMES
-from dfe.extraction.expression import NEUTRAL_MIN_FRAMES, NEUTRAL_SHARE, blendshape_activity, estimate_neutral, realigned
+from dfe.extraction.mesh import N_VERTICES, canonical_mesh
 from dfe.extraction.units import side_units, unit_shape
 
 DIM = N_VERTICES * 3
@@ -91,10 +91,6 @@ class FaceModel:
     @property
     def n_identity(self) -> int:
         return len(self.identity_var)
-
-    @property
-    def mean_face(self) -> np.ndarray:
-        return self.mean.reshape(N_VERTICES, 3)
 
     def expected_expression(self, blendshapes: np.ndarray) -> np.ndarray:
         """The displacement (n, 1404) the rig predicts from blendshape scores: a rig-only psi."""
@@ -261,13 +257,6 @@ class Neutral:
     source: str  # image:<file> | track | model | track+model | person+model | canonical
     frames: int  # frames that went into it (0: none, the canonical face)
     coefficients: np.ndarray  # (k,) identity coefficients of the model fit (always computed)
-
-
-def calm_frames(blendshapes: np.ndarray) -> np.ndarray:
-    """Indices of a track's least expressive frames (10%, at least 3): the track neutral's frames."""
-    n = len(blendshapes)
-    k = min(n, max(NEUTRAL_MIN_FRAMES, int(np.ceil(NEUTRAL_SHARE * n))))
-    return np.argsort(blendshape_activity(blendshapes), kind="stable")[:k]
 
 
 def track_neutral(aligned: np.ndarray, blendshapes: np.ndarray, video: bool, mode: str = "auto",

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import glob
-import logging
 import hashlib
+import logging
 import os
 import sys
 import tempfile
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from dfe.errors import DfeError
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
-MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 MAX_SIDE = 1920  # frames larger than this are downscaled before landmarking (8K-safe)
 MAX_BAD_RUN = 50  # undecodable frames in a row before a video counts as ended (truncated)
 NATIVE_LOG_ENV = "DFE_NATIVE_LOG"  # set by the runner: the run's native.log

@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
 from dfe.extraction.face import default_model_path
 
 METADATA_NAME = "geometry_pipeline_metadata_landmarks.binarypb"
@@ -36,15 +37,6 @@ class CanonicalMesh:
     basis_ids: np.ndarray  # (33,) landmark ids used for Procrustes
     basis_weights: np.ndarray  # (33,)
     topology_id: str = TOPOLOGY_ID
-
-    def neighbours(self) -> list[set[int]]:
-        """Vertex adjacency from the triangles."""
-        adj: list[set[int]] = [set() for _ in range(len(self.vertices))]
-        for a, b, c in self.triangles:
-            adj[a] |= {b, c}
-            adj[b] |= {a, c}
-            adj[c] |= {a, b}
-        return adj
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -136,15 +128,4 @@ def canonical_mesh(task_path: str | Path | None = None) -> CanonicalMesh:
         return parse_geometry_metadata(zf.read(METADATA_NAME))
 
 
-# Named vertex groups of MediaPipe's face mesh used for checks and labels.
-MOUTH_CORNERS = (61, 291)
-REGIONS = {
-    "mouth": [0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181,
-              185, 191, 267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402,
-              405, 409, 415],
-    "left_brow": [276, 282, 283, 285, 293, 295, 296, 300, 334, 336],
-    "right_brow": [46, 52, 53, 55, 63, 65, 66, 70, 105, 107],
-    "left_eye": [249, 263, 362, 373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466],
-    "right_eye": [7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246],
-    "jaw": [136, 148, 149, 150, 152, 172, 176, 365, 377, 378, 379, 397, 400],
-}
+MOUTH_CORNERS = (61, 291)  # the lip corners' vertices of MediaPipe's face mesh (right, left)

@@ -25,10 +25,11 @@ import numpy as np
 import pandas as pd
 
 from dfe.errors import DfeError
-from dfe.table import AU_INTENSITY_COLUMNS, AU_PRESENCE_COLUMNS, BLENDSHAPE_COLUMNS, FRAME_AU_GAZE_COLUMNS, GAZE_COLUMNS, LANDMARK_COLUMNS, has_action_units, landmarks_array, psi_columns
 from dfe.extraction.action_units import frame_action_units_and_gaze
-from dfe.extraction.expression import align_to_canonical
+from dfe.extraction.expression import MAX_ALIGN_RMSE, align_to_canonical
 from dfe.extraction.gaze import table_image_size
+from dfe.table import (AU_INTENSITY_COLUMNS, AU_PRESENCE_COLUMNS, BLENDSHAPE_COLUMNS, FRAME_AU_GAZE_COLUMNS,
+                       GAZE_COLUMNS, LANDMARK_COLUMNS, has_action_units, landmarks_array, psi_columns)
 
 LANDMARKS_68 = np.array([
     127, 234, 93, 177, 138, 136, 149, 171, 175, 396, 378, 365, 367, 401, 323, 454, 356,  # jaw 0-16 (ICT)
@@ -37,7 +38,6 @@ LANDMARKS_68 = np.array([
     33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,  # eyes 36-47 (MediaPipe contours)
     61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,  # outer lips 48-59
     78, 82, 13, 312, 308, 317, 14, 87])  # inner lips 60-67
-MAX_ALIGN_RMSE = 1.2  # cm, extraction's rejection threshold (ExtractOptions.max_align_rmse)
 
 EYE_LANDMARK_COLUMNS = [f"eye_lmk_{a}_{i}" for a in ("x", "y", "X", "Y", "Z") for i in range(56)]
 POSE_COLUMNS = ["pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz"]
@@ -45,7 +45,6 @@ LANDMARK_68_COLUMNS = [f"{a}_{i}" for a in ("x", "y", "X", "Y", "Z") for i in ra
 SHAPE_COLUMNS = ["p_scale", "p_rx", "p_ry", "p_rz", "p_tx", "p_ty"] + [f"p_{i}" for i in range(34)]
 OPENFACE_COLUMNS = (["frame", "face_id", "timestamp", "confidence", "success"] + GAZE_COLUMNS + EYE_LANDMARK_COLUMNS
                     + POSE_COLUMNS + LANDMARK_68_COLUMNS + SHAPE_COLUMNS + AU_INTENSITY_COLUMNS + AU_PRESENCE_COLUMNS)
-NOT_FILLED = EYE_LANDMARK_COLUMNS + SHAPE_COLUMNS + ["AU23_r", "AU23_c"]  # always NaN (README)
 _FLIP = np.diag([1.0, -1.0, -1.0])  # dfe's image axes (x right, y up, z to the camera) <-> OpenFace's
 
 

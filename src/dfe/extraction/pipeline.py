@@ -21,13 +21,12 @@ from dfe.extraction import expression
 from dfe.extraction.action_units import frame_action_units_and_gaze
 from dfe.extraction.face import BLENDSHAPE_NAMES, FaceLandmarker, FaceObservation, FaceTracker
 from dfe.extraction.identity import DATA_FILE, FaceModel, IdentityFit, load_face_model, track_neutral
-from dfe.extraction.io import file_sha256, Frame, MediaError, Sampling, iter_frames, media_kind, video_info
+from dfe.extraction.io import Frame, MediaError, Sampling, file_sha256, iter_frames, media_kind, video_info
 from dfe.extraction.mesh import N_VERTICES, canonical_mesh
 from dfe.table import BLENDSHAPE_COLUMNS, LANDMARK_COLUMNS, META_COLUMNS, identity_columns
 
 log = logging.getLogger(__name__)
 FORMATS = {"parquet": ".parquet", "csv": ".csv", "openface": ".csv"}  # --format -> table suffix
-
 
 
 @dataclass
@@ -36,7 +35,7 @@ class ExtractOptions:
     landmarker_model: str | None = None
     neutral: str | None = None  # None | "auto" (<prefix>_neutral.<ext> beside the image) | CSV path
     format: str = "parquet"  # parquet | csv | openface (OpenFace 2.2 CSV columns first, dfe's after; dfe.extraction.openface)
-    max_align_rmse: float = 1.2  # cm; a detection fitting the canonical face worse is not a human face
+    max_align_rmse: float = expression.MAX_ALIGN_RMSE  # cm; a detection fitting worse is no human face
     overwrite: bool = False
     progress: bool = True
     identity: str = "auto"  # auto | model | track | canonical: see dfe.extraction.identity.track_neutral
@@ -105,7 +104,7 @@ def _face_row(obs: FaceObservation, frame: Frame, align: expression.Alignment) -
     yaw, pitch, roll = align.pose_angles
     inv = 1.0 / frame.scale  # report boxes in the original image's pixels
     row = {
-        "face_id": obs.face_id, "success": 1, "presence": obs.presence, "reason": "",
+        "face_id": obs.face_id, "success": 1, "presence": 1.0, "reason": "",  # MediaPipe Tasks gives no presence score
         "bbox_x": obs.bbox[0] * inv, "bbox_y": obs.bbox[1] * inv,
         "bbox_w": obs.bbox[2] * inv, "bbox_h": obs.bbox[3] * inv,
         "pose_yaw": yaw, "pose_pitch": pitch, "pose_roll": roll,

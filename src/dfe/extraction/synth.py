@@ -24,17 +24,16 @@ import numpy as np
 import pandas as pd
 
 from dfe.errors import DfeError
-from dfe.extraction.expression import Alignment, align_to_canonical, similarity_procrustes
+from dfe.extraction.expression import MAX_ALIGN_RMSE, Alignment, align_to_canonical, similarity_procrustes
+from dfe.extraction.face import FaceLandmarker
 from dfe.extraction.io import MediaError, media_kind, read_image
 from dfe.extraction.mesh import CanonicalMesh, canonical_mesh
 from dfe.extraction.units import Unit, displacement
-from dfe.extraction.face import FaceLandmarker
 
 log = logging.getLogger(__name__)
 
 BORDER_ANCHORS_PER_SIDE = 8  # fixed points on each image side (corners included)
 JPEG_QUALITY = 95
-MAX_ALIGN_RMSE = 1.2  # cm, as in extraction: a detection fitting the canonical face worse is no face
 FOLD_CM2 = 0.01  # a triangle turned over by more than this area (1 mm^2 of face) is a fold
 # The inner rim of the lips: triangles between them are the mouth's opening, not skin; lips pressed
 # together may overlap there without folding the face.

@@ -16,6 +16,7 @@ import html
 import json
 import logging
 import shlex
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,21 +24,21 @@ import numpy as np
 import pandas as pd
 
 from dfe.analysis.labels import read_labels
-from dfe.views.naming import CodeName, name_displacement, name_codes
-from dfe.tokens.tokenizer import Tokenizer
-from dfe.tokens.tables import encode_table
-from dfe.table import find_tables, read_table, video_id
 from dfe.extraction.io import MediaError, read_frames
-from dfe.views.render import Camera, colour_bar, encode_image, heatmap, shaded
-from dfe.views.figures import crop_face, geometry_of, label_log_odds, profile_figure, surface_for
 from dfe.progress import counted
+from dfe.table import find_tables, read_table, video_id
+from dfe.tokens.tables import encode_table
+from dfe.tokens.tokenizer import Tokenizer
+from dfe.views.figures import crop_face, geometry_of, label_log_odds, profile_figure, surface_for
+from dfe.views.naming import CodeName, name_codes, name_displacement
+from dfe.views.render import Camera, colour_bar, encode_image, heatmap, shaded
 
 log = logging.getLogger(__name__)
 
 NEAR_DUPLICATE = 0.9  # cosine between two codes' deformations
-VIEWS = {"front": (0.0, 320, 360), "side": (35.0, 220, 250)}
-STEP_SIZE = (150, 170)
-STEPS = (0.0, 1.0, 3.0)
+ATLAS_VIEWS = {"front": (0.0, 320, 360), "side": (35.0, 220, 250)}  # heatmap: yaw (degrees), width, height (px)
+STRENGTH_PICTURE_SIZE = (150, 170)  # width, height (px) of each face in the strength strip
+STRENGTHS = (0.0, 1.0, 3.0)  # the strip shows the face moved by the code times each of these
 
 
 @dataclass
@@ -131,15 +132,16 @@ class Painter:
 
     def __init__(self, vertices: np.ndarray, triangles: np.ndarray):
         self.vertices, self.triangles = vertices, triangles
-        self.cameras = {k: Camera.fit(vertices, yaw, w, h) for k, (yaw, w, h) in VIEWS.items()}
-        self.step_camera = Camera.fit(vertices, 20.0, *STEP_SIZE)
+        self.cameras = {k: Camera.fit(vertices, yaw, w, h) for k, (yaw, w, h) in ATLAS_VIEWS.items()}
+        self.strength_camera = Camera.fit(vertices, 20.0, *STRENGTH_PICTURE_SIZE)
 
     def code_images(self, displacement: np.ndarray, vmax: float) -> dict[str, bytes]:
         front = heatmap(self.cameras["front"], self.vertices, self.triangles, displacement, vmax, arrows=28)
         front = np.vstack([front, colour_bar(vmax, front.shape[1])])
         side = heatmap(self.cameras["side"], self.vertices, self.triangles, displacement, vmax)
-        steps = np.hstack([shaded(self.step_camera, self.vertices + s * displacement, self.triangles) for s in STEPS])
-        return {"front": encode_image(front), "side": encode_image(side), "steps": encode_image(steps)}
+        strip = np.hstack([shaded(self.strength_camera, self.vertices + s * displacement, self.triangles)
+                           for s in STRENGTHS])
+        return {"front": encode_image(front), "side": encode_image(side), "steps": encode_image(strip)}
 
 
 def _write(path: Path, data: bytes | str, files: list[Path]) -> str:
@@ -152,7 +154,6 @@ def _write(path: Path, data: bytes | str, files: list[Path]) -> str:
 def face_crops(rows: list[pd.Series], size: int = 96) -> list[bytes | None]:
     """JPEG face crops of table rows, reading each source file once (None where the media is gone)."""
     import cv2
-
 
     boxes = [tuple(float(r.get(c, np.nan)) for c in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")) for r in rows]
     frames: dict[str, dict] = {}
@@ -287,7 +288,7 @@ def _code_page(card: dict, images: dict[str, str], examples: list[dict], model_p
                     f"{unit}, this code's own peak</p></div>"
                     f"<div class='card'><img src='{images['side']}' alt='heatmap, three-quarter'><p class='muted'>"
                     f"three-quarter view</p></div><div class='card'><img src='{images['steps']}' alt='strength steps'>"
-                    f"<p class='muted'>the face at strength {', '.join(f'x{s:g}' for s in STEPS)}</p></div></div>")
+                    f"<p class='muted'>the face at strength {', '.join(f'x{s:g}' for s in STRENGTHS)}</p></div></div>")
     elif "profile" in images:
         pictures = f"<div class='card'><img src='{images['profile']}' alt='parameter profile'></div>"
     usage = ", ".join(f"L{k + 1}: {n}" for k, n in enumerate(card["usage_per_level"]))
@@ -391,9 +392,6 @@ def _templates(tok: Tokenizer, usage: Usage, outdir: Path, painter: Painter | No
     """Most frequent token sets of the first two levels, each named from its summed deformation."""
     if usage.tokens is None or not len(usage.tokens):
         return ""
-    from collections import Counter
-
-
     depth = min(2, tok.levels)
     counts = Counter(map(tuple, usage.tokens[:, :depth].tolist())).most_common(top)
     bias = tok.decode(np.zeros((1, 0), np.int64))[0]

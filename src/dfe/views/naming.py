@@ -21,21 +21,31 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from dfe.extraction.units import ACTION_UNITS, ONE_SIDED  # the FACS table lives with the unit shapes
 from dfe.extraction.face import BLENDSHAPE_NAMES
 from dfe.extraction.mesh import canonical_mesh
+from dfe.extraction.units import ACTION_UNITS, ONE_SIDED  # the FACS table lives with the unit shapes
 
 DATA_FILE = Path(__file__).parents[1] / "data" / "naming.npz"
 MIN_SIMILARITY = 0.5
 MIN_PEAK_CM = 0.02
 
 
-# Regions: centre vertices of MediaPipe's mesh (right side, left side) and a radius in cm; words
-# for moving up / down.
-REGIONS: dict[str, tuple[list[int], list[int], float, str, str]] = {
+class NamedRegion(NamedTuple):
+    """A part of the face that names say moves: the vertices within ``radius_cm`` of its centre
+    vertices on MediaPipe's mesh, on each side, and its words for moving up and down."""
+
+    right_centres: list[int]
+    left_centres: list[int]
+    radius_cm: float
+    up: str
+    down: str
+
+
+NAMED_REGIONS = {name: NamedRegion(*spec) for name, spec in {
     "brows": ([70, 63, 105, 66, 107, 55], [300, 293, 334, 296, 336, 285], 0.6, "raised", "lowered"),
     "upper eyelids": ([159, 158, 160], [386, 385, 387], 0.35, "raised", "lowered"),
     "lower eyelids": ([145, 144, 153], [374, 373, 380], 0.35, "raised", "lowered"),
@@ -45,7 +55,8 @@ REGIONS: dict[str, tuple[list[int], list[int], float, str, str]] = {
     "upper lip": ([37, 39, 40], [267, 269, 270], 0.45, "raised", "lowered"),
     "lower lip": ([84, 181, 91], [314, 405, 321], 0.45, "raised", "lowered"),
     "jaw": ([148, 176, 149], [377, 400, 378], 1.2, "raised", "dropped"),
-}
+}.items()}
+# midline vertices of a region, counted on both of its sides
 MIDLINE = {"upper lip": [0, 13], "lower lip": [17, 14], "jaw": [152, 175, 199], "nose": [1, 4, 5]}
 
 
@@ -58,10 +69,6 @@ class CodeName:
     similarity: float = 0.0  # cosine between the displacement and its action-unit fit
     regions: list[dict] = field(default_factory=list)  # {"region", "side", "cm", "words"}
     peak_cm: float = 0.0
-
-    @property
-    def au_text(self) -> str:
-        return " + ".join(f"{a['au']}{'' if not a['side'] else ' ' + a['side'][0].upper()}" for a in self.action_units)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,10 +108,11 @@ class NamingModel:
         """Per region, the vertex ids of its right and left side (midline vertices in both).
         Built once per model."""
         out = {}
-        for region, (right, left, radius, _, _) in REGIONS.items():
-            sides = {"right": self._near(right, radius), "left": self._near(left, radius)}
+        for region, spec in NAMED_REGIONS.items():
+            sides = {"right": self._near(spec.right_centres, spec.radius_cm),
+                     "left": self._near(spec.left_centres, spec.radius_cm)}
             if region in MIDLINE:
-                mid = self._near(MIDLINE[region], radius)
+                mid = self._near(MIDLINE[region], spec.radius_cm)
                 sides = {k: np.union1d(v, mid) for k, v in sides.items()}
             out[region] = sides
         return out
@@ -159,7 +167,7 @@ def describe_regions(displacement: np.ndarray, model: NamingModel | None = None)
     model = model or default_model()
     disp = np.asarray(displacement, dtype=float).reshape(-1, 3)
     found = []
-    for region, (_, _, _, up, down) in REGIONS.items():
+    for region, spec in NAMED_REGIONS.items():
         sides = model.region_sides[region]
         mags = {k: float(np.linalg.norm(disp[v], axis=1).mean()) for k, v in sides.items()}
         strong = max(mags.values())
@@ -168,7 +176,7 @@ def describe_regions(displacement: np.ndarray, model: NamingModel | None = None)
         moving = [k for k, m in mags.items() if m >= 0.5 * strong]
         side = "both" if len(moving) == 2 else moving[0]
         vec = np.mean([disp[sides[k]].mean(0) * np.array([1.0 if k == "left" else -1.0, 1, 1]) for k in moving], axis=0)
-        words = _direction_words(vec, up, down)
+        words = _direction_words(vec, spec.up, spec.down)
         if not words:
             continue
         found.append({"region": region, "side": side, "cm": round(strong, 3), "words": words})

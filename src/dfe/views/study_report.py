@@ -11,6 +11,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from dfe.analysis.reports import agg_pyplot, bar_chart, save_figure
+
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1120px;padding:0 24px 48px;background:#fafafa;color:#222;font-size:15px}
 h1{font-size:25px;margin-bottom:4px}h2{font-size:19px;margin-top:34px;border-bottom:1px solid #ddd;padding-bottom:4px}
@@ -49,11 +51,7 @@ def _f(v, digits: int = 3) -> str:
 
 def fidelity_figure(fid: dict, path: Path) -> Path:
     """Held-out cosine against bits: dfe at each level (a line) and every baseline (points)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = agg_pyplot()
     rows = fid["rows"]
     dfe = sorted([r for r in rows if r["encoding"].startswith("dfe tokens")], key=lambda r: r["bits"])
     base = [r for r in rows if not r["encoding"].startswith("dfe tokens")]
@@ -74,40 +72,20 @@ def fidelity_figure(fid: dict, path: Path) -> Path:
     ax.legend(fontsize=7.5, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_title(f"fidelity per level on {fid['split']['test_frames']} held-out frames")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def prediction_figure(pred: dict, path: Path, target: str) -> Path:
     """Each feature set's score with its bootstrap 95% CI, dfe's rows first, and the chance line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     key = pred["metric"]
     rows = pred["rows"]
     names = [r["features"] + (" [dynamic]" if r["dynamic"] and "dynamic" not in r["features"] else "") for r in rows]
     vals = [r[key] for r in rows]
-    lo = [max(r[key] - r["ci95_low"], 0) for r in rows]
-    hi = [max(r["ci95_high"] - r[key], 0) for r in rows]
+    ci = ([max(r[key] - r["ci95_low"], 0) for r in rows], [max(r["ci95_high"] - r[key], 0) for r in rows])
     colours = ["#1a5fb4" if r["features"].startswith("dfe") else "#999999" for r in rows]
-    fig, ax = plt.subplots(figsize=(8.5, 1.3 + 0.42 * len(rows)), dpi=100)
-    ax.barh(names, vals, xerr=[lo, hi], color=colours, capsize=3)
-    ax.axvline(pred["chance"], color="#c0392b", ls="--", lw=1.3, label=f"chance ({pred['chance']:.2f})")
-    for y, v in enumerate(vals):
-        ax.text(0.01, y, f"{v:.2f}", va="center", ha="left", color="white", fontsize=8, fontweight="bold")
-    ax.set_xlim(min(0.0, min(r["ci95_low"] for r in rows) - 0.05), 1.0)
-    ax.invert_yaxis()
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(axis="x", alpha=0.3)
-    ax.set_xlabel(f"{key}, pooled out-of-fold predictions (bars: bootstrap 95% CI over inputs)")
-    ax.set_title(f"predicting {target}: {pred['videos']} inputs, {pred['groups']} groups")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return bar_chart(path, names, vals, errors=ci, colours=colours, chance=pred["chance"], show_values=True,
+                     xlabel=f"{key}, pooled out-of-fold predictions (bars: bootstrap 95% CI over inputs)",
+                     title=f"predicting {target}: {pred['videos']} inputs, {pred['groups']} groups")
 
 
 def _img(outdir: Path, rel: str, alt: str, cls: str = "") -> str:

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from dfe.views.figures import _plt, _row_crop
+
+from dfe.analysis.reports import agg_pyplot, save_figure
 from dfe.extraction.action_units import PRESENCE_THRESHOLDS, UNIT_NAMES
 from dfe.extraction.openface import add_action_units
 from dfe.table import OPENFACE_AU_INTENSITY
+from dfe.views.figures import read_row_face_crop
 
 LEVEL_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
 
@@ -78,9 +80,9 @@ def timeline_figure(events: pd.DataFrame, table: pd.DataFrame, path: str | Path,
                     max_rows: int = 24, thumbnails: int = 6, marks: pd.DataFrame | None = None) -> Path:
     """Draw events (one row per code) over the video's time, thumbnails above. ``marks``:
     reference intervals with columns ``label, start, end`` (seconds), shaded behind the bars."""
-    plt = _plt()
+    plt = agg_pyplot()
     rows = timeline_rows(events, max_rows)
-    shots = [(r, _row_crop(r)) for r in thumbnail_times(table, thumbnails)] if thumbnails else []
+    shots = [(r, read_row_face_crop(r)) for r in thumbnail_times(table, thumbnails)] if thumbnails else []
     shots = [(r, img) for r, img in shots if img is not None]
     t = table["timestamp"].to_numpy(float)
     t0, t1 = (float(t.min()), float(t.max()) + 1 / 30) if len(t) else (0.0, 1.0)
@@ -96,7 +98,7 @@ def timeline_figure(events: pd.DataFrame, table: pd.DataFrame, path: str | Path,
     ax = fig.add_subplot(grid[-1, :])
     y_of = {lab: i for i, lab in enumerate(rows)}
     if marks is not None:
-        for k, (lab, a, b) in enumerate(zip(marks["label"], marks["start"], marks["end"])):
+        for lab, a, b in zip(marks["label"], marks["start"], marks["end"]):
             ax.axvspan(a, b, color="0.85", zorder=0)
             ax.text((a + b) / 2, -0.75, str(lab), ha="center", va="center", fontsize=9, color="0.25")
     drawn = events[events["label"].isin(y_of)]
@@ -134,18 +136,14 @@ def timeline_figure(events: pd.DataFrame, table: pd.DataFrame, path: str | Path,
                  "row label = the code's coarsest level" + (f"\n{note}" if note else ""), fontsize=9, loc="left")
     if title:
         fig.suptitle(title, fontsize=11, x=0.02, y=0.99 if not shots else 0.93, ha="left")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def action_unit_figure(table: pd.DataFrame, path: str | Path, title: str = "", face_id: int = 0,
                        units: list[str] | None = None) -> Path:
     """AU intensity traces over a video's time (one small panel per unit, geometry source solid,
     blendshape source dashed, the presence threshold dotted); ``units`` default: OpenFace's 17."""
-    plt = _plt()
+    plt = agg_pyplot()
     df = add_action_units(table)
     df = df[(df["success"] == 1) & (df["face_id"] == face_id)].sort_values("timestamp")
     units = [u for u in (units or OPENFACE_AU_INTENSITY) if np.isfinite(df[f"{u}_r"]).any()]
@@ -166,6 +164,4 @@ def action_unit_figure(table: pd.DataFrame, path: str | Path, title: str = "", f
     fig.suptitle(f"{title}  action units, cm of peak movement: geometry (solid), blendshapes (dashed), "
                  "presence threshold (dotted)", fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=110)
