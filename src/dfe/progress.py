@@ -1,12 +1,10 @@
-"""One progress display for every long command, fed by counts from any process.
+"""One progress display for every long command (it imports nothing of dfe, so any layer may show it).
 
-Stages call :func:`frames_done` as they go (cheap, a no-op when nobody listens); the runner
-decides where the counts go: straight to the display in a one-process run, through a queue from
-worker processes. :class:`Progress` is the display: on a terminal a tqdm bar with an ETA;
-anywhere else (a log file, a batch job) plain lines, one at least every ``interval`` seconds
-(30 by default, ``DFE_PROGRESS_INTERVAL`` to change it) even while nothing moves, and a closing
-line with what was done. :func:`summary` is the closing sentence of a batch (done, up to date,
-failed, skipped, faceless), :func:`faceless_warning` the line naming every input without a face.
+:class:`Progress` is the display: on a terminal a tqdm bar with an ETA; anywhere else (a log file,
+a batch job) plain lines, one at least every ``interval`` seconds (30 by default,
+``DFE_PROGRESS_INTERVAL`` to change it) even while nothing moves, and a closing line with what was
+done. Counts from worker processes reach it through :mod:`dfe.runs.progress`, which also words
+the end of a batch.
 """
 
 from __future__ import annotations
@@ -148,9 +146,6 @@ class Progress:
                         + (f"; {self.text}" if self.text else ""))
         if self._owned:
             self.stream.close()
-
-
-CorpusProgress = Progress  # dfe 0.3's name
 
 
 def counted(iterable: Iterable, total: int, desc: str, unit: str, enabled: bool = True):

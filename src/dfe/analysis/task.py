@@ -11,6 +11,7 @@ from dfe.errors import DfeError
 from dfe.extraction.identity import face_model_provenance
 from dfe.analysis.labels import group_codes, numeric_if_numbers, read_labels, read_video_features, require_columns
 from dfe.table import table_column_names, BLENDSHAPE_COLUMNS, find_tables, read_table, token_columns, video_id, window_id, window_video
+from dfe.analysis.reports import bar_chart, markdown_table
 from dfe.analysis.features import BagOfTokens, BlendshapeBoW, BlendshapeFunctionals, EventFeatures, PsiFunctionals, UserFeatures
 from dfe.analysis.events import duration
 from dfe.analysis.elan import eaf_labels, is_eaf_labels
@@ -169,7 +170,7 @@ def load_task(tables: list, labels: str | Path, target: str, group: str | None =
     videos, ids, ys, gs = [], [], [], []
     for vid in sorted(set(paths) & labelled):
         df = read_table(paths[vid])
-        df.insert(0, "video", vid)
+        df = pd.concat([pd.Series(vid, index=df.index, name="video"), df], axis=1)
         if need_tokens and not token_columns(df):
             raise TaskError(f"{paths[vid]} has no tokens: run `dfe encode` first")
         if (df["success"] == 1).sum() == 0:
@@ -498,9 +499,12 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
               f"one fold assignment moves the result); the last columns give dfe minus each baseline on {key} "
               f"with a paired bootstrap 95% CI over the pooled predictions of all seeds.\n\n")
     warn = "".join(f"- warning: {w}\n" for w in data.warnings)
-    (outdir / "comparison.md").write_text(header + (warn + "\n" if warn else "") + _markdown(summary) + "\n")
+    (outdir / "comparison.md").write_text(header + (warn + "\n" if warn else "") + markdown_table(summary) + "\n")
     chance = 1 / len(np.unique(data.y)) if data.task == "classification" else 0.0
-    _bar_plot(summary, key, outdir / "comparison.png", target, chance)
+    bar_chart(outdir / "comparison.png", summary["features"], summary[f"{key}_mean"],
+              errors=summary[f"{key}_std"].fillna(0), chance=chance,
+              chance_label=f"chance ({chance:.2f}{': 1 / classes' if key == 'macro_f1' else ''})",
+              xlabel=f"{key} (mean ± std over folds)", title=f"predicting {target}")
     return summary
 
 
@@ -522,34 +526,3 @@ def tokenizer_statement(data: TaskData, refit_tokenizer: bool, model) -> str:
     return (f"as written in the tables, by a tokenizer trained on {len(overlap)} of the {len(videos)} videos tested "
             f"here ({', '.join(overlap[:10])}{' ...' if len(overlap) > 10 else ''}): the dfe rows are not held out "
             "at the tokenizer level; use --refit-tokenizer for that")
-
-
-def _markdown(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in df.iterrows():
-        lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.tolist()) + " |")
-    return "\n".join(lines)
-
-
-def _bar_plot(summary: pd.DataFrame, key: str, path: Path, target: str, chance: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(summary)), dpi=100)
-    ax.barh(summary["features"], summary[f"{key}_mean"], xerr=summary[f"{key}_std"].fillna(0), color="#4c72b0")
-    ax.axvline(chance, color="#c0392b", ls="--", lw=1.2,
-               label=f"chance ({chance:.2f}{': 1 / classes' if key == 'macro_f1' else ''})")
-    ax.set_xlim(min(0.0, float(summary[f"{key}_mean"].min()) - 0.05), 1.0)
-    ax.invert_yaxis()
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(axis="x", alpha=0.3)
-    ax.set_xlabel(f"{key} (mean ± std over folds)")
-    ax.set_title(f"predicting {target}")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-

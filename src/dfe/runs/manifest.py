@@ -379,17 +379,3 @@ def status(outdir: str | Path) -> dict[str, list[Record]]:
         return groups
     finally:
         manifest.close()
-
-
-def input_ids(folders: Iterable[str | Path]) -> dict[str, str]:
-    """{input path: table id} from the manifests of table folders (for label files that name inputs)."""
-    out: dict[str, str] = {}
-    for folder in folders:
-        path = Path(folder) / MANIFEST_NAME
-        if Path(folder).is_dir() and path.is_file():
-            db = sqlite3.connect(path, timeout=60)
-            try:
-                out.update(dict(db.execute("SELECT input, id FROM records").fetchall()))
-            finally:
-                db.close()
-    return out

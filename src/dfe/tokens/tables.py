@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from dfe.extraction.expression import PSI_KINDS
-from dfe.table import BLENDSHAPE_COLUMNS, blendshapes_array, check_psi_versions, file_psi_version, find_tables, psi_array, psi_version, read_arrays, read_table, video_id
+from dfe.table import BLENDSHAPE_COLUMNS, blendshapes_array, check_psi_versions, file_psi_version, find_tables, geometry_psi_array, psi_version, read_arrays, read_table, video_id
 from dfe.tokens.config import TokenizerConfig
 from dfe.tokens.tokenizer import Tokenizer
 
@@ -17,7 +17,7 @@ def flame_columns(psi_kind: str) -> list[str]:
 def table_psi(df, psi_kind: str = "geometry") -> np.ndarray:
     """psi of the successful rows of a per-frame table, for one psi kind."""
     if psi_kind == "geometry":
-        return psi_array(df)
+        return geometry_psi_array(df)
     if psi_kind == "blendshapes":
         return blendshapes_array(df)
     if psi_kind in ("flame", "flame+eyelids"):
