@@ -209,3 +209,24 @@ def test_events_cli_writes_tables_eaf_and_timeline_and_resumes(extracted, tmp_pa
     assert (out / f"{WOLFGANG}.timeline.png").stat().st_size > 20_000
     again = run_dfe(*cmd)
     assert "1 up to date" in again.stdout
+
+
+def test_event_features_are_remembered_by_content_not_by_object():
+    """Cross-validation asks for each video's events in every fold: the second ask is the first's
+    answer, and a changed video (same object, new tokens) is computed afresh."""
+    from dfe.analysis import features
+    from dfe.analysis.events import EventOptions, token_events
+    from dfe.analysis.features import event_statistics, video_event_statistics
+
+    t = np.arange(40) / 10.0
+    tok = np.where((t > 1) & (t < 2.5), 5, 1)
+    df = pd.DataFrame({"timestamp": t, "face_id": 0, "success": 1, "tok_1": tok, "tok_2": 0})
+    options = EventOptions()
+    expected = event_statistics(token_events(df, options=options), 8, (t[-1] - t[0] + 0.1) / 60).toarray()
+    first = video_event_statistics(df, "tokens", options, 8)
+    assert np.allclose(first.toarray(), expected)
+    assert video_event_statistics(df.copy(), "tokens", options, 8) is first  # same content, another object
+    df["tok_1"] = 1  # code 5 never happens now
+    changed = video_event_statistics(df, "tokens", options, 8)
+    assert changed is not first and not np.allclose(changed.toarray(), first.toarray())
+    assert len(features._EVENT_ROWS) <= features._EVENT_ROWS_KEPT

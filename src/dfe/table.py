@@ -115,6 +115,7 @@ def identity_columns(k: int) -> list[str]:
 
 def _wide_names(columns, prefix: str) -> list[str]:
     """The columns ``<prefix><number>`` among ``columns``, in number order."""
+    columns = columns.tolist() if hasattr(columns, "tolist") else columns  # one conversion, not one per name
     names = [c for c in columns if c.startswith(prefix) and c[len(prefix):].isdigit()]
     return sorted(names, key=lambda c: int(c[len(prefix):]))
 
@@ -190,7 +191,7 @@ def to_arrow(df: pd.DataFrame):
     blocks = {name: _wide_names(df.columns, prefix) for name, prefix in LIST_BLOCKS.items()}
     in_blocks = {c for names in blocks.values() for c in names}
     arrays, names = [], []
-    for col in df.columns:
+    for col in df.columns.tolist():
         if col in in_blocks:
             continue
         values = df[col]
@@ -207,9 +208,10 @@ def to_arrow(df: pd.DataFrame):
             block = (np.round(block / step) * step).astype(np.float32)
         arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(block.ravel(), pa.float32()), len(cols)))
         names.append(name)
+    block_of = {c: b for b, cols in blocks.items() for c in cols}
     order, placed = [], set()  # the DataFrame's column order, each block by its name, to restore it on read
-    for col in df.columns:
-        block = next((b for b, cols in blocks.items() if col in cols), None)
+    for col in df.columns.tolist():
+        block = block_of.get(col)
         if block is None:
             order.append(col)
         elif block not in placed:
@@ -232,8 +234,15 @@ def _expand(table) -> pd.DataFrame:
                                 columns=[f"{LIST_BLOCKS[name]}{i}" for i in range(table.column(name).type.list_size)])
              for name in lists}
     order = json.loads((table.schema.metadata or {}).get(b"dfe.order", b"[]")) or list(df.columns) + ["@" + n for n in lists]
-    pieces = [parts[c[1:]] if c.startswith("@") and c[1:] in parts else df[[c]] for c in order
-              if (c.startswith("@") and c[1:] in parts) or c in df.columns]
+    pieces, run = [], []  # blocks in their places; the plain columns between them in runs, one frame each
+    for c in order:
+        if c.startswith("@") and c[1:] in parts:
+            pieces += [df[run]] if run else []
+            pieces.append(parts[c[1:]])
+            run = []
+        elif c in df.columns:
+            run.append(c)
+    pieces += [df[run]] if run else []
     return pd.concat(pieces, axis=1)
 
 

@@ -11,7 +11,9 @@ values) and learns the attributes ending in ``_``, ``transform`` raises ``NotFit
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections import OrderedDict
 from numbers import Integral, Real
 
 import numpy as np
@@ -24,7 +26,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from dfe.errors import DfeError
-from dfe.table import AU_INTENSITY_COLUMNS, BLENDSHAPE_COLUMNS, psi_columns, token_columns
+from dfe.table import AU_INTENSITY_COLUMNS, BLENDSHAPE_COLUMNS, psi_columns, strength_columns, token_columns
 from dfe.analysis.events import EventOptions, blendshape_events, duration, token_events
 
 log = logging.getLogger(__name__)
@@ -346,6 +348,36 @@ def event_statistics(events: pd.DataFrame, n_units: int, minutes: float) -> spar
     return sparse.hstack([sparse.csr_matrix(stats.ravel()), sparse.csr_matrix(trans), sparse.csr_matrix(co)]).tocsr()
 
 
+_EVENT_ROWS: OrderedDict = OrderedDict()  # (source, options, units, content digest) -> 1-row matrix
+_EVENT_ROWS_KEPT = 4096
+
+
+def _event_inputs(df: pd.DataFrame, source: str) -> list[str]:
+    """The columns a video's events are computed from."""
+    values = token_columns(df) + strength_columns(df) if source == "tokens" else list(BLENDSHAPE_COLUMNS)
+    return values + [c for c in ("timestamp", "face_id", "success") if c in df.columns]
+
+
+def video_event_statistics(df: pd.DataFrame, source: str, options: EventOptions, n_units: int) -> sparse.csr_matrix:
+    """:func:`event_statistics` of one video's events (of its codes or its blendshapes), remembered
+    by the content of the columns they come from: cross-validation asks for every video's events
+    in every fold, and they never depend on the fold."""
+    columns = _event_inputs(df, source)
+    digest = hashlib.blake2b(pd.util.hash_pandas_object(df[columns], index=False).to_numpy().tobytes(),
+                             digest_size=16).hexdigest()
+    key = (source, options, n_units, tuple(columns), digest)
+    if key in _EVENT_ROWS:
+        _EVENT_ROWS.move_to_end(key)
+        return _EVENT_ROWS[key]
+    events = token_events(df, options=options) if source == "tokens" else blendshape_events(df, options=options)
+    row = event_statistics(events, n_units, duration(df["timestamp"]) / 60)
+    _EVENT_ROWS[key] = row
+    if len(_EVENT_ROWS) > _EVENT_ROWS_KEPT:
+        _EVENT_ROWS.popitem(last=False)
+    return row
+
+
+
 class EventFeatures(TransformerMixin, BaseEstimator):
     """Dynamic features per video (:func:`event_statistics`) from events of dfe's codes
     (``source="tokens"``, needs encoded tables) or of the 52 blendshapes (``source="blendshapes"``:
@@ -371,12 +403,8 @@ class EventFeatures(TransformerMixin, BaseEstimator):
 
     def _features(self, X) -> sparse.csr_matrix:
         options = EventOptions(levels=self.levels, max_gap=self.max_gap, min_duration=self.min_duration)
-        if self.source == "tokens":
-            n_units, events_of = self.codebook_size, lambda df: token_events(df, options=options)
-        else:
-            n_units, events_of = len(BLENDSHAPE_COLUMNS), lambda df: blendshape_events(df, options=options)
-        return sparse.vstack([event_statistics(events_of(df), n_units, duration(df["timestamp"]) / 60)
-                              for df in X]).tocsr()
+        n_units = self.codebook_size if self.source == "tokens" else len(BLENDSHAPE_COLUMNS)
+        return sparse.vstack([video_event_statistics(df, self.source, options, n_units) for df in X]).tocsr()
 
     def _fit(self, X) -> sparse.csr_matrix:
         features = self._features(X)

@@ -326,7 +326,7 @@ def cross_validate(data: TaskData, codebook_size: int, n_folds: int = 5, seed: i
     # folds follow the videos a group holds, never the text of its id ('61' and '061' split alike)
     splits = list(splitter.split(np.zeros(len(data.y)), data.y, group_codes(data.ids, data.groups)))
     rows, preds = [], []
-    columns = set.intersection(*(set(v.columns) for v in data.videos))
+    columns = set.intersection(*(set(v.columns.tolist()) for v in data.videos))
     if sets is None:
         sets = feature_sets(codebook_size, user_table, columns, dynamic)
     sets = {**sets, **(extra_sets or {})}
