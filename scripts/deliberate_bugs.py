@@ -58,8 +58,9 @@ BUGS = [
     Bug("encode-table-shuffled", "encode_table shuffles tokens across frames", "src/dfe/tokens/tables.py",
         "block[ok] = tokens", "block[ok] = np.roll(tokens, 1, axis=0)",
         ("tests/test_tokenizer.py::test_fit_and_encode_real_tables_cli",)),
-    Bug("rejected-alignment", "the alignment default switched to the rejected robust scheme", "src/dfe/extraction/expression.py",
-        'mesh: CanonicalMesh | None = None, scheme: str = "basis",', 'mesh: CanonicalMesh | None = None, scheme: str = "robust",',
+    Bug("rejected-alignment", "extraction aligns with the rejected robust scheme (the face model's anchors ignored)",
+        "src/dfe/extraction/identity.py",
+        'return str(self.meta.get("anchors", "basis"))', 'return "robust"',
         ("tests/test_extract.py::test_pose_invariance_vs_smile",)),
     Bug("cv-trains-on-test", "cross-validation trains on the test fold too", "src/dfe/analysis/task.py",
         "model.fit([videos[i] for i in tr], data.y[tr])", "model.fit(videos, data.y)",
@@ -150,7 +151,7 @@ def run_bug(bug: Bug, repo: Path) -> tuple[bool, str, float]:
     try:
         env = {**os.environ, "PYTHONPATH": str(repo / "src"), "DFE_SHARED": str(ROOT.parent / "shared")}
         start = time.perf_counter()
-        res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "slow or not slow", *bug.tests],
+        res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-n", "0", "-p", "no:cacheprovider", "-m", "slow or not slow", *bug.tests],
                              cwd=repo, env=env, capture_output=True, text=True)
         failed = [line.split(" ")[1] for line in res.stdout.splitlines() if line.startswith("FAILED ")]
         return res.returncode == 1, ", ".join(failed) or res.stdout.strip().splitlines()[-1], time.perf_counter() - start

@@ -428,11 +428,11 @@ def evaluate(
     progress: ShowProgress = True,
 ):
     """Fidelity, diversity and retrieval of the tokens vs blendshapes (AU-like) on held-out videos."""
-    from dfe.analysis.evaluate import evaluate as run
+    from dfe.analysis.evaluate import EvaluateOptions, evaluate as run
 
     tok = _load_model(model)
-    report = run(tables, tok, output, labels=labels, label_column=label_column, group_column=group, seed=seed,
-                 refit=refit, progress=progress)
+    report = run(tables, tok, output, EvaluateOptions(labels=labels, label_column=label_column, group_column=group,
+                                                      seed=seed, refit=refit, progress=progress))
     if report["refit"]:
         typer.echo(f"note: {report['refit']['reason']}; scored a tokenizer of the same configuration fitted on the "
                    "training split instead (report.json: overlap_groups, refit)")

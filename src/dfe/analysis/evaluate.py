@@ -168,59 +168,101 @@ def retrieval(tokens: np.ndarray, blend: np.ndarray, psi: np.ndarray, k: int = 5
 
 # ---------------------------------------------------------------------------- the report
 
-def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, labels: str | Path | None = None,
-             label_column: str | None = None, group_column: str | None = None, test_fraction: float = 0.3,
-             seed: int = 0, k: int = 5, refit: bool = True, progress: bool = False) -> dict:
-    """Fidelity, diversity and retrieval on held-out videos -> report.md, report.json, plots.
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """How ``dfe evaluate`` splits and scores: ``labels`` (a CSV, first column the video) gives
+    ``label_column`` for label precision@k and, with ``group_column``, a split by person;
+    ``test_fraction`` of the groups are held out (``seed``); ``k`` neighbours for retrieval;
+    ``refit``: when the model saw a held-out video, fit one of its configuration on the training
+    split (True) or refuse (False)."""
 
-    If the model was trained (or validated) on any held-out video, or does not say what it saw,
-    a tokenizer of the same configuration is fitted on the training split and evaluated instead
-    (``refit``, the default); ``refit=False`` refuses with a ValueError. report.json lists the
-    ``overlap_groups`` and what was refit."""
-    tok = model if isinstance(model, Tokenizer) else Tokenizer.load(model)
+    labels: str | Path | None = None
+    label_column: str | None = None
+    group_column: str | None = None
+    test_fraction: float = 0.3
+    seed: int = 0
+    k: int = 5
+    refit: bool = True
+    progress: bool = False
+
+
+@dataclass
+class EvaluationData:
+    """The successful frames of the tables, their videos and groups, and (with labels) each frame's label."""
+
+    frames: pd.DataFrame
+    videos: np.ndarray
+    groups: np.ndarray
+    split_by: str
+    frame_labels: np.ndarray | None
+
+
+def evaluation_data(tables: list, options: EvaluateOptions) -> EvaluationData:
     df = load_tables(tables)
     df = df[df["success"] == 1].reset_index(drop=True)
     if len(df) < 20:
         raise ValueError(f"only {len(df)} frames with a face: too few to evaluate")
-    groups = df["video"].astype(str).to_numpy()
-    frame_labels = None
-    split_by = "video"
+    videos = df["video"].astype(str).to_numpy()
+    groups, split_by, frame_labels = videos, "video", None
+    labels = options.labels
     if labels:
         lab = read_labels(labels)
-        if group_column:
-            groups = groups_for(df["video"], lab, group_column, labels).to_numpy()
-            split_by = f"person ({group_column})"
-        col = label_column or next(c for c in lab.columns[1:] if c != group_column)
+        if options.group_column:
+            groups = groups_for(df["video"], lab, options.group_column, labels).to_numpy()
+            split_by = f"person ({options.group_column})"
+        col = options.label_column or next(c for c in lab.columns[1:] if c != options.group_column)
         require_columns(lab, [col], labels)
         frame_labels = df["video"].astype(str).map(lab.set_index(lab.columns[0])[col]).to_numpy()
         if pd.isna(frame_labels).all():
             raise ValueError(f"labels file {labels}: its ids (e.g. {', '.join(map(str, lab.iloc[:3, 0]))}) match none of "
-                             f"the tables' videos (e.g. {', '.join(sorted(set(df['video'].astype(str)))[:3])})")
-    videos = df["video"].astype(str).to_numpy()
-    held = held_out_split(videos, groups, tok, split_by, test_fraction, seed)
-    train, test, split_by = held.train, held.test, held.by
+                             f"the tables' videos (e.g. {', '.join(sorted(set(videos))[:3])})")
+    return EvaluationData(df, videos, groups, split_by, frame_labels)
+
+
+def held_out_tokenizer(tok: Tokenizer, psi: np.ndarray, videos: np.ndarray, train: np.ndarray, test_videos: list[str],
+                       options: EvaluateOptions) -> tuple[Tokenizer, list[str] | None, dict | None]:
+    """The tokenizer to score: ``tok`` when it never saw a held-out video, else (``options.refit``)
+    one of its configuration fitted on the training split. Returns it, the overlap and what was refit."""
+    overlap = check_overlap(tok, test_videos)
+    if overlap is not None and not overlap:
+        return tok, overlap, None
+    why = ("the model does not record the videos it was trained on (dfe 0.2 or older)" if overlap is None else
+           f"the model was trained on {len(overlap)} of the {len(test_videos)} held-out videos")
+    if not options.refit:
+        raise ValueError(f"{why}, so its held-out scores would not be held out: evaluate without --no-refit "
+                         "(a tokenizer of the same configuration is then fitted on the training split) or hold out other videos")
+    config = {k: v for k, v in tok.config.__dict__.items() if k != "dim"}
+    log.warning("%s: fitting a tokenizer of its configuration on the %d training frames first (about %s)",
+                why, len(train), _duration(expected_fit_seconds(tok, len(train))))
+    refit = Tokenizer.fit(psi[train], groups=videos[train], progress=options.progress, **config)
+    return refit, overlap, {"reason": why, "config": config, "train_frames": int(len(train)), "model_file": "refit_model.dfe",
+                            "note": "the model file was not scored: a tokenizer of its configuration fitted on the training split was"}
+
+
+def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path,
+             options: EvaluateOptions | None = None) -> dict:
+    """Fidelity, diversity and retrieval on held-out videos -> report.md, report.json, plots.
+
+    If the model was trained (or validated) on any held-out video, or does not say what it saw,
+    a tokenizer of the same configuration is fitted on the training split and evaluated instead
+    (``options.refit``, the default); ``refit=False`` refuses with a ValueError. report.json lists
+    the ``overlap_groups`` and what was refit."""
+    options = options or EvaluateOptions()
+    tok = model if isinstance(model, Tokenizer) else Tokenizer.load(model)
+    data = evaluation_data(tables, options)
+    df, videos, groups, seed = data.frames, data.videos, data.groups, options.seed
+    held = held_out_split(videos, groups, tok, data.split_by, options.test_fraction, seed)
+    train, test = held.train, held.test
     psi = table_psi(df, tok.config.psi_kind)
     test_videos = sorted(set(videos[test]))
-    overlap, refit_info = check_overlap(tok, test_videos), None
-    if overlap is None or overlap:
-        why = ("the model does not record the videos it was trained on (dfe 0.2 or older)" if overlap is None else
-               f"the model was trained on {len(overlap)} of the {len(test_videos)} held-out videos")
-        if not refit:
-            raise ValueError(f"{why}, so its held-out scores would not be held out: evaluate without --no-refit "
-                             "(a tokenizer of the same configuration is then fitted on the training split) or hold out other videos")
-        config = {k: v for k, v in tok.config.__dict__.items() if k != "dim"}
-        log.warning("%s: fitting a tokenizer of its configuration on the %d training frames first (about %s)",
-                    why, len(train), _duration(expected_fit_seconds(tok, len(train))))
-        tok = Tokenizer.fit(psi[train], groups=videos[train], progress=progress, **config)
-        refit_info = {"reason": why, "config": config, "train_frames": int(len(train)), "model_file": "refit_model.dfe",
-                      "note": "the model file was not scored: a tokenizer of its configuration fitted on the training split was"}
+    tok, overlap, refit_info = held_out_tokenizer(tok, psi, videos, train, test_videos, options)
     geo = table_psi(df, "geometry") if "psi_0" in df.columns else psi
     has_blend = set(BLENDSHAPE_NAMES) <= set(df.columns)
     blend = blendshapes_array(df) if has_blend else None
     notes = [] if has_blend else ["the tables have no blendshape columns (e.g. FLAME input): the blendshape "
                                   "baselines and the retrieval comparison are skipped"]
 
-    steps = Progress(4, "evaluate", "step", enabled=progress)
+    steps = Progress(4, "evaluate", "step", enabled=options.progress)
     steps.note("fidelity (ridge baselines on the training split)")
     tokens_test = tok.encode(psi[test])
     fid = fidelity(tok, geo[train], geo[test], blend[train], blend[test], seed, tokens_test) \
@@ -231,14 +273,15 @@ def evaluate(tables: list, model: str | Path | Tokenizer, outdir: str | Path, la
     div = diversity(tokens_test, blend[test] if has_blend else None, tok.codebook_size)
     steps.update(1)
     steps.note("retrieval")
-    ret = (retrieval(tokens_test, blend[test], geo[test], k, None if frame_labels is None else frame_labels[test], seed=seed)
+    labels_test = None if data.frame_labels is None else data.frame_labels[test]
+    ret = (retrieval(tokens_test, blend[test], geo[test], options.k, labels_test, seed=seed)
            if has_blend else pd.DataFrame(columns=["retrieval", "k", "queries", "psi_cosine_mean"]))
     steps.update(1)
     steps.note("report and plots")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     test_groups = sorted(map(str, np.unique(groups[test])))
-    report = {"model": repr(tok), "split": {"by": split_by, "train_frames": int(len(train)), "test_frames": int(len(test)),
+    report = {"model": repr(tok), "split": {"by": held.by, "train_frames": int(len(train)), "test_frames": int(len(test)),
                                              "test_groups": test_groups, "n_test_groups": len(test_groups),
                                              "test_videos": test_videos, "seed": seed},
               "overlap_groups": overlap, "refit": refit_info,

@@ -49,7 +49,7 @@ from dfe.analysis.features import ActionUnitFunctionals, UserFeatures
 from dfe.table import has_action_units, read_table, token_columns
 from dfe.views.atlas import build_atlas
 from dfe.runs.demo import starter_model_path
-from dfe.analysis.evaluate import evaluate
+from dfe.analysis.evaluate import EvaluateOptions, evaluate
 from dfe.analysis.events import EventOptions
 from dfe.runs.events import events_corpus
 from dfe.runs.extract import extract
@@ -627,8 +627,9 @@ def _evaluate_step(run: _StudyRun) -> None:
     else:
         shutil.rmtree(out / "evaluate", ignore_errors=True)
         try:
-            evaluate([str(p) for p in run.encoded], run.tok, out / "evaluate", labels=groups_csv, label_column="label",
-                     group_column="group", seed=run.config.seed, progress=run.progress)
+            evaluate([str(p) for p in run.encoded], run.tok, out / "evaluate",
+                     EvaluateOptions(labels=groups_csv, label_column="label", group_column="group",
+                                     seed=run.config.seed, progress=run.progress))
             run.state["evaluate"] = "ran"
         except ValueError as e:  # too few frames or groups: the study goes on, the report says why
             (out / "evaluate").mkdir(exist_ok=True)
