@@ -88,7 +88,7 @@ BUGS = [
         '                     "left": self._near(spec.right_centres, spec.radius_cm)}',
         ("tests/test_atlas.py::test_names_from_geometry",)),
     Bug("evaluate-never-refits", "evaluate scores a model on videos it was trained on", "src/dfe/analysis/evaluate.py",
-        "if overlap is None or overlap:", "if False:",
+        "if overlap is not None and not overlap:", "if True:",
         ("tests/test_eval.py::test_evaluate_report_on_real_tables",)),
     Bug("compact-drops-landmarks", "compact tables lose the landmarks", "src/dfe/table.py",
         "        if not cols:\n            continue", "        if not cols or name == \"lm\":\n            continue",
