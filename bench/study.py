@@ -17,7 +17,8 @@ import shutil
 import time
 from pathlib import Path
 
-from dfe.runs.study import StudyConfig, plan_study, run_study
+from dfe.runs.study_plan import StudyConfig, plan_study
+from dfe.runs.study import run_study
 
 SHARED = Path(os.environ.get("DFE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 

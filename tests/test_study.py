@@ -182,7 +182,8 @@ def test_step_records_redo_only_changed_inputs(tmp_path):
 
 def test_labels_name_inputs_by_path_or_name(tmp_path):
     """London's labels name photos by paths relative to the labels file: they become table ids."""
-    from dfe.runs.study import StudyConfig, normalise_labels
+    from dfe.runs.study_plan import StudyConfig
+    from dfe.runs.study import normalise_labels
 
     ids = {str(LONDON / "001_neutral.jpg"): "001_neutral", str(LONDON / "001_smiling.jpg"): "001_smiling",
            "/elsewhere/clip.mp4": "clip"}
@@ -195,7 +196,7 @@ def test_labels_name_inputs_by_path_or_name(tmp_path):
 
 
 def test_study_toml_round_trip(tmp_path):
-    from dfe.runs.study import StudyConfig, read_config, toml_text
+    from dfe.runs.study_plan import StudyConfig, read_config, toml_text
 
     cfg = StudyConfig(["a b/clip.mp4", 'q"uote.jpg'], "labels.csv", "stress", str(tmp_path), group="person", fit=True,
                       baselines=["of.csv"], fps=10.0).resolved()

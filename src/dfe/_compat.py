@@ -45,7 +45,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "dfe.timeline": ("dfe.views.timeline",),
     "dfe.study_report": ("dfe.views.study_report",),
     "dfe.runner": ("dfe.runs.manifest", "dfe.runs.executors", "dfe.runs.encode"),
-    "dfe.study": ("dfe.runs.study",),
+    "dfe.study": ("dfe.runs.study", "dfe.runs.study_plan", "dfe.runs.study_results"),
     "dfe.demo": ("dfe.runs.demo",),
 }
 

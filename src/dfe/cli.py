@@ -506,7 +506,8 @@ def study(
 ):
     """A whole study: extract -> dictionary -> encode -> events -> atlas -> evaluate -> prediction -> index.html.
     Without --fit or --model, the bundled starter dictionary encodes the tables."""
-    from dfe.runs.study import StudyConfig, plan_study, read_config, run_study
+    from dfe.runs.study_plan import StudyConfig, plan_study, read_config
+    from dfe.runs.study import run_study
 
     if config is not None:
         cfg = read_config(config)

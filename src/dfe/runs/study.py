@@ -31,22 +31,18 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
-from dfe.errors import DfeError
-from dfe.version import __version__
-from dfe.runs.executors import default_workers
-from dfe.extraction.pipeline import ExtractOptions, media_frames
-from dfe.extraction.io import Sampling, find_media, media_kind
+from dfe.extraction.pipeline import ExtractOptions
 from dfe.runs.manifest import Manifest, file_sha256
 from dfe.analysis.labels import read_labels, read_video_features, require_columns
 from dfe.analysis.task import cross_validate, feature_sets, load_task, paired_bootstrap, scores, summarise_folds, tokenizer_statement
 from dfe.analysis.features import ActionUnitFunctionals, UserFeatures
-from dfe.table import has_action_units, read_table, token_columns
+from dfe.table import has_action_units
 from dfe.views.atlas import build_atlas
 from dfe.runs.demo import starter_model_path
 from dfe.analysis.evaluate import EvaluateOptions, evaluate
@@ -57,198 +53,43 @@ from dfe.runs.encode import encode_corpus, table_rows
 from dfe.views.study_report import write_index
 from dfe.tokens.tokenizer import Tokenizer
 from dfe.tokens.tables import fit_tables
-from dfe.extraction.identity import face_model_provenance
-from dfe.views.naming import name_codes
-from dfe.views.figures import label_log_odds
+from dfe.runs.study_plan import STEPS, StudyConfig, StudyError, StudyPlan, plan_study, study_workers, toml_text
+from dfe.runs.study_results import collect_results
+from dfe.runs.study_plan import AU_NAME, DFE_NAME
+from dfe.version import __version__
+from dfe.runs.study_plan import duration
 
 log = logging.getLogger(__name__)
 
-STEPS = ("extract", "dictionary", "encode", "events", "atlas", "evaluate", "task", "report")
 CRASH_ENV = "DFE_STUDY_CRASH_IN"  # tests only: "encode:2" ends the process after 2 encoded tables
-DFE_NAME = "dfe tokens (BoW)"
-AU_NAME = "action units (OpenFace-style AU_r functionals)"
 
 
-class StudyError(DfeError, ValueError):
-    """The study cannot run as configured (one sentence naming the file or option)."""
 
 
 # ---------------------------------------------------------------------------- configuration
 
-@dataclass
-class StudyConfig:
-    """Everything a study depends on; written to ``study.toml`` beside the results."""
-
-    media: list[str]
-    labels: str
-    target: str
-    output: str
-    group: str | None = None
-    fit: bool = False  # fit a dictionary on the study's tables (and one per outer fold for prediction)
-    model: str | None = None  # a dictionary file to reuse instead (default: the bundled starter)
-    codebook_size: int = 64  # with fit
-    levels: int = 4  # with fit
-    epochs: int = 20  # with fit
-    folds: int = 5
-    seeds: int = 5
-    seed: int = 0
-    dynamic: str = "auto"  # auto (on when a labelled input is a video) | on | off
-    baselines: list[str] = field(default_factory=list)  # per-video feature CSVs from other tools (OpenFace, py-feat)
-    face_model: str | None = None  # your face model file (default: the bundled one)
-    fps: float | None = None
-    workers: int | None = None  # extract processes (default: all cores)
-    atlas_codes: int = 64  # draw at most this many codes in the atlas
-
-    def __post_init__(self):
-        if self.fit and self.model:
-            raise StudyError("give either --fit (a new dictionary) or --model (reuse one), not both")
-        if self.dynamic not in ("auto", "on", "off"):
-            raise StudyError(f"--dynamic must be auto, on or off, not {self.dynamic!r}")
-        for name in ("folds", "seeds", "codebook_size", "levels", "epochs", "atlas_codes"):
-            if getattr(self, name) < 1:
-                raise StudyError(f"--{name.replace('_', '-')} must be at least 1")
-
-    @property
-    def out(self) -> Path:
-        return Path(self.output)
-
-    def resolved(self) -> "StudyConfig":
-        """Paths made absolute, so study.toml repeats the run from any folder."""
-        def absolute(p):
-            return str(Path(p).resolve()) if p else p
-
-        return StudyConfig(**{**asdict(self), "media": [absolute(m) for m in self.media], "labels": absolute(self.labels),
-                              "output": absolute(self.output), "model": absolute(self.model),
-                              "face_model": absolute(self.face_model),
-                              "baselines": [absolute(b) for b in self.baselines]})
 
 
-def toml_text(config: StudyConfig) -> str:
-    """study.toml (a flat table; None values left out), readable by :mod:`tomllib`."""
-    def value(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return json.dumps(str(v))  # a JSON string is a valid TOML basic string
-
-    lines = ["# dfe study: rerun exactly with `dfe study --config study.toml`", f"# written by dfe {_version()}"]
-    lines += [f"{f.name} = {value(getattr(config, f.name))}" for f in fields(config) if getattr(config, f.name) is not None]
-    return "\n".join(lines) + "\n"
 
 
-def read_config(path: str | Path) -> StudyConfig:
-    import tomllib
-
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise StudyError(f"cannot read the study file {path} ({e.strerror or e})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise StudyError(f"study file {path} is not valid TOML ({e})") from None
-    known = {f.name for f in fields(StudyConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise StudyError(f"study file {path} has unknown keys: {', '.join(unknown)}")
-    missing = [k for k in ("media", "labels", "target", "output") if k not in data]
-    if missing:
-        raise StudyError(f"study file {path} lacks {', '.join(missing)}")
-    return StudyConfig(**data)
 
 
-def _version() -> str:
-    return __version__
 
 
 # ---------------------------------------------------------------------------- the plan
 
-@dataclass
-class PlannedStep:
-    name: str
-    does: str
-    estimate_s: float
 
 
-@dataclass
-class StudyPlan:
-    config: StudyConfig
-    media: list[Path]
-    problems: list[tuple[str, str]]  # (input, one sentence) found before extraction
-    videos: int
-    photos: int
-    frames: int
-    steps: list[PlannedStep]
-
-    @property
-    def estimate_s(self) -> float:
-        return float(sum(s.estimate_s for s in self.steps))
-
-    def text(self) -> str:
-        c = self.config
-        head = (f"study of {len(self.media)} inputs ({self.videos} videos, {self.photos} photos, about {self.frames:,} frames) "
-                f"-> {c.output}; target {c.target!r}" + (f", held out by {c.group!r}" if c.group else ", held out by video"))
-        lines = [head] + [f"  {i}. {s.name:<10} {s.does}  (~{duration(s.estimate_s)})" for i, s in enumerate(self.steps, 1)]
-        lines += [f"  problem: {p}: {e}" for p, e in self.problems]
-        lines.append(f"estimated time: {duration(self.estimate_s)} with {_workers(c)} extract worker(s) "
-                     "(first run; finished inputs and up-to-date steps are skipped on reruns)")
-        return "\n".join(lines)
 
 
-def duration(seconds: float) -> str:
-    seconds = int(round(max(seconds, 0)))
-    m, s = divmod(seconds, 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
-def _workers(c: StudyConfig) -> int:
-    return c.workers or default_workers()
 
 
-# rates measured on the 2-core development machine (README: Performance, and bench/study.py)
-PHOTO_S = 0.5  # extract, per photo and worker (landmarker + identity fit + AUs)
-VIDEO_FPS = 85.0  # extract, video frames per second and worker
-FIT_S_PER_FRAME_EPOCH = 4e-5
-FIT_MIN_EPOCH_S = 0.35  # small corpora: at least 16 steps an epoch
-SET_FIT_S = 0.4  # one feature set fitted on one fold (LogisticRegressionCV)
 
 
-def fit_seconds(frames: int, epochs: int) -> float:
-    return 3.0 + epochs * max(FIT_MIN_EPOCH_S, frames * FIT_S_PER_FRAME_EPOCH)
 
 
-def plan_study(config: StudyConfig) -> StudyPlan:
-    """What the study will do and about how long it takes, before any work."""
-    media, problems = find_media(config.media)
-    sampling = Sampling(config.fps)
-    counts = [media_frames(p, sampling) for p in media]
-    videos = sum(media_kind(p) == "video" for p in media)
-    frames = int(sum(counts))
-    workers = max(1, min(_workers(config), len(media) or 1))
-    video_frames = sum(n for p, n in zip(media, counts) if media_kind(p) == "video")
-    extract_s = 3.0 + ((len(media) - videos) * PHOTO_S + video_frames / VIDEO_FPS) / workers
-    codes = config.codebook_size if config.fit else 128
-    sets = 6 + (3 if config.dynamic != "off" and videos else 0) + len(config.baselines)
-    train_frames = int(frames * (config.folds - 1) / config.folds)
-    steps = [
-        PlannedStep("extract", f"faces -> per-frame tables of {len(media)} inputs into tables/", extract_s),
-        PlannedStep("dictionary", (f"fit a {config.codebook_size}-code, {config.levels}-level dictionary on every table"
-                                   if config.fit else f"reuse {config.model or 'the bundled starter dictionary'}"),
-                    fit_seconds(frames, config.epochs) if config.fit else 0.5),
-        PlannedStep("encode", "tokens for every table into encoded/", 2.0 + frames / 20000 + 0.05 * len(media)),
-        PlannedStep("events", "onset/apex/offset per code, ELAN files, timelines into events/", 1.0 + 1.0 * videos + 0.05 * len(media)),
-        PlannedStep("atlas", f"atlas of up to {min(config.atlas_codes, codes)} codes into atlas/", 3.0 + 0.08 * min(config.atlas_codes, codes)),
-        PlannedStep("evaluate", "fidelity and diversity on held-out people vs the baselines into evaluate/",
-                    5.0 + (fit_seconds(frames, 40) if not config.fit else 0.0)),
-        PlannedStep("task", f"{config.seeds} x {config.folds}-fold grouped CV of {sets} feature sets"
-                            + (", a dictionary refitted per fold" if config.fit else ""),
-                    config.seeds * config.folds * (sets * SET_FIT_S + (fit_seconds(train_frames, config.epochs) if config.fit else 0))),
-        PlannedStep("report", "results.json and index.html", 2.0 + 0.2 * videos),
-    ]
-    return StudyPlan(config, media, [(p.path, p.error) for p in problems], videos, len(media) - videos, frames, steps)
 
 
 # ---------------------------------------------------------------------------- step records
@@ -272,7 +113,7 @@ class StepRecords:
         return bool(rec) and rec.get("key") == key and all(Path(p).exists() for p in outputs)
 
     def done(self, step: str, key: str, seconds: float) -> None:
-        self.data[step] = {"key": key, "seconds": round(seconds, 3), "finished": time.time(), "dfe": _version()}
+        self.data[step] = {"key": key, "seconds": round(seconds, 3), "finished": time.time(), "dfe": __version__}
         tmp = self.path.with_name(".steps.json.tmp")
         tmp.write_text(json.dumps(self.data, indent=1))
         os.replace(tmp, self.path)
@@ -509,7 +350,7 @@ def _extract_step(run: _StudyRun) -> None:
     _crash_env("extract")
     report = extract(run.plan.media, out / "tables", ExtractOptions(face_model=config.face_model, fps=config.fps,
                                                                     progress=run.progress),
-                     workers=min(_workers(config), len(run.plan.media)))
+                     workers=min(study_workers(config), len(run.plan.media)))
     run.outcomes = outcomes = report.results
     skipped = sum(o.status == "skipped" for o in outcomes)
     run.tables = sorted(Path(o.output) for o in outcomes if o.status in ("ok", "skipped") and o.output)  # order: not the run's
@@ -560,7 +401,7 @@ def _encode_step(run: _StudyRun) -> None:
     _crash_env("encode")
     frames = sum(table_rows(p) for p in run.tables)
     enc = encode_corpus(run.tables, run.tok, run.out / "encoded", progress=run.progress,
-                        workers=min(_workers(run.config), len(run.tables)) if frames > 20000 else 1)
+                        workers=min(study_workers(run.config), len(run.tables)) if frames > 20000 else 1)
     os.environ.pop("DFE_CRASH_AT", None)
     run.encoded = sorted(Path(o.output) for o in enc if o.status in ("ok", "skipped") and o.output)
     run.enc_failed = [o for o in enc if o.status == "failed"]
@@ -695,182 +536,21 @@ def _json_default(v):
 
 # ---------------------------------------------------------------------------- results
 
-def dictionary_saw(tok, ids: list[str]) -> list[str]:
-    """The tested table ids the dictionary was trained or validated on (by id)."""
-    seen = tok.seen_groups
-    if seen is None:
-        seen = set(map(str, (tok.summary.data or {}).get("videos", [])))
-    return sorted(set(ids) & seen)
 
 
-def face_model_statement(config: StudyConfig, ids: list[str]) -> dict:
-    return face_model_provenance(ids, config.face_model)
 
 
-def _input_rows(outcomes, enc_failed, table_ids: dict) -> list[dict]:
-    """One row per input of the corpus (failed ones with their sentence), then per failed encode."""
-    id_of = {str(Path(k)): v for k, v in table_ids.items()}
-    rows = [{"input": str(o.input), "id": o.id or id_of.get(str(o.input), ""), "kind": media_kind(o.input) or "other",
-             "status": "failed" if o.status == "failed" else "ok", "frames": int(o.frames), "faces": int(o.faces),
-             "error": o.error} for o in sorted(outcomes, key=lambda o: str(o.input))]
-    return rows + [{"input": str(o.input), "id": o.id, "kind": "table", "status": "failed", "frames": 0, "faces": 0,
-                    "error": f"encode: {o.error}"} for o in enc_failed]
 
 
-def _label_of(lab: pd.DataFrame, vid: str, column: str | None) -> str | None:
-    """The labels file's value of ``column`` for table ``vid`` as text, or None where it has none."""
-    if not column or vid not in lab.index or pd.isna(lab.at[vid, column]):
-        return None
-    return str(lab.at[vid, column])
 
 
-def _videos_and_label_codes(run: _StudyRun, ok_ids: list[str], lab: pd.DataFrame) -> tuple[list[dict], list[dict]]:
-    """Per-table rows of the report, and each label's most typical codes (smoothed log-odds of each
-    code's frames per label over every labelled frame; descriptive, nothing held out)."""
-    tok, target = run.tok, run.config.target
-    frames_tok, frames_lab, per_video = [], [], []
-    for vid in ok_ids:
-        path = run.out / "encoded" / f"{vid}.parquet"
-        if not path.is_file():
-            continue
-        df = read_table(path)
-        ok = df[df["success"] == 1]
-        toks = ok[token_columns(ok)].to_numpy()
-        ev_path, timeline = run.out / "events" / f"{vid}.events.parquet", run.out / "events" / f"{vid}.timeline.png"
-        label = _label_of(lab, vid, target)
-        per_video.append({"id": vid, "frames": int(len(df)), "faces": int(len(ok)),
-                          "events": int(len(pd.read_parquet(ev_path))) if ev_path.is_file() else 0,
-                          "timeline": f"events/{timeline.name}" if timeline.is_file() else None, "label": label})
-        if label is not None and len(toks):
-            frames_tok.append(toks)
-            frames_lab += [label] * len(toks)
-    if not frames_tok:
-        return per_video, []
-    lo = label_log_odds(np.vstack(frames_tok), np.asarray(frames_lab), tok.codebook_size)
-    best = (lo[(lo["count"] > 0) & (lo["log_odds"] > 0)].sort_values(["label", "log_odds"], ascending=[True, False])
-            .groupby("label").head(4))
-    names = name_codes(tok, sorted(set(best["code"].astype(int))))
-    return per_video, [{"label": str(r.label), "code": int(r.code), "log_odds": float(r.log_odds), "frames": int(r.count),
-                        "name": names[int(r.code)].name} for r in best.itertuples()]
 
 
-def _top_codes(atlas: Path, n: int = 12) -> list[dict]:
-    """The atlas's most used codes, from its code cards."""
-    cards = [json.loads(p.read_text()) for p in sorted((atlas / "codes").glob("code_*.json"))]
-    cards.sort(key=lambda c: (-int(c["usage"]), int(c["code"])))
-    return [{"code": c["code"], "name": c["name"], "level": c["level"], "usage": c["usage"], "peak_cm": c.get("peak_cm"),
-             "action_units": [a["au"] for a in c.get("action_units", [])]} for c in cards[:n]]
 
 
-def _dictionary_summary(config: StudyConfig, tok, saw: list[str]) -> dict:
-    s = tok.summary
-    return {"source": "fitted on the study's tables" if config.fit else (config.model or "the bundled starter dictionary"),
-            "file": "dictionary.dfe", "fingerprint": tok.fingerprint(), "codebook_size": tok.codebook_size,
-            "levels": tok.levels, "train_frames": s.n_train, "val_frames": s.n_val, "val_cosine": s.val_cosine,
-            "dead_code_share": s.dead_code_share, "seed": tok.config.seed,
-            "saw_tested_inputs": len(saw), "saw_tested_ids": saw[:50]}
 
 
-def _provenance(config: StudyConfig, tok, ev: dict | None, ev_skipped: str | None, prediction: dict, saw: list[str],
-                n_tested: int, saw_labelled: list[str], n_labelled: int, face: dict, dictionary: dict) -> dict:
-    """What each figure of the report was measured on, and what was held out of it."""
-    if not ev:
-        fidelity = f"Not measured: {ev_skipped}."
-    else:
-        held = ev["split"]
-        fidelity = (f"Held out by {held['by']}: {held['n_test_groups']} groups, {held['test_frames']} frames "
-                    f"(seed {held['seed']}); the baselines were fitted on the {held['train_frames']} training frames. "
-                    + (f"The study's dictionary had seen held-out videos ({ev['refit']['reason']}), so a dictionary of "
-                       "its configuration was fitted on the training split and scored instead."
-                       if ev.get("refit") else "The dictionary never saw a held-out video."))
-    if "skipped" in prediction:
-        pred = f"Not run: {prediction['skipped']}."
-    else:
-        seeds = prediction["seeds"]
-        pred = (f"{prediction['folds']}-fold grouped CV ({'by ' + config.group if config.group else 'each video its own group'}),"
-                f" {len(seeds)} fold assignment(s) (seeds {seeds[0]}..{seeds[-1]});"
-                " every model (and feature fit: blendshape words, events) saw only the training people of its fold. "
-                f"Tokens: {prediction['tokens']}.")
-        pred += (" No tested person's frames shaped the codes." if config.fit else
-                 f" The dictionary that made those tokens saw {len(saw_labelled)} of the {n_labelled} tested inputs.")
-    return {
-        "corpus": "Counts from the run manifest of tables/ (every input, failed ones with their sentence).",
-        "dictionary": (f"The dictionary ({dictionary['source']}) was trained on {tok.summary.n_train:,} frames"
-                       + (f", including {len(saw)} of the {n_tested} study inputs" if saw else
-                          ", none of them from this study's inputs") + ". Atlas, top codes, per-label codes and timelines "
-                       "describe the whole corpus with it (descriptive, nothing held out). " + face["statement"]),
-        "fidelity": fidelity + " " + face["statement"],
-        "prediction": pred + " " + face["statement"],
-        "per_label_codes": ("Smoothed log-odds of each code's frames within each label vs the rest, over every labelled "
-                            "frame with the study's dictionary: a description of the corpus, not a held-out result."),
-        "events": "dfe events with default options (gap 0.1 s, min duration 0.1 s, hold 0.9) on the encoded tables.",
-    }
 
 
-def collect_results(run: _StudyRun) -> dict:
-    """results.json: every number of the study, with each figure's provenance."""
-    config, tok, out = run.config, run.tok, run.out
-    inputs = _input_rows(run.outcomes, run.enc_failed, run.table_ids)
-    ok_ids = [i["id"] for i in inputs if i["status"] == "ok"]
-    lab = run.labels.set_index("video")
-    people = sorted({g for i in ok_ids if (g := _label_of(lab, i, config.group)) is not None})
-    per_video, per_label = _videos_and_label_codes(run, ok_ids, lab)
-    ev_path = out / "evaluate" / "report.json"
-    ev = json.loads(ev_path.read_text()) if ev_path.is_file() else None
-    ev_skipped = None if ev else json.loads((out / "evaluate" / "skipped.json").read_text())["reason"]
-    saw = dictionary_saw(tok, ok_ids)
-    labelled_ids = [i for i in ok_ids if _label_of(lab, i, config.target) is not None]
-    face = face_model_statement(config, ok_ids)
-    dictionary = _dictionary_summary(config, tok, saw)
-    provenance = _provenance(config, tok, ev, ev_skipped, run.prediction, saw, len(ok_ids),
-                             sorted(set(saw) & set(labelled_ids)), len(labelled_ids), face, dictionary)
-    methods = methods_paragraph(config, run.plan, inputs, people, dictionary, ev, run.prediction, face)
-    return {"dfe_version": _version(), "config": asdict(config),
-            "corpus": {"inputs": inputs, "n_inputs": len(inputs), "n_ok": len(ok_ids),
-                       "n_failed": sum(i["status"] == "failed" for i in inputs),
-                       "videos": sum(i["kind"] == "video" and i["status"] == "ok" for i in inputs),
-                       "photos": sum(i["kind"] == "image" and i["status"] == "ok" for i in inputs),
-                       "people": len(people), "frames": int(sum(i["frames"] for i in inputs)),
-                       "faces": int(sum(i["faces"] for i in inputs)), "labelled": len(labelled_ids)},
-            "dictionary": dictionary, "top_codes": _top_codes(out / "atlas"), "per_label_codes": per_label,
-            "fidelity": ({"split": ev["split"], "refit": ev.get("refit"), "rows": ev["fidelity"],
-                          "level_curve_cosine": ev["level_curve_cosine"], "diversity": ev["diversity"],
-                          "retrieval": ev["retrieval"]} if ev else {"skipped": ev_skipped}),
-            "prediction": run.prediction, "videos": per_video, "face_model": face,
-            "provenance": provenance, "methods": methods}
 
 
-def methods_paragraph(config: StudyConfig, plan: StudyPlan, inputs, people, dictionary, ev, prediction, face) -> str:
-    ok = [i for i in inputs if i["status"] == "ok"]
-    dict_text = (f"a dictionary of {dictionary['codebook_size']} codes shared by {dictionary['levels']} residual levels "
-                 f"fitted on the study's frames (seed {config.seed}, {config.epochs} epochs)" if config.fit else
-                 f"{dictionary['source']} ({dictionary['codebook_size']} codes, {dictionary['levels']} levels)")
-    text = (f"Faces in {len(ok)} inputs ({sum(i['kind'] == 'video' for i in ok)} videos, {sum(i['kind'] == 'image' for i in ok)} "
-            f"photos{f', {len(people)} people' if people else ''}; {sum(i['faces'] for i in ok):,} frames with a face) were "
-            f"tracked with MediaPipe Face Landmarker and turned into identity-free 3D expression displacements (psi, cm on "
-            f"MediaPipe's canonical face) with dfe {_version()} (Discrete Facial Encoding, arXiv 2510.01662). "
-            f"{face['statement']} Frames were tokenized with {dict_text}. ")
-    if ev:
-        fid = ev["fidelity"][0]
-        text += (f"Fidelity was measured on {ev['split']['test_frames']} frames of {ev['split']['n_test_groups']} held-out "
-                 f"groups ({ev['split']['by']}): held-out cosine {fid['cosine_mean']:.3f} with all levels"
-                 + (" (a dictionary of the same configuration refitted on the training split, as the study's dictionary had "
-                    "seen the held-out videos)" if ev.get("refit") else "") + ". ")
-    if "skipped" in prediction:
-        return text + f"Prediction was not run: {prediction['skipped']}."
-    rows = {r["features"]: r for r in prediction["rows"]}
-    key = prediction["metric"]
-    best = rows.get(DFE_NAME, {})
-    return text + (
-        f"{config.target!r} was predicted per input with "
-        f"{'logistic regression' if prediction['task'] == 'classification' else 'ridge regression'} "
-        f"(regularisation chosen by inner CV) in {prediction['folds']}-fold cross-validation grouped by "
-        f"{config.group or 'input'}, repeated over {len(prediction['seeds'])} fold assignment(s); "
-        + ("the dictionary was refitted in every outer fold on that fold's training people only. " if config.fit else
-           f"tokens came from the study's dictionary ({prediction['tokens']}). ")
-        + f"dfe's bag of tokens reached {key} {best.get(key, float('nan')):.3f} (95% CI {best.get('ci95_low', float('nan')):.3f}"
-        f"-{best.get('ci95_high', float('nan')):.3f}, bootstrap over inputs), against "
-        + "; ".join(f"{n} {r[key]:.3f} (dfe minus this {r['dfe_minus_this']:+.3f}, paired 95% CI "
-                    f"{r['dfe_minus_this_ci95_low']:+.3f}..{r['dfe_minus_this_ci95_high']:+.3f})"
-                    for n, r in rows.items() if n != DFE_NAME)
-        + f"; chance {prediction['chance']:.2f}.")
