@@ -91,11 +91,16 @@ OLD_PATHS = [
     ("dfe.naming", "name_codes"), ("dfe.render", "Camera"), ("dfe.synthetic", "event_sequences"),
     ("dfe.viz", "decomposition_figure"), ("dfe.flame", "FlameModel"), ("dfe.flame", "import_flame"),
     ("dfe.tokenizer", "Tokenizer"), ("dfe.tokenizer", "encode_table"), ("dfe.runner", "Manifest"),
-    ("dfe.runner", "encode_corpus"), ("dfe.extraction", "pipeline"), ("dfe.units", "parse_unit"),
+    ("dfe.runner", "encode_corpus"), ("dfe.units", "parse_unit"),
     ("dfe.synth", "synthesize"), ("dfe.study", "StudyConfig"), ("dfe.residual_kmeans", "ResidualKMeans"),
     ("dfe.openface", "openface_frame"), ("dfe.gaze", "gaze_from_landmarks"), ("dfe.dictionary", "fit_shape_gain"),
     ("dfe.baselines", "load_baseline"), ("dfe.action_units", "action_unit_table"), ("dfe.face", "BLENDSHAPE_NAMES"),
-    ("dfe.timeline", "timeline_figure"),
+    ("dfe.timeline", "timeline_figure"), ("dfe.elan", "write_eaf"), ("dfe.eval", "evaluate"),
+    ("dfe.io", "read_image"), ("dfe.labels", "read_labels"), ("dfe.mesh", "canonical_mesh"),
+    ("dfe.study_report", "write_index"), ("dfe.tokenizer", "Encoder"),
+    # names that left a module which still exists
+    ("dfe.extraction", "ExtractOptions"), ("dfe.extraction", "extract"), ("dfe.extraction", "extract_file"),
+    ("dfe.progress", "summary"), ("dfe.progress", "frames_done"),
 ]
 
 
@@ -130,3 +135,18 @@ def test_top_level_api():
     assert dfe.BagOfTokens.__module__ == "dfe.analysis.features"
     assert dfe.ExtractOptions().format == "parquet"
     assert dfe.__version__ == importlib.import_module("dfe.version").__version__
+
+
+def test_the_warning_names_the_users_own_line(tmp_path):
+    """Under Python's default filters a DeprecationWarning shows only when it is attributed to the
+    user's code (__main__): the old path's warning must point at the importing line, not at dfe."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "old_script.py"
+    script.write_text("import dfe.bow\nfrom dfe.extraction import extract\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         env={"PYTHONPATH": str(SRC.parent), "PATH": "/usr/bin:/bin"})
+    assert run.returncode == 0, run.stderr
+    assert f"{script}:1: DeprecationWarning: dfe.bow moved to dfe.analysis.features" in run.stderr
+    assert f"{script}:2: DeprecationWarning: dfe.extraction.extract moved to dfe.runs.extract.extract" in run.stderr

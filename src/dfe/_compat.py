@@ -29,7 +29,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "dfe.flame": ("dfe.extraction.flame", "dfe.runs.import_flame"),
     "dfe.synth": ("dfe.extraction.synth", "dfe.runs.synth"),
     "dfe.synthetic": ("dfe.extraction.synthetic",),
-    "dfe.tokenizer": ("dfe.tokens.tokenizer", "dfe.tokens.tables"),
+    "dfe.tokenizer": ("dfe.tokens.tokenizer", "dfe.tokens.tables", "dfe.tokens.networks", "dfe.tokens.config"),
     "dfe.dictionary": ("dfe.tokens.dictionary",),
     "dfe.residual_kmeans": ("dfe.tokens.residual_kmeans",),
     "dfe.events": ("dfe.analysis.events", "dfe.runs.events"),
@@ -48,6 +48,31 @@ MOVED: dict[str, tuple[str, ...]] = {
     "dfe.study": ("dfe.runs.study", "dfe.runs.study_plan", "dfe.runs.study_results"),
     "dfe.demo": ("dfe.runs.demo",),
 }
+
+
+# modules that still exist but lost some of their 0.4 names: each such name -> its new module
+_PIPELINE, _EXTRACT, _RUN_PROGRESS = "dfe.extraction.pipeline", "dfe.runs.extract", "dfe.runs.progress"
+LEFT: dict[str, dict[str, str]] = {
+    "dfe.extraction": {  # dfe 0.4's module, now the layer's package
+        **dict.fromkeys(["FORMATS", "ExtractOptions", "neutral_lookup", "person_lookup", "FileObservations",
+                         "observe_file", "observations_table", "extract_file", "output_options", "media_frames"],
+                        _PIPELINE),
+        **dict.fromkeys(["RunReport", "Extractor", "extract"], _EXTRACT),
+    },
+    "dfe.progress": dict.fromkeys(["set_sink", "frames_done", "flush", "summary", "faceless_inputs",
+                                   "faceless_warning"], _RUN_PROGRESS),
+}
+
+
+def _forward_missing(module: types.ModuleType, names: dict[str, str]) -> None:
+    def __getattr__(name: str):
+        if name not in names:
+            raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
+        warnings.warn(f"{module.__name__}.{name} moved to {names[name]}.{name} in dfe 0.5; import it from there",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(names[name]), name)
+
+    module.__getattr__ = __getattr__
 
 
 def _forwarding_module(old: str, homes: tuple[str, ...]) -> types.ModuleType:
@@ -80,7 +105,7 @@ class _OldPaths(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def create_module(self, spec):
         homes = MOVED[spec.name]
         warnings.warn(f"{spec.name} moved to {' and '.join(homes)} in dfe 0.5; import it from there "
-                      "(the old path keeps working for now)", DeprecationWarning, stacklevel=3)
+                      "(the old path keeps working for now)", DeprecationWarning, stacklevel=2)  # importlib's own frames are skipped: the warning names the importing line
         return _forwarding_module(spec.name, homes)
 
     def exec_module(self, module):
@@ -88,6 +113,8 @@ class _OldPaths(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def install() -> None:
-    """Answer the old module paths (idempotent)."""
+    """Answer the old module paths and the names that left a module (idempotent)."""
     if not any(isinstance(f, _OldPaths) for f in sys.meta_path):
         sys.meta_path.append(_OldPaths())
+    for name, names in LEFT.items():
+        _forward_missing(importlib.import_module(name), names)
