@@ -54,4 +54,7 @@ def test_wheel_contains_model_and_code(tmp_path):
     wheel = next((tmp_path / "dist").glob("dfe-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "dfe/data/starter.dfe" in names and "dfe/data/face_model.npz" in names
-    assert "dfe/mesh.py" in names and "dfe/cli.py" in names
+    assert "dfe/cli.py" in names and "dfe/table.py" in names
+    # every module of every layer folder ships (a folder without __init__.py would be left out)
+    modules = {str(p.relative_to(root / "src")) for p in (root / "src" / "dfe").rglob("*.py")}
+    assert modules - set(names) == set() and "dfe/extraction/mesh.py" in names

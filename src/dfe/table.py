@@ -50,10 +50,12 @@ BLENDSHAPE_NAMES = (
 )
 
 
-META_COLUMNS = ["file", "frame", "timestamp", "face_id", "success", "presence", "reason",
-                "bbox_x", "bbox_y", "bbox_w", "bbox_h",
-                "pose_yaw", "pose_pitch", "pose_roll", "pose_tx", "pose_ty", "pose_tz", "pose_scale",
-                "align_rmse"]
+FRAME_COLUMNS = ["file", "frame", "timestamp"]  # where a row comes from
+DETECTION_COLUMNS = ["face_id", "success", "presence", "reason"]  # whether a face was found (presence: 1.0 or 0.0)
+BBOX_COLUMNS = ["bbox_x", "bbox_y", "bbox_w", "bbox_h"]  # the face's box, original pixels
+POSE_COLUMNS = ["pose_yaw", "pose_pitch", "pose_roll", "pose_tx", "pose_ty", "pose_tz", "pose_scale"]
+META_COLUMNS = FRAME_COLUMNS + DETECTION_COLUMNS + BBOX_COLUMNS + POSE_COLUMNS + ["align_rmse"]
+RECON_ERROR_COLUMN = "recon_error"  # written by dfe encode beside tok_* and strength_*
 BLENDSHAPE_COLUMNS = list(BLENDSHAPE_NAMES)
 LANDMARK_COLUMNS = [f"lm_{i}" for i in range(N_LANDMARKS * 3)]
 TABLE_SUFFIXES = {".parquet", ".csv"}
@@ -106,6 +108,22 @@ def check_psi_versions(versions: dict[str, int], what: str = "these tables") -> 
         raise ValueError(f"{what} mix psi made two ways ({'; '.join(parts)}): re-extract the older ones "
                          "with this dfe (psi version 1 is dfe 0.3 and earlier)")
     return next(iter(by_version), 1)
+
+
+def psi_column_names(n: int, kind: str = "geometry") -> list[str]:
+    """The names of ``n`` psi columns: ``psi_0..`` (geometry, cm) or ``flame_0..`` (FLAME parameters)."""
+    prefix = "psi_" if kind == "geometry" else "flame_"
+    return [f"{prefix}{i}" for i in range(n)]
+
+
+def token_column_names(levels: int) -> list[str]:
+    """``tok_1 .. tok_K``: a frame's tokens, coarse to fine."""
+    return [f"tok_{k + 1}" for k in range(levels)]
+
+
+def strength_column_names(levels: int) -> list[str]:
+    """``strength_1 .. strength_K``: how strongly each token's code shows (cm)."""
+    return [f"strength_{k + 1}" for k in range(levels)]
 
 
 def identity_columns(k: int) -> list[str]:

@@ -1,6 +1,6 @@
 """Facial events over time: when a code (or a blendshape) switches on, peaks and fades.
 
-Definitions (the README repeats them):
+Definitions (docs/guide.md, Events, repeats them):
 
 - **Active.** A code is active in a frame when it is one of the frame's tokens at any level, or
   only at levels ``<= levels`` when that is set. A blendshape is active by hysteresis on its

@@ -90,7 +90,7 @@ def anchor_weights(mesh: CanonicalMesh, scheme: str = "basis") -> np.ndarray:
     corner; 15 left: forehead, eye corners, nose bridge and tip, the side of the face). ``skull``:
     :data:`SKULL_ANCHORS`. ``mediapipe``: the 33 with MediaPipe's own weights. ``robust``:
     MediaPipe's weights plus the rest of the face with small weights, re-weighted per frame by
-    residual. Why ``basis`` is the default: the README's "Rigid anchors" paragraph (measured by
+    residual. Why ``basis`` is the default: docs/measurements.md, "Rigid anchors" (measured by
     ``bench/expressions.py``).
     """
     w = np.zeros(N_VERTICES)

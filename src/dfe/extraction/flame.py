@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from dfe.errors import DfeError
+from dfe.table import psi_column_names
 
 N_EXPRESSION = 50
 EXP_KEYS = ("expression_params", "exp", "expcode", "expression")
@@ -158,7 +159,7 @@ def read_csv_frames(path: Path) -> FlameFrames:
         cols = [f"{prefix}_{i}" for i in range(width)]
         if not set(cols) <= set(df.columns):
             if required:
-                raise FlameInputError(f"{path}: needs the columns {cols[0]}..{cols[-1]} (see the README)")
+                raise FlameInputError(f"{path}: needs the columns {cols[0]}..{cols[-1]} (see docs/guide.md, Import-flame)")
             return None
         return _rows(df[cols].to_numpy(float), width, prefix, path)
 
@@ -262,7 +263,7 @@ def flame_table(frames: FlameFrames, fps: float = 30.0) -> pd.DataFrame:
                        "pose_yaw": ypr[:, 0], "pose_pitch": ypr[:, 1], "pose_roll": ypr[:, 2],
                        "psi_kind": "flame" if frames.eyelids is None else "flame+eyelids",
                        "neutral_source": "flame-zero"})
-    block = pd.DataFrame(psi.astype(np.float32), columns=[f"flame_{i}" for i in range(psi.shape[1])])
+    block = pd.DataFrame(psi.astype(np.float32), columns=psi_column_names(psi.shape[1], "flame"))
     return pd.concat([df, block], axis=1)
 
 

@@ -20,7 +20,7 @@ video track, or several photos of one person); the neutral is ``mean + U^T a`` a
 psi = x - neutral. Everything is linear algebra on (k x k) matrices per fit: microseconds a face.
 
 Built by ``scripts/build_face_model.py`` with :func:`build_face_model`; ships as
-``dfe/data/face_model.npz`` (credits in its metadata and the README).
+``dfe/data/face_model.npz`` (credits in its metadata and the README's Credits).
 """
 
 from __future__ import annotations

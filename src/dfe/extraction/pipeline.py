@@ -23,7 +23,8 @@ from dfe.extraction.face import BLENDSHAPE_NAMES, FaceLandmarker, FaceObservatio
 from dfe.extraction.identity import DATA_FILE, FaceModel, IdentityFit, load_face_model, track_neutral
 from dfe.extraction.io import Frame, MediaError, Sampling, file_sha256, iter_frames, media_kind, video_info
 from dfe.extraction.mesh import N_VERTICES, canonical_mesh
-from dfe.table import BLENDSHAPE_COLUMNS, LANDMARK_COLUMNS, META_COLUMNS, identity_columns
+from dfe.table import (BBOX_COLUMNS, BLENDSHAPE_COLUMNS, DETECTION_COLUMNS, FRAME_COLUMNS, LANDMARK_COLUMNS,
+                       META_COLUMNS, POSE_COLUMNS, identity_columns, psi_column_names)
 
 log = logging.getLogger(__name__)
 FORMATS = {"parquet": ".parquet", "csv": ".csv", "openface": ".csv"}  # --format -> table suffix
@@ -103,22 +104,18 @@ def person_lookup(spec: str | None) -> dict[Path, str]:
 def _face_row(obs: FaceObservation, frame: Frame, align: expression.Alignment) -> dict:
     yaw, pitch, roll = align.pose_angles
     inv = 1.0 / frame.scale  # report boxes in the original image's pixels
-    row = {
-        "face_id": obs.face_id, "success": 1, "presence": 1.0, "reason": "",  # MediaPipe Tasks gives no presence score
-        "bbox_x": obs.bbox[0] * inv, "bbox_y": obs.bbox[1] * inv,
-        "bbox_w": obs.bbox[2] * inv, "bbox_h": obs.bbox[3] * inv,
-        "pose_yaw": yaw, "pose_pitch": pitch, "pose_roll": roll,
-        "pose_tx": float(obs.matrix[0, 3]), "pose_ty": float(obs.matrix[1, 3]), "pose_tz": float(obs.matrix[2, 3]),
-        "pose_scale": (1.0 / align.scale) * inv, "align_rmse": align.rmse,
-    }
-    row.update(zip(BLENDSHAPE_COLUMNS, obs.blendshapes.tolist()))
-    return row
+    detection = [obs.face_id, 1, 1.0, ""]  # MediaPipe Tasks gives no presence score: 1.0 for a found face
+    bbox = [v * inv for v in obs.bbox[:4]]
+    pose = [yaw, pitch, roll, float(obs.matrix[0, 3]), float(obs.matrix[1, 3]), float(obs.matrix[2, 3]),
+            (1.0 / align.scale) * inv]
+    return dict(zip(DETECTION_COLUMNS + BBOX_COLUMNS + POSE_COLUMNS + ["align_rmse"] + BLENDSHAPE_COLUMNS,
+                    detection + bbox + pose + [align.rmse] + obs.blendshapes.tolist()))
 
 
 def _empty_row(reason: str = "no face") -> dict:
-    row = {c: np.nan for c in META_COLUMNS[3:]}
-    row.update({"face_id": -1, "success": 0, "presence": 0.0, "reason": reason})
-    row.update({c: np.nan for c in BLENDSHAPE_COLUMNS})
+    """A frame without a face: its detection columns say why, the rest are NaN."""
+    row = dict.fromkeys(META_COLUMNS[len(FRAME_COLUMNS):] + BLENDSHAPE_COLUMNS, np.nan)
+    row.update(zip(DETECTION_COLUMNS, [-1, 0, 0.0, reason]))
     return row
 
 
@@ -272,7 +269,7 @@ def observations_table(obs: FileObservations, identity_mode: str = "auto", face_
     blocks = [df, frame_action_units_and_gaze(psi, obs.blendshapes, obs.landmarks, df["bbox_w"], df["bbox_h"]),
               pd.DataFrame(obs.landmarks, columns=LANDMARK_COLUMNS),
               pd.DataFrame(ident, columns=identity_columns(model.n_identity)),
-              pd.DataFrame(psi, columns=[f"psi_{i}" for i in range(psi.shape[1])])]
+              pd.DataFrame(psi, columns=psi_column_names(psi.shape[1]))]
     out = pd.concat(blocks, axis=1)
     out.attrs["expected_frames"] = obs.expected_frames
     return out

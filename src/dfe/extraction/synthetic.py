@@ -13,6 +13,7 @@ import numpy as np
 
 from dfe.extraction.expression import PSI_VERSION
 from dfe.extraction.mesh import MOUTH_CORNERS, canonical_mesh
+from dfe.table import psi_column_names
 
 
 @dataclass
@@ -124,7 +125,7 @@ def event_sequences(n_videos: int = 80, n_frames: int = 240, fps: float = 30.0, 
         psi = weights @ actions + rng.normal(scale=noise, size=(n_frames, actions.shape[1])).astype(np.float32)
         meta = pd.DataFrame({"video": f"seq{v:03d}", "frame": np.arange(n_frames), "timestamp": np.arange(n_frames) / fps,
                              "face_id": 0, "success": 1, "psi_kind": "geometry", "psi_version": PSI_VERSION})
-        block = pd.DataFrame(psi.astype(np.float32), columns=[f"psi_{i}" for i in range(psi.shape[1])])
+        block = pd.DataFrame(psi.astype(np.float32), columns=psi_column_names(psi.shape[1]))
         videos.append(pd.concat([meta, block], axis=1))
         ys.append(label)
     y_null = np.where(rng.random(n_videos) < 0.5, "a", "b")

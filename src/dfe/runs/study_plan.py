@@ -146,7 +146,7 @@ def study_workers(c: StudyConfig) -> int:
     return c.workers or default_workers()
 
 
-# rates measured on the 2-core development machine (README: Performance, and bench/study.py)
+# rates measured on the 2-core development machine (docs/benchmarks.md: Performance, and bench/study.py)
 PHOTO_S = 0.5  # extract, per photo and worker (landmarker + identity fit + AUs)
 
 

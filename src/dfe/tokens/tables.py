@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 from dfe.extraction.expression import PSI_KINDS
-from dfe.table import BLENDSHAPE_COLUMNS, blendshapes_array, check_psi_versions, file_psi_version, find_tables, geometry_psi_array, psi_version, read_arrays, read_table, video_id
+from dfe.table import BLENDSHAPE_COLUMNS, RECON_ERROR_COLUMN, blendshapes_array, check_psi_versions, file_psi_version, find_tables, geometry_psi_array, psi_column_names, psi_version, read_arrays, read_table, strength_column_names, token_column_names, video_id
 from dfe.tokens.config import TokenizerConfig
 from dfe.tokens.tokenizer import Tokenizer
 
 
 def flame_columns(psi_kind: str) -> list[str]:
     """``flame_0 ..`` columns of a FLAME psi kind."""
-    return [f"flame_{i}" for i in range(PSI_KINDS[psi_kind])]
+    return psi_column_names(PSI_KINDS[psi_kind], "flame")
 
 
 def table_psi(df, psi_kind: str = "geometry") -> np.ndarray:
@@ -101,16 +101,16 @@ def encode_table(df, tok: Tokenizer):
     ok = (df["success"] == 1).to_numpy()
     psi = table_psi(df, tok.config.psi_kind)
     tokens = tok.encode(psi)
-    out = df.drop(columns=[c for c in df.columns if c.startswith(("tok_", "strength_")) or c == "recon_error"])
+    out = df.drop(columns=[c for c in df.columns if c.startswith(("tok_", "strength_")) or c == RECON_ERROR_COLUMN])
     block = np.full((len(df), tok.levels), -1, dtype=np.int64)
     block[ok] = tokens
     err = np.full(len(df), np.nan, dtype=np.float32)
     err[ok] = tok.reconstruction_error(psi, tokens)
-    cols = {f"tok_{k + 1}": block[:, k] for k in range(tok.levels)}
-    cols["recon_error"] = err
+    cols = dict(zip(token_column_names(tok.levels), block.T))
+    cols[RECON_ERROR_COLUMN] = err
     strength = np.full((len(df), tok.levels), np.nan, dtype=np.float32)
     strength[ok] = tok.strength(psi, tokens)
-    cols.update({f"strength_{k + 1}": strength[:, k] for k in range(tok.levels)})
+    cols.update(zip(strength_column_names(tok.levels), strength.T))
     return pd.concat([out, pd.DataFrame(cols, index=df.index)], axis=1)
 
 

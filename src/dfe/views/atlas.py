@@ -26,7 +26,7 @@ import pandas as pd
 from dfe.analysis.labels import read_labels
 from dfe.extraction.io import MediaError, read_frames
 from dfe.progress import counted
-from dfe.table import find_tables, read_table, video_id
+from dfe.table import BBOX_COLUMNS, FRAME_COLUMNS, find_tables, read_table, token_column_names, video_id
 from dfe.tokens.tables import encode_table
 from dfe.tokens.tokenizer import Tokenizer
 from dfe.views.figures import crop_face, geometry_of, label_log_odds, profile_figure, surface_for
@@ -98,16 +98,15 @@ def corpus_usage(tok: Tokenizer, tables: list | None) -> Usage:
         if "success" not in df.columns:
             continue
         df = encode_table(df, tok)
-        keep = [c for c in ("file", "frame", "timestamp", "face_id", "bbox_x", "bbox_y", "bbox_w", "bbox_h")
-                if c in df.columns] + [f"tok_{k + 1}" for k in range(K)]
+        keep = [c for c in FRAME_COLUMNS + ["face_id"] + BBOX_COLUMNS if c in df.columns] + token_column_names(K)
         ok = df.loc[df["success"] == 1, keep].copy()
         ok.insert(0, "table", str(path))
         parts.append(ok)
     frames = pd.concat(parts, ignore_index=True) if parts else None
     if frames is None or frames.empty:
         return Usage(np.zeros((N, K), dtype=np.int64))
-    tokens = tok.action_codes(frames[[f"tok_{k + 1}" for k in range(K)]].to_numpy(np.int64))
-    frames[[f"tok_{k + 1}" for k in range(K)]] = tokens  # shape-gain: one page per action, any intensity
+    tokens = tok.action_codes(frames[token_column_names(K)].to_numpy(np.int64))
+    frames[token_column_names(K)] = tokens  # shape-gain: one page per action, any intensity
     per_level = np.stack([np.bincount(tokens[:, k], minlength=N) for k in range(K)], 1)
     return Usage(per_level, frames, tokens)
 
@@ -155,7 +154,7 @@ def face_crops(rows: list[pd.Series], size: int = 96) -> list[bytes | None]:
     """JPEG face crops of table rows, reading each source file once (None where the media is gone)."""
     import cv2
 
-    boxes = [tuple(float(r.get(c, np.nan)) for c in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")) for r in rows]
+    boxes = [tuple(float(r.get(c, np.nan)) for c in BBOX_COLUMNS) for r in rows]
     frames: dict[str, dict] = {}
     for file in {str(r.get("file", "")) for r in rows}:
         try:

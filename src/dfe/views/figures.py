@@ -23,6 +23,7 @@ from dfe.tokens.tables import table_psi
 from dfe.tokens.tokenizer import Tokenizer
 from dfe.views.naming import name_codes
 from dfe.views.render import Camera, colour_table, heatmap
+from dfe.table import BBOX_COLUMNS
 
 # ---------------------------------------------------------------------------- numbers behind pictures
 
@@ -106,7 +107,7 @@ def read_face_crop(file: str, frame: int, bbox: tuple[float, float, float, float
 def read_row_face_crop(row: pd.Series) -> np.ndarray | None:
     """:func:`read_face_crop` of one table row (its file, frame and bbox); None for rows without an
     image box (FLAME tables carry none)."""
-    box = [row.get(c, np.nan) for c in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")]
+    box = [row.get(c, np.nan) for c in BBOX_COLUMNS]
     if not np.isfinite(np.asarray(box, dtype=float)).all():
         return None
     return read_face_crop(row["file"], row["frame"], tuple(box))
