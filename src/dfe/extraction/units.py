@@ -171,3 +171,16 @@ def parse_units(specs: list[str]) -> list[tuple[Unit, float]]:
         unit, x = parse_unit(spec)
         out.append((unit, check_intensity(unit, x)))
     return out
+
+
+def unit_contributions(displacement: np.ndarray, basis: np.ndarray) -> tuple[np.ndarray, float]:
+    """The non-negative fit of a displacement on unit shapes (the columns of ``basis``, e.g.
+    :func:`unit_basis`): each column's part of the fit (its weight times its norm, cm, so the
+    columns' scale does not matter) and the cosine between the fit and the displacement."""
+    from scipy.optimize import nnls
+
+    d = np.asarray(displacement, dtype=float).ravel()
+    weights, _ = nnls(basis, d)
+    fit = basis @ weights
+    denom = np.linalg.norm(fit) * np.linalg.norm(d)
+    return weights * np.linalg.norm(basis, axis=0), float(fit @ d / denom) if denom > 0 else 0.0

@@ -4,8 +4,8 @@ A code's displacement on the canonical face (468 x 3, cm) gets:
 - **words**: the regions that move most (lip corners, cheeks, brows, ...), each with its side
   (the person's left or right, or both) and direction in plain words ("lip corners pulled up and
   out, cheeks raised");
-- **action units**: the closest FACS units, from a non-negative fit of the displacement on the
-  reference shapes of each unit, with each unit's share and one similarity score (cosine between
+- **action units**: the closest FACS units, from the non-negative fit of
+  :func:`dfe.extraction.units.unit_contributions` on the reference shapes of each unit and side, with each unit's share and one similarity score (cosine between
   the displacement and the fit);
 - ``unnamed`` when the fit explains too little (similarity below 0.5) or nothing moves.
 
@@ -27,9 +27,8 @@ import numpy as np
 
 from dfe.extraction.face import BLENDSHAPE_NAMES
 from dfe.extraction.mesh import canonical_mesh
-from dfe.extraction.units import ACTION_UNITS, ONE_SIDED  # the FACS table lives with the unit shapes
+from dfe.extraction.units import ACTION_UNITS, DATA_FILE, ONE_SIDED, unit_contributions  # the FACS table and the unit fit live with the unit shapes
 
-DATA_FILE = Path(__file__).parents[1] / "data" / "naming.npz"
 MIN_SIMILARITY = 0.5
 MIN_PEAK_CM = 0.02
 
@@ -131,16 +130,9 @@ def fit_action_units(displacement: np.ndarray, model: NamingModel | None = None)
     """Non-negative fit of a (468, 3) displacement on the units' reference shapes: units with at
     least 15% of the fit (left and right of one unit merged into both sides when the weaker side
     has at least half the stronger's share) and the fit's cosine to the displacement."""
-    from scipy.optimize import nnls
-
     model = model or default_model()
     A, keys = model.candidates
-    d = np.asarray(displacement, dtype=float).ravel()
-    w, _ = nnls(A, d)
-    fit = A @ w
-    denom = np.linalg.norm(fit) * np.linalg.norm(d)
-    similarity = float(fit @ d / denom) if denom > 0 else 0.0
-    part = w * np.linalg.norm(A, axis=0)
+    part, similarity = unit_contributions(displacement, A)
     by_unit: dict[str, dict[str, float]] = {}
     for (au, side), p in zip(keys, part):
         by_unit.setdefault(au, {})[side] = p
