@@ -406,8 +406,8 @@ class EventFeatures(TransformerMixin, BaseEstimator):
         n_units = self.codebook_size if self.source == "tokens" else len(BLENDSHAPE_COLUMNS)
         return sparse.vstack([video_event_statistics(df, self.source, options, n_units) for df in X]).tocsr()
 
-    def _fit(self, X) -> sparse.csr_matrix:
-        features = self._features(X)
+    def _fit(self, X) -> None:
+        features = self._features(X)  # remembered per video: transform(X) after fit(X) computes no event twice
         self.columns_ = np.flatnonzero(np.asarray((features != 0).sum(0)).ravel())
         self.n_features_out_ = len(self.columns_)
         if not self.n_features_out_:
@@ -415,17 +415,11 @@ class EventFeatures(TransformerMixin, BaseEstimator):
             why = (f"{single} of the {len(X)} tables are single photos (one frame): events need frames over time"
                    if single else "no event lasted long enough in any training video")
             log.warning("event features are empty (%s); use the bag of tokens for photos", why)
-        return features[:, self.columns_]
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         self._fit(X)
         return self
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit_transform(self, X, y=None):
-        """``fit(X).transform(X)``, computing the training videos' events once."""
-        return self._fit(X)
 
     def transform(self, X):
         check_is_fitted(self, "columns_")
