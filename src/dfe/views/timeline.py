@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from dfe.analysis.reports import agg_pyplot, save_figure
-from dfe.extraction.action_units import PRESENCE_THRESHOLDS, UNIT_NAMES
+from dfe.extraction.action_units import (PRESENCE_THRESHOLDS, PRESENCE_THRESHOLDS_REFERENCE, UNIT_NAMES,
+                                         measured_from_real_neutral)
 from dfe.extraction.openface import add_action_units
 from dfe.table import OPENFACE_AU_INTENSITY
 from dfe.views.figures import read_row_face_crop
@@ -150,14 +151,16 @@ def action_unit_figure(table: pd.DataFrame, path: str | Path, title: str = "", f
     fig, axes = plt.subplots(len(units), 1, figsize=(10, 0.62 * len(units) + 0.8), sharex=True, squeeze=False)
     t = df["timestamp"].to_numpy(float)
     top = max(float(np.nanmax(df[[f"{u}_r" for u in units]].to_numpy())), 0.1)
+    real = measured_from_real_neutral(df["neutral_source"]) if "neutral_source" in df else np.zeros(len(df), bool)
+    thresholds = PRESENCE_THRESHOLDS_REFERENCE if real.mean() > 0.5 else PRESENCE_THRESHOLDS
     for ax, au in zip(axes[:, 0], units):
         ax.plot(t, df[f"{au}_r"], color="#1f77b4", lw=1.2)
         if np.isfinite(df[f"{au}_r_blendshapes"]).any():
             ax.plot(t, df[f"{au}_r_blendshapes"], color="#ff7f0e", lw=0.9, ls="--")
-        if au in PRESENCE_THRESHOLDS:
-            ax.axhline(PRESENCE_THRESHOLDS[au], color="0.5", lw=0.7, ls=":")
+        if au in thresholds:
+            ax.axhline(thresholds[au], color="0.5", lw=0.7, ls=":")
         ax.set_ylim(0, top * 1.05)
-        ax.set_ylabel(f"{au}\n{UNIT_NAMES[au][:18]}", rotation=0, ha="right", va="center", fontsize=7)
+        ax.set_ylabel(f"{au}\n{UNIT_NAMES[au]}", rotation=0, ha="right", va="center", fontsize=7)
         ax.tick_params(labelsize=6)
         ax.spines[["top", "right"]].set_visible(False)
     axes[-1, 0].set_xlabel("time (s)")
