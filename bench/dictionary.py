@@ -226,6 +226,201 @@ def synth_train(args) -> None:
     print(f"{len(photos)} training people's unit photos: {time.perf_counter() - t:.0f} s", flush=True)
 
 
+def cache_frames(shared: Path, cache: Path, keep) -> dict:
+    """psi (through the bundled face model, as users get it) of the shared photos and of the dfe
+    synth photos in the landmark cache of scripts/build_face_model.py (every neutral face x the
+    control and 28 units and sides at 0.6 cm), for the people ``keep(person)`` accepts (the 8 pose
+    photos are person ``lisa``): psi (n, 1404), person and condition (``real`` or the unit) per frame."""
+    from build_face_model import ANCHORS, align_data, collect_landmarks
+
+    from dfe.extraction.identity import load_face_model
+
+    d = collect_landmarks(shared, cache)
+    a = align_data(d, ANCHORS)
+    model = load_face_model()
+    london = [str(p) for p in d["persons"]]
+    canada = [p.stem for p in sorted((shared / "faces" / "canada").glob("*.jpg"))]
+    parts: list[tuple[np.ndarray, list[str], str]] = []
+
+    def add(aligned, bs, people, condition):
+        rows = [i for i, p in enumerate(people) if keep(p)]
+        if rows:
+            psi = np.stack([aligned[i] - model.fit(aligned[i][None], bs[i][None]).neutral
+                            if not np.isnan(aligned[i, 0, 0]) else np.full((468, 3), np.nan) for i in rows])
+            parts.append((psi.reshape(len(rows), -1), [people[i] for i in rows], condition))
+
+    add(a.london_neutral, d["london_neutral_bs"], london, "real")
+    add(a.london_smiling, d["london_smiling_bs"], london, "real")
+    add(a.canada, d["canada_bs"], canada, "real")
+    add(a.pose, d["pose_bs"], ["lisa"] * len(a.pose), "real")
+    synth_people = london[: int(d["synth_london"])] + canada
+    for c, condition in enumerate(d["conditions"]):
+        add(a.synth[c], d["synth_bs"][c], synth_people, str(condition))
+    psi = np.concatenate([p[0] for p in parts])
+    person = np.concatenate([p[1] for p in parts])
+    condition = np.concatenate([[p[2]] * len(p[1]) for p in parts])
+    ok = np.isfinite(psi).all(1)
+    return {"psi": psi[ok].astype(np.float32), "person": person[ok], "condition": condition[ok]}
+
+
+def atlas_figures(tok, psi: np.ndarray) -> dict:
+    """The issue's atlas figures of a model over frames: used actions, how many are named, the
+    distinct action units in their names, near-duplicates (cosine >= 0.9), the closest pair, named
+    actions that peak under 0.1 cm, and the frames' reconstruction cosine."""
+    from dfe.tokens.tokenizer import cosine_rows
+    from dfe.views.atlas import near_duplicates
+    from dfe.views.naming import name_codes
+
+    tokens = tok.encode(psi)
+    codes = sorted(set(tok.action_codes(tokens).ravel().tolist()))
+    geometry = tok.code_deformations().reshape(tok.codebook_size, 468, 3)
+    peaks = np.linalg.norm(geometry, axis=2).max(1)
+    names = name_codes(tok, codes)
+    named = [c for c in codes if names[c].name != "unnamed" and not names[c].name.startswith("faint")]
+    aus = sorted({u["au"] for c in named for u in names[c].action_units})
+    dups = near_duplicates(geometry, codes)
+    g = geometry[codes].reshape(len(codes), -1)
+    g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+    sim = g @ g.T
+    np.fill_diagonal(sim, -1)
+    return {"frames": len(psi), "cosine": float(cosine_rows(tok.decode(tokens), psi).mean()), "used": len(codes),
+            "named": len(named), "action_units": aus, "near_duplicate_share": float(np.mean([bool(dups[c]) for c in codes])),
+            "max_pair": float(sim.max()) if len(codes) > 1 else 0.0,
+            "faint_named": int(sum(peaks[c] < 0.1 for c in named)), "names": {c: names[c] for c in codes}}
+
+
+def atlas(args) -> None:
+    from dfe.tokens.tokenizer import Tokenizer
+
+    tok = Tokenizer.load(args.model)
+    frames = cache_frames(args.shared, args.cache, lambda p: p in TEST_PEOPLE)
+    f = atlas_figures(tok, frames["psi"])
+    print(f"{args.model}: {f['frames']} frames of the {len(TEST_PEOPLE)} test people (real photos and unit photos; "
+          f"held out of the dictionary, not of the bundled face model), reconstruction cosine {f['cosine']:.3f}")
+    print(f"used actions {f['used']}, named {f['named']}; {len(f['action_units'])} distinct action units in their names "
+          f"({', '.join(f['action_units'])}); near-duplicates {f['near_duplicate_share']:.0%} of used actions; closest pair "
+          f"cosine {f['max_pair']:.3f}; named actions under 0.1 cm: {f['faint_named']}")
+    for c, name in f["names"].items():
+        print(f"  {c:4d} {name.name} ({', '.join(u['au'] for u in name.action_units)})")
+
+
+TASK_COMBINATIONS = ("AU1+AU2", "AU4+AU7", "AU6+AU12")  # absent from the tasks' dictionary
+
+
+def task_data(shared: Path, cache: Path) -> dict:
+    """Held-out data for the two bag-of-words tasks, from the landmark cache: psi of the 40 London
+    people through a face model built on Canada only (single photos), and a training corpus with no
+    London person and none of :data:`TASK_COMBINATIONS`: Canada neutrals, Canada synth photos, the
+    videos, all through that face model."""
+    from build_face_model import ANCHORS, TEST_UNITS, VIDEOS, align_data, collect_landmarks, model_sets
+
+    from dfe.extraction.identity import build_face_model, track_neutral
+
+    d = collect_landmarks(shared, cache)
+    a = align_data(d, ANCHORS)
+    model = build_face_model(**model_sets(d, a, "synth+units"))
+    nl = int(d["synth_london"])
+    conds = [str(c) for c in d["conditions"]]
+
+    def psi_of(aligned, bs):
+        return np.stack([x - model.fit(x[None], b[None]).neutral if not np.isnan(x[0, 0]) else np.full((468, 3), np.nan)
+                         for x, b in zip(aligned, bs)]).reshape(len(aligned), -1).astype(np.float32)
+
+    train = [psi_of(a.canada, d["canada_bs"])]
+    for c, name in enumerate(conds):
+        if name not in TASK_COMBINATIONS:
+            train.append(psi_of(a.synth[c, nl:], d["synth_bs"][c, nl:]))
+    for v in VIDEOS:
+        al, bs = a.videos[v], d[f"video_{v.split('.')[0]}_bs"]
+        train.append((al - track_neutral(al, bs, True, "auto", model).mesh).reshape(len(al), -1).astype(np.float32))
+    train = np.concatenate(train)
+    people = np.array([str(p) for p in d["persons"]])
+    units = [c for c in conds if c in TEST_UNITS]
+    unit_psi = np.concatenate([psi_of(a.synth[conds.index(u), :nl], d["synth_bs"][conds.index(u), :nl]) for u in units])
+    return {"train": train[np.isfinite(train).all(1)],
+            "smile": {"psi": np.concatenate([psi_of(a.london_neutral, d["london_neutral_bs"]), psi_of(a.london_smiling, d["london_smiling_bs"])]),
+                      "blend": np.concatenate([d["london_neutral_bs"], d["london_smiling_bs"]]),
+                      "label": np.repeat(["neutral", "smiling"], len(people)), "person": np.tile(people, 2)},
+            "unit": {"psi": unit_psi, "blend": np.concatenate([d["synth_bs"][conds.index(u), :nl] for u in units]),
+                     "label": np.repeat(units, nl), "person": np.tile(people[:nl], len(units))}}
+
+
+def task_scores(task: dict, tok, seed: int) -> pd.DataFrame:
+    """Out-of-fold predictions (5 folds by person) of each feature set: bag of tokens (counts, and
+    strength-weighted), psi and blendshapes (a one-frame video's functionals are its values)."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from dfe.analysis.features import BagOfTokens
+
+    ok = np.isfinite(task["psi"]).all(1) & np.isfinite(task["blend"]).all(1)
+    psi, blend, y, person = task["psi"][ok], task["blend"][ok], task["label"][ok], task["person"][ok]
+    tokens = tok.encode(psi)
+    strength = tok.strength(psi, tokens)
+    K = tokens.shape[1]
+    frames = [pd.DataFrame({"success": [1], **{f"tok_{k + 1}": [tokens[i, k]] for k in range(K)},
+                            **{f"strength_{k + 1}": [strength[i, k]] for k in range(K)}}) for i in range(len(psi))]
+    features = {"bag of tokens": BagOfTokens(tok.codebook_size).fit(frames).transform(frames).toarray(),
+                "bag of tokens (strength)": BagOfTokens(tok.codebook_size, strength=True).fit(frames).transform(frames).toarray(),
+                "psi": psi, "blendshapes": blend}
+    rows = []
+    for name, x in features.items():
+        pred = np.empty(len(y), dtype=object)
+        for tr, te in StratifiedGroupKFold(5, shuffle=True, random_state=seed).split(x, y, person):
+            clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
+            pred[te] = clf.fit(x[tr], y[tr]).predict(x[te])
+        rows += [{"seed": seed, "features": name, "person": p, "truth": t, "pred": q} for p, t, q in zip(person, y, pred)]
+    return pd.DataFrame(rows)
+
+
+def macro_f1(df) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(df["truth"], df["pred"], average="macro"))
+
+
+def paired_person_bootstrap(preds, a: str, b: str, n: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Macro-F1 of ``a`` minus ``b`` and its 95% interval over people resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    people = preds["person"].unique()
+    by = {p: g for p, g in preds.groupby("person")}
+    diffs = []
+    for _ in range(n):
+        sample = pd.concat([by[p] for p in rng.choice(people, len(people))])
+        diffs.append(macro_f1(sample[sample["features"] == a]) - macro_f1(sample[sample["features"] == b]))
+    point = macro_f1(preds[preds["features"] == a]) - macro_f1(preds[preds["features"] == b])
+    return point, float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+
+
+def tasks(args) -> None:
+    """The smile task and the which-unit task on held-out London people (see :func:`task_data`)."""
+    from dfe.tokens.tokenizer import Tokenizer
+
+    data = task_data(args.shared, args.cache)
+    print(f"dictionary: {len(data['train'])} frames (Canada neutrals and synth photos, the videos; no London person, "
+          f"none of {', '.join(TASK_COMBINATIONS)}); face model: Canada only", flush=True)
+    preds = {"smile": [], "unit": []}
+    for seed in range(args.seeds):
+        tok = Tokenizer.fit(data["train"], progress=False, seed=seed)
+        for name in preds:
+            preds[name].append(task_scores(data[name], tok, seed))
+    for name, title in (("smile", "smiling vs neutral, 80 London photos of 40 people"),
+                        ("unit", f"which unit, {data['unit']['label'].size} unit photos of the London people, "
+                                 f"{len(set(data['unit']['label']))} classes")):
+        p = pd.concat(preds[name])
+        print(f"\n{title}; 5 folds by person, {args.seeds} seeds (dictionary and folds); macro-F1 (mean over seeds):")
+        for feat in p["features"].unique():
+            f = [macro_f1(g) for _, g in p[p["features"] == feat].groupby("seed")]
+            print(f"  {feat:26s} {np.mean(f):.3f} ± {np.std(f):.3f}")
+        for other in ("psi", "blendshapes"):
+            for feat in ("bag of tokens", "bag of tokens (strength)"):
+                diff, lo, hi = paired_person_bootstrap(p, feat, other)
+                print(f"  {feat} - {other}: {diff:+.3f} (95% CI {lo:+.3f} .. {hi:+.3f}, people resampled)")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -251,6 +446,16 @@ def main(argv=None) -> None:
     c.add_argument("--train-synth", action="store_true", help="add unit photos of training people to training")
     c.add_argument("--json")
     c.set_defaults(fn=compare)
+    at = sub.add_parser("atlas", help="the atlas figures of a model over the test people's photos and unit photos")
+    at.add_argument("model", nargs="?", default=str(ROOT / "src" / "dfe" / "data" / "starter.dfe"))
+    at.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    at.add_argument("--cache", type=Path, default=Path("/tmp/dfe_expressions.npz"))
+    at.set_defaults(fn=atlas)
+    tk = sub.add_parser("tasks", help="the smile and which-unit bag-of-words tasks on held-out London people")
+    tk.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    tk.add_argument("--cache", type=Path, default=Path("/tmp/dfe_expressions.npz"))
+    tk.add_argument("--seeds", type=int, default=5)
+    tk.set_defaults(fn=tasks)
     args = ap.parse_args(argv)
     args.fn(args)
 
