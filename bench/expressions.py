@@ -96,10 +96,15 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def who_vs_what(d: dict, a: Aligned, model: FaceModel, people: list[int]) -> dict:
     """Neutral photo's psi vs a smile (worst vertex, per region vs each region's largest unit
     change), smile cosine and size, re-identification: London people, defaults."""
+    pn = fit_psi(model, a.london_neutral[people], d["london_neutral_bs"][people])
+    ps = fit_psi(model, a.london_smiling[people], d["london_smiling_bs"][people])
+    return who_vs_what_of(d, a, pn, ps, people)
+
+
+def who_vs_what_of(d: dict, a: Aligned, pn: np.ndarray, ps: np.ndarray, people: list[int]) -> dict:
+    """:func:`who_vs_what` of given psi of the people's neutral (``pn``) and smiling (``ps``) photos."""
     n = a.london_neutral[people]
     true = a.london_smiling[people] - n
-    pn = fit_psi(model, n, d["london_neutral_bs"][people])
-    ps = fit_psi(model, a.london_smiling[people], d["london_smiling_bs"][people])
     smile = float(np.median(worst(true)))
     regions = {}
     nl = int(d["synth_london"])
@@ -114,6 +119,40 @@ def who_vs_what(d: dict, a: Aligned, model: FaceModel, people: list[int]) -> dic
     size = np.linalg.norm(ps.reshape(len(ps), -1), axis=1) / np.linalg.norm(true.reshape(len(true), -1), axis=1)
     return {"neutral_over_smile": float(np.median(worst(pn))) / smile, "regions": regions,
             "cos": float(np.median(cosine(ps, true))), "size": float(np.median(size)), "reid": reid, "n": len(people)}
+
+
+def lopo(d: dict, a: Aligned, people: list[int]) -> tuple[dict, dict]:
+    """Leave-one-person-out: each London person through the shipped recipe built on the 79 other
+    faces (and the other London smiles). Returns (share table, who vs what)."""
+    conds = list(d["conditions"])
+    pn, ps = np.full_like(a.london_neutral[people], np.nan), np.full_like(a.london_smiling[people], np.nan)
+    synth = np.full_like(a.synth[:, people], np.nan)
+    for i, p in enumerate(people):
+        model = build_face_model(**model_sets(d, a, "synth+units", london_people=[q for q in people if q != p]))
+        pn[i] = fit_psi(model, a.london_neutral[[p]], d["london_neutral_bs"][[p]])[0]
+        ps[i] = fit_psi(model, a.london_smiling[[p]], d["london_smiling_bs"][[p]])[0]
+        synth[:, i] = np.stack([fit_psi(model, a.synth[c, [p]], d["synth_bs"][c, [p]])[0] for c in range(len(conds))])
+    shares = {u: kept(a.synth[conds.index(u), people] - a.synth[0, people], synth[conds.index(u)] - synth[0])
+              for u in TEST_UNITS}
+    return shares, who_vs_what_of(d, a, pn, ps, people)
+
+
+def tradeoff_grid(d: dict, a: Aligned, people: list[int]) -> None:
+    """Landmark noise x identity prior x synth weight of the Canada-only model: neutral/smile
+    against the smallest shares kept."""
+    import dataclasses
+    import itertools
+
+    print("\nTrade-off grid (Canada-only model): noise, identity prior scale, synth weight -> "
+          "neutral/smile, re-id, the three smallest shares, median share")
+    for noise, scale, weight in itertools.product((0.05, 0.1, 0.2), (0.5, 1.0, 2.0), (1.0, 3.0)):
+        m = build_face_model(**model_sets(d, a, "synth+units", synth_weight=weight), noise=noise)
+        m = dataclasses.replace(m, identity_var=m.identity_var * scale)
+        w, sh = who_vs_what(d, a, m, people), share_table(d, a, m, people)
+        low = sorted(sh.items(), key=lambda kv: kv[1][0])[:3]
+        print(f"  noise {noise} cm, prior x{scale}, synth weight {weight}: neutral/smile {w['neutral_over_smile']:.2f}, "
+              f"re-id {w['reid']}/{w['n']}; " + ", ".join(f"{k} {v[0]:.2f}" for k, v in low)
+              + f"; median {np.median([v[0] for v in sh.values()]):.2f}", flush=True)
 
 
 def pose_leak(d: dict, a: Aligned, model: FaceModel | None, smile_cm: float) -> float:
@@ -228,6 +267,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/dfe_expressions.npz"))
     ap.add_argument("--people", type=int, default=None, help="only the first N people of each set (quick look)")
     ap.add_argument("--skip-louo", action="store_true", help="skip the leave-one-unit-out models (16 builds)")
+    ap.add_argument("--lopo", action="store_true", help="also the leave-one-person-out figures (40 builds)")
+    ap.add_argument("--grid", action="store_true", help="also the trade-off grid (18 builds)")
     ap.add_argument("--figure", type=Path, default=Path("/tmp/dfe_expressions_worst_frames.png"),
                     help="where to write the worst-decile video frames (outside the repo: real people)")
     args = ap.parse_args(argv)
@@ -262,7 +303,16 @@ def main(argv=None) -> int:
     if not args.skip_louo:
         rows["synth+units LOUO"] = {u: kept(*unit_changes(d, a, build_face_model(**model_sets(
             d, a, "synth+units", drop_units=units_of(u), anchors=ANCHORS)), u, people)) for u in TEST_UNITS}
+    lopo_who = None
+    if args.lopo:
+        rows["synth+units LOPO"], lopo_who = lopo(d, a, people)
     print_shares(rows)
+    if lopo_who:
+        w = lopo_who
+        print(f"  leave-one-person-out (79 other faces): neutral/smile {w['neutral_over_smile']:.2f}, cos {w['cos']:.3f}, "
+              f"size {w['size']:.2f}, re-id {w['reid']}/{w['n']}; " + ", ".join(f"{k} {v:.2f}" for k, v in w["regions"].items()))
+    if args.grid:
+        tradeoff_grid(d, a, people)
     print("\nWho vs what on London (defaults): neutral/smile worst vertex, per region neutral / largest unit change")
     for name in models:
         al = aligned[name.split("(")[1].split()[0]]
