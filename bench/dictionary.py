@@ -345,10 +345,21 @@ def task_data(shared: Path, cache: Path) -> dict:
                      "label": np.repeat(units, nl), "person": np.tile(people[:nl], len(units))}}
 
 
+def action_gain_bag(tok, tokens: np.ndarray) -> np.ndarray:
+    """(n, actions): each frame's actions, each counted with its token's intensity (the gain, in the
+    dictionary's latent units), all levels pooled: a bag in which a strong smile weighs more than a
+    faint one. Measured here only; dfe's BagOfTokens counts token ids (optionally their strength)."""
+    G = tok.config.gain_levels
+    out = np.zeros((len(tokens), tok.codebook_size // G))
+    rows = np.repeat(np.arange(len(tokens)), tokens.shape[1])
+    np.add.at(out, (rows, (tokens // G).ravel()), tok.model.gains.numpy()[tokens % G].ravel())
+    return out
+
+
 def task_scores(task: dict, tok, seed: int) -> pd.DataFrame:
-    """Out-of-fold predictions (5 folds by person) of each feature set: bag of tokens (counts, and
-    strength-weighted), psi and blendshapes (a one-frame video's functionals are its values)."""
-    import pandas as pd
+    """Out-of-fold predictions (5 folds by person, logistic regression) of each feature set: bags of
+    tokens (counts, strength-weighted, and actions weighted by their gain; not rescaled) and psi and
+    blendshapes (standardised; a one-frame video's functionals are its values)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold
     from sklearn.pipeline import make_pipeline
@@ -363,14 +374,16 @@ def task_scores(task: dict, tok, seed: int) -> pd.DataFrame:
     K = tokens.shape[1]
     frames = [pd.DataFrame({"success": [1], **{f"tok_{k + 1}": [tokens[i, k]] for k in range(K)},
                             **{f"strength_{k + 1}": [strength[i, k]] for k in range(K)}}) for i in range(len(psi))]
-    features = {"bag of tokens": BagOfTokens(tok.codebook_size).fit(frames).transform(frames).toarray(),
-                "bag of tokens (strength)": BagOfTokens(tok.codebook_size, strength=True).fit(frames).transform(frames).toarray(),
-                "psi": psi, "blendshapes": blend}
+    features = {"bag of tokens": (BagOfTokens(tok.codebook_size).fit(frames).transform(frames).toarray(), False),
+                "bag of tokens (strength)": (BagOfTokens(tok.codebook_size, strength=True).fit(frames).transform(frames).toarray(), False),
+                "bag of actions (gain)": (action_gain_bag(tok, tokens), False),
+                "psi": (psi, True), "blendshapes": (blend, True)}
     rows = []
-    for name, x in features.items():
+    for name, (x, scale) in features.items():
         pred = np.empty(len(y), dtype=object)
         for tr, te in StratifiedGroupKFold(5, shuffle=True, random_state=seed).split(x, y, person):
-            clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
+            clf = LogisticRegression(C=1.0, max_iter=5000)
+            clf = make_pipeline(StandardScaler(), clf) if scale else clf
             pred[te] = clf.fit(x[tr], y[tr]).predict(x[te])
         rows += [{"seed": seed, "features": name, "person": p, "truth": t, "pred": q} for p, t, q in zip(person, y, pred)]
     return pd.DataFrame(rows)
@@ -416,7 +429,7 @@ def tasks(args) -> None:
             f = [macro_f1(g) for _, g in p[p["features"] == feat].groupby("seed")]
             print(f"  {feat:26s} {np.mean(f):.3f} ± {np.std(f):.3f}")
         for other in ("psi", "blendshapes"):
-            for feat in ("bag of tokens", "bag of tokens (strength)"):
+            for feat in ("bag of tokens", "bag of tokens (strength)", "bag of actions (gain)"):
                 diff, lo, hi = paired_person_bootstrap(p, feat, other)
                 print(f"  {feat} - {other}: {diff:+.3f} (95% CI {lo:+.3f} .. {hi:+.3f}, people resampled)")
 
