@@ -130,6 +130,9 @@ BUGS = [
     Bug("openface-frame-0-based", "the OpenFace CSV keeps dfe's 0-based frame numbers", "src/dfe/extraction/openface.py",
         '"frame": df["frame"].to_numpy(int) + 1', '"frame": df["frame"].to_numpy(int)',
         ("tests/test_openface.py::test_extract_openface_format_and_landmarks",)),
+    Bug("presence-one-threshold", "AU*_c ignores the neutral source: a real neutral gets the face-model fit's thresholds",
+        "src/dfe/extraction/action_units.py", "    if thresholds is None and real_neutral is not None and np.any(real_neutral):",
+        "    if False:", ("tests/test_openface.py::test_presence_thresholds_follow_the_neutral",)),
 ]
 
 
