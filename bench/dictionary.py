@@ -345,20 +345,10 @@ def task_data(shared: Path, cache: Path) -> dict:
                      "label": np.repeat(units, nl), "person": np.tile(people[:nl], len(units))}}
 
 
-def action_gain_bag(tok, tokens: np.ndarray) -> np.ndarray:
-    """(n, actions): each frame's actions, each counted with its token's intensity (the gain, in the
-    dictionary's latent units), all levels pooled: a bag in which a strong smile weighs more than a
-    faint one. Measured here only; dfe's BagOfTokens counts token ids (optionally their strength)."""
-    G = tok.config.gain_levels
-    out = np.zeros((len(tokens), tok.codebook_size // G))
-    rows = np.repeat(np.arange(len(tokens)), tokens.shape[1])
-    np.add.at(out, (rows, (tokens // G).ravel()), tok.model.gains.numpy()[tokens % G].ravel())
-    return out
-
-
 def task_scores(task: dict, tok, seed: int) -> pd.DataFrame:
     """Out-of-fold predictions (5 folds by person, logistic regression) of each feature set: bags of
-    tokens (counts, strength-weighted, and actions weighted by their gain; not rescaled) and psi and
+    tokens (counts, strength-weighted, and actions weighted by their gain: ``BagOfTokens(gains=)``;
+    not rescaled) and psi and
     blendshapes (standardised; a one-frame video's functionals are its values)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold
@@ -376,7 +366,8 @@ def task_scores(task: dict, tok, seed: int) -> pd.DataFrame:
                             **{f"strength_{k + 1}": [strength[i, k]] for k in range(K)}}) for i in range(len(psi))]
     features = {"bag of tokens": (BagOfTokens(tok.codebook_size).fit(frames).transform(frames).toarray(), False),
                 "bag of tokens (strength)": (BagOfTokens(tok.codebook_size, strength=True).fit(frames).transform(frames).toarray(), False),
-                "bag of actions (gain)": (action_gain_bag(tok, tokens), False),
+                "bag of actions (gain)": (BagOfTokens(tok.codebook_size, norm=None, gains=tok.model.gains.numpy())
+                                          .fit(frames).transform(frames).toarray(), False),
                 "psi": (psi, True), "blendshapes": (blend, True)}
     rows = []
     for name, (x, scale) in features.items():

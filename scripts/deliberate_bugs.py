@@ -133,6 +133,10 @@ BUGS = [
     Bug("presence-one-threshold", "AU*_c ignores the neutral source: a real neutral gets the face-model fit's thresholds",
         "src/dfe/extraction/action_units.py", "    if thresholds is None and real_neutral is not None and np.any(real_neutral):",
         "    if False:", ("tests/test_openface.py::test_presence_thresholds_follow_the_neutral",)),
+    Bug("gain-bag-ignores-gains", "BagOfTokens(gains=) counts actions but forgets their intensity",
+        "src/dfe/analysis/features.py", "weights, tokens = gains[tokens % len(gains)], tokens // len(gains)",
+        "weights, tokens = None, tokens // len(gains)",
+        ("tests/test_dictionary.py::test_gain_weighted_bag_counts_actions_with_their_intensity",)),
 ]
 
 

@@ -134,6 +134,23 @@ def test_starter_encodes_as_before_and_decodes_its_actions_and_gains(corpus):
     np.testing.assert_allclose(tok.decode(tokens), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_gain_weighted_bag_counts_actions_with_their_intensity():
+    """With a shape-gain model's gains, token c * G + g counts into action c with weight gains[g]
+    (counted by hand); failed frames count nothing; a vocabulary that is not a multiple of G fails."""
+    import pandas as pd
+
+    from dfe.analysis.features import BagOfTokens, FeatureError
+
+    gains = [0.5, 1.0, 2.0, 4.0]
+    df = pd.DataFrame({"success": [1, 1, 0], "tok_1": [2, 2, -1], "tok_2": [0, 7, -1]})
+    pooled = BagOfTokens(8, norm=None, gains=gains).fit([df]).transform([df]).toarray()[0]
+    np.testing.assert_allclose(pooled, [2.0 + 2.0 + 0.5, 4.0])  # tokens 2, 2, 0 -> action 0; 7 -> action 1
+    per = BagOfTokens(8, levels="per_level", norm=None, gains=gains).fit([df]).transform([df]).toarray()[0]
+    np.testing.assert_allclose(per, [4.0, 0.0, 0.5, 4.0])
+    with pytest.raises(FeatureError, match="multiple"):
+        BagOfTokens(6, gains=gains).fit([df])
+
+
 def test_strength_weighted_bag_counts_intensity():
     import pandas as pd
 

@@ -86,8 +86,12 @@ class BagOfTokens(TransformerMixin, BaseEstimator):
     weighting: ``tf`` (counts), ``log`` (1 + log tf), ``tfidf`` (log tf x idf fitted on training
     videos), ``binary``. norm: ``l1``, ``l2`` or None. bigrams: add counts of consecutive frames'
     first-level token pairs (N x N sparse bins). strength: each token counts its ``strength_k``
-    (cm, >= 0) instead of 1 (tables only; pooled or per_level). Failed frames (success=0) are
-    skipped; ``fit`` records how many of the training videos' frames it skipped in ``n_skipped_``.
+    (cm, >= 0) instead of 1 (tables only; pooled or per_level). gains: a shape-gain model's
+    intensity table (``tok.model.gains``, G values): each token ``c * G + g`` counts into its action
+    ``c``'s bin with weight ``gains[g]``, so a bag has ``codebook_size / G`` bins per level and a
+    strong smile weighs more than a faint one (not with strength or bigrams). Failed frames
+    (success=0) are skipped; ``fit`` records how many of the training videos' frames it skipped in
+    ``n_skipped_``.
     """
 
     _parameter_constraints = {
@@ -97,16 +101,22 @@ class BagOfTokens(TransformerMixin, BaseEstimator):
         "norm": [StrOptions({"l1", "l2"}), None],
         "bigrams": ["boolean"],
         "strength": ["boolean"],
+        "gains": ["array-like", None],
     }
 
     def __init__(self, codebook_size: int = 256, levels: str = "pooled", weighting: str = "tf",
-                 norm: str | None = "l1", bigrams: bool = False, strength: bool = False):
+                 norm: str | None = "l1", bigrams: bool = False, strength: bool = False, gains=None):
         self.codebook_size = codebook_size
         self.levels = levels
         self.weighting = weighting
         self.norm = norm
         self.bigrams = bigrams
         self.strength = strength
+        self.gains = gains
+
+    def _bins(self) -> int:
+        """Bins per level: the codes, or with ``gains`` the actions."""
+        return self.codebook_size // len(self.gains) if self.gains is not None else self.codebook_size
 
     def _video_counts(self, video) -> tuple[np.ndarray, int]:
         """One video's unweighted bag (its bins, before tf/idf/norm) and its skipped frames."""
@@ -115,7 +125,10 @@ class BagOfTokens(TransformerMixin, BaseEstimator):
         if tokens.size and tokens.max() >= N:
             raise FeatureError(f"token id {tokens.max()} >= codebook_size {N}: the tokens come from a larger "
                                "vocabulary than this bag's")
-        counts = level_counts(tokens, weights, N)
+        if self.gains is not None:
+            gains = np.asarray(self.gains, dtype=float)
+            weights, tokens = gains[tokens % len(gains)], tokens // len(gains)
+        counts = level_counts(tokens, weights, self._bins())
         if self.levels == "per_level":
             row = counts.ravel()
         elif self.levels == "weighted":
@@ -129,13 +142,17 @@ class BagOfTokens(TransformerMixin, BaseEstimator):
     def _counts(self, X) -> tuple[sparse.csr_matrix, int]:
         """The (videos, bins) counts of ``X`` and the failed frames skipped in all."""
         if not len(X):
-            return sparse.csr_matrix((0, self.codebook_size)), 0
+            return sparse.csr_matrix((0, self._bins())), 0
         rows, skipped = zip(*(self._video_counts(video) for video in X))
         return sparse.vstack([sparse.csr_matrix(row) for row in rows]).tocsr(), int(sum(skipped))
 
     def _fit(self, X) -> sparse.csr_matrix:
         if self.strength and self.levels == "weighted":
             raise FeatureError("BagOfTokens: strength=True needs levels 'pooled' or 'per_level', not 'weighted'")
+        if self.gains is not None and (self.strength or self.bigrams or len(self.gains) < 1
+                                       or self.codebook_size % len(self.gains)):
+            raise FeatureError(f"BagOfTokens: gains needs codebook_size ({self.codebook_size}) to be a multiple of "
+                               f"its {len(self.gains)} values, and neither strength nor bigrams")
         counts, self.n_skipped_ = self._counts(X)
         videos_with = np.asarray((counts > 0).sum(0)).ravel()
         self.idf_ = np.log((1 + counts.shape[0]) / (1 + videos_with)) + 1
