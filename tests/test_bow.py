@@ -119,6 +119,8 @@ def test_london_smile_task_end_to_end(encoded, real_model, tmp_path):
     assert "Face model (if the tables were extracted with the bundled one): Identity was removed" in (out / "comparison.md").read_text()
     # smiles vs neutral photos (psi against the person's neutral photo): dfe separates them
     assert comp.set_index("features").loc["dfe tokens (BoW)", "macro_f1_mean"] >= 0.9
+    # a shape-gain model also gets the bag of its actions weighted by their intensity
+    assert comp.set_index("features").loc["dfe actions x intensity (BoW)", "macro_f1_mean"] >= 0.9
     assert (out / "comparison.md").read_text().count("|") > 20 and (out / "comparison.png").stat().st_size > 0
     assert "tables have no label" in (out / "comparison.md").read_text()  # the videos are not in london.csv
 
