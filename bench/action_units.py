@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from build_face_model import ANCHORS, CONDITIONS, align_data, collect_landmarks, model_sets  # noqa: E402
-from expressions import fit_psi  # noqa: E402
+from expressions import fit_psi, lopo_psi  # noqa: E402
 
 from dfe.extraction.action_units import action_unit_table, unit_coefficients  # noqa: E402
 from dfe.extraction.face import FaceLandmarker  # noqa: E402
@@ -116,17 +116,12 @@ def london_psi(d: dict, a, how: str) -> dict[str, np.ndarray]:
         ref = a.london_neutral[:nl]
         return {"neutral": a.london_neutral - a.london_neutral, "smiling": a.london_smiling - a.london_neutral,
                 "synth": a.synth[:, :nl] - ref[None]}
-    out = {"neutral": np.full_like(a.london_neutral, np.nan), "smiling": np.full_like(a.london_smiling, np.nan),
-           "synth": np.full_like(a.synth[:, :nl], np.nan)}
-    groups = [list(range(nl))] if how == "canada" else [[p] for p in range(nl)]
-    for people in groups:
-        others = None if how == "canada" else [q for q in range(nl) if q not in people]
-        model = build_face_model(**model_sets(d, a, "synth+units", london_people=others))
-        out["neutral"][people] = fit_psi(model, a.london_neutral[people], d["london_neutral_bs"][people])
-        out["smiling"][people] = fit_psi(model, a.london_smiling[people], d["london_smiling_bs"][people])
-        for c in range(len(a.synth)):
-            out["synth"][c, people] = fit_psi(model, a.synth[c, people], d["synth_bs"][c, people])
-    return out
+    if how == "lopo":
+        return lopo_psi(d, a, list(range(nl)))
+    model = build_face_model(**model_sets(d, a, "synth+units"))  # Canada only: no London person
+    return {"neutral": fit_psi(model, a.london_neutral, d["london_neutral_bs"]),
+            "smiling": fit_psi(model, a.london_smiling, d["london_smiling_bs"]),
+            "synth": np.stack([fit_psi(model, a.synth[c, :nl], d["synth_bs"][c, :nl]) for c in range(len(a.synth))])}
 
 
 def london_report(label: str, d: dict, psi: dict, q: dict) -> None:

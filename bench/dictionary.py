@@ -26,6 +26,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from expressions import fit_psi  # noqa: E402  (bench/: psi of aligned photos through a face model)
+
 TEST_LONDON = [f"{i:03d}" for i in range(1, 17)]
 TEST_CANADA = ["003f", "008f", "010f", "019f", "020f"]
 TEST_PEOPLE = set(TEST_LONDON) | set(TEST_CANADA)
@@ -245,8 +247,7 @@ def cache_frames(shared: Path, cache: Path, keep) -> dict:
     def add(aligned, bs, people, condition):
         rows = [i for i, p in enumerate(people) if keep(p)]
         if rows:
-            psi = np.stack([aligned[i] - model.fit(aligned[i][None], bs[i][None]).neutral
-                            if not np.isnan(aligned[i, 0, 0]) else np.full((468, 3), np.nan) for i in rows])
+            psi = fit_psi(model, aligned[rows], bs[rows])
             parts.append((psi.reshape(len(rows), -1), [people[i] for i in rows], condition))
 
     add(a.london_neutral, d["london_neutral_bs"], london, "real")
@@ -323,8 +324,7 @@ def task_data(shared: Path, cache: Path) -> dict:
     conds = [str(c) for c in d["conditions"]]
 
     def psi_of(aligned, bs):
-        return np.stack([x - model.fit(x[None], b[None]).neutral if not np.isnan(x[0, 0]) else np.full((468, 3), np.nan)
-                         for x, b in zip(aligned, bs)]).reshape(len(aligned), -1).astype(np.float32)
+        return fit_psi(model, aligned, bs).reshape(len(aligned), -1).astype(np.float32)
 
     train = [psi_of(a.canada, d["canada_bs"])]
     for c, name in enumerate(conds):
@@ -366,7 +366,7 @@ def task_scores(task: dict, tok, seed: int) -> pd.DataFrame:
                             **{f"strength_{k + 1}": [strength[i, k]] for k in range(K)}}) for i in range(len(psi))]
     features = {"bag of tokens": (BagOfTokens(tok.codebook_size).fit(frames).transform(frames).toarray(), False),
                 "bag of tokens (strength)": (BagOfTokens(tok.codebook_size, strength=True).fit(frames).transform(frames).toarray(), False),
-                "bag of actions (gain)": (BagOfTokens(tok.codebook_size, norm=None, gains=tok.model.gains.numpy())
+                "bag of actions (gain)": (BagOfTokens(tok.codebook_size, norm=None, gains=tok.intensities)
                                           .fit(frames).transform(frames).toarray(), False),
                 "psi": (psi, True), "blendshapes": (blend, True)}
     rows = []

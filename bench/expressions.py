@@ -121,20 +121,29 @@ def who_vs_what_of(d: dict, a: Aligned, pn: np.ndarray, ps: np.ndarray, people: 
             "cos": float(np.median(cosine(ps, true))), "size": float(np.median(size)), "reid": reid, "n": len(people)}
 
 
-def lopo(d: dict, a: Aligned, people: list[int]) -> tuple[dict, dict]:
-    """Leave-one-person-out: each London person through the shipped recipe built on the 79 other
-    faces (and the other London smiles). Returns (share table, who vs what)."""
-    conds = list(d["conditions"])
-    pn, ps = np.full_like(a.london_neutral[people], np.nan), np.full_like(a.london_smiling[people], np.nan)
-    synth = np.full_like(a.synth[:, people], np.nan)
+def lopo_psi(d: dict, a: Aligned, people: list[int]) -> dict[str, np.ndarray]:
+    """Leave-one-person-out psi: each London person through the shipped recipe built on the other
+    faces (and the other London smiles): ``neutral``, ``smiling`` (people, 468, 3) and ``synth``
+    (conditions, people, 468, 3)."""
+    out = {"neutral": np.full_like(a.london_neutral[people], np.nan), "smiling": np.full_like(a.london_smiling[people], np.nan),
+           "synth": np.full_like(a.synth[:, people], np.nan)}
     for i, p in enumerate(people):
         model = build_face_model(**model_sets(d, a, "synth+units", london_people=[q for q in people if q != p]))
-        pn[i] = fit_psi(model, a.london_neutral[[p]], d["london_neutral_bs"][[p]])[0]
-        ps[i] = fit_psi(model, a.london_smiling[[p]], d["london_smiling_bs"][[p]])[0]
-        synth[:, i] = np.stack([fit_psi(model, a.synth[c, [p]], d["synth_bs"][c, [p]])[0] for c in range(len(conds))])
+        out["neutral"][i] = fit_psi(model, a.london_neutral[[p]], d["london_neutral_bs"][[p]])[0]
+        out["smiling"][i] = fit_psi(model, a.london_smiling[[p]], d["london_smiling_bs"][[p]])[0]
+        for c in range(len(a.synth)):
+            out["synth"][c, i] = fit_psi(model, a.synth[c, [p]], d["synth_bs"][c, [p]])[0]
+    return out
+
+
+def lopo(d: dict, a: Aligned, people: list[int]) -> tuple[dict, dict]:
+    """Leave-one-person-out figures (:func:`lopo_psi`): (share table, who vs what)."""
+    conds = list(d["conditions"])
+    psi = lopo_psi(d, a, people)
+    synth = psi["synth"]
     shares = {u: kept(a.synth[conds.index(u), people] - a.synth[0, people], synth[conds.index(u)] - synth[0])
               for u in TEST_UNITS}
-    return shares, who_vs_what_of(d, a, pn, ps, people)
+    return shares, who_vs_what_of(d, a, psi["neutral"], psi["smiling"], people)
 
 
 def tradeoff_grid(d: dict, a: Aligned, people: list[int]) -> None:

@@ -52,17 +52,17 @@ def main() -> None:
     photos = cache_frames(args.shared, args.cache, lambda p: p not in TEST_PEOPLE)
     psi, groups = [photos["psi"]], [photos["person"]]
     opts = ExtractOptions(progress=False, landmarks=False)  # the bundled face model: psi as users get it
-    for video in sorted((args.shared / "videos").glob("*")):
-        if video.suffix.lower() in (".mp4", ".mov"):
-            df = extract_file(video, opts)
-            face = psi_array(df[df["success"] == 1])
-            psi.append(face)
-            groups.append(np.array([video.name] * len(face)))
+    videos = [v for v in sorted((args.shared / "videos").glob("*")) if v.suffix.lower() in (".mp4", ".mov")]
+    for video in videos:
+        df = extract_file(video, opts)
+        face = psi_array(df[df["success"] == 1])
+        psi.append(face)
+        groups.append(np.array([video.name] * len(face)))
     psi, groups = np.concatenate(psi), np.concatenate(groups)
     units = int((photos["condition"] != "real").sum())
     tok = Tokenizer.fit(psi, groups=groups, progress=False, seed=0,
                         data_summary={"psi_version": 2, "frames": int(len(psi)), "unit_photos": units,
-                                      "videos": sorted({g for g in groups if "." in g})})
+                                      "videos": [v.name for v in videos]})
     tok.summary.data["credits"] = CREDITS
     tok.summary.data["held_out_people"] = sorted(TEST_PEOPLE)
     tok.summary.data["note"] = ("shape-gain starter (64 actions x 4 intensities) on the real media of ../shared and dfe "

@@ -428,13 +428,6 @@ class TaskOptions:
 GAIN_BAG = "dfe actions x intensity (BoW)"
 
 
-def intensity_table(model) -> np.ndarray | None:
-    """A shape-gain tokenizer's gains (the intensities its tokens share), else None."""
-    if model is None or getattr(getattr(model, "config", None), "quantizer", None) != "shape-gain":
-        return None
-    return model.model.gains.detach().cpu().numpy().astype(float)
-
-
 def vocabulary_size(data: TaskData, options: TaskOptions, model=None) -> tuple[int, str]:
     """The codes the bags count, and where that number comes from: the per-fold tokenizer's
     ``codebook_size`` (refit), else the codebook of ``model`` (the tokenizer that encoded the
@@ -476,7 +469,7 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
         data = keep_videos_with(data, options.baselines, options.window)
     extra = {b.name: UserFeatures(b.table) for b in options.baselines}
     codebook_size, vocabulary = vocabulary_size(data, options, model)
-    gains = intensity_table(model) if not options.refit_tokenizer else None
+    gains = model.intensities if model is not None and not options.refit_tokenizer else None
     if gains is not None:  # a shape-gain model: also the bag of its actions, each weighted by its intensity
         extra = {GAIN_BAG: BagOfTokens(codebook_size, norm="l2", gains=gains), **extra}
     user = read_video_features(options.user_features) if options.user_features else None

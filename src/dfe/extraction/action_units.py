@@ -169,10 +169,11 @@ def action_unit_table(psi: np.ndarray, blendshapes: np.ndarray, thresholds: dict
     r = geometry_intensities(psi, coef)
     _, units = unit_basis()
     au28 = coef[:, [i for i, u in enumerate(units) if u.au == "AU28"]].mean(1)
-    c = presence(r, au28, thresholds)
-    if thresholds is None and real_neutral is not None and np.any(real_neutral):
-        ref = np.asarray(real_neutral, bool)
-        c[ref] = presence(r[ref], au28[ref], PRESENCE_THRESHOLDS_REFERENCE)
+    ref = (np.asarray(real_neutral, bool) if thresholds is None and real_neutral is not None
+           else np.zeros(len(r), bool))
+    c = np.empty((len(r), len(AU_PRESENCE_COLUMNS)))
+    c[~ref] = presence(r[~ref], au28[~ref], thresholds)
+    c[ref] = presence(r[ref], au28[ref], PRESENCE_THRESHOLDS_REFERENCE)
     bs = blendshape_intensities(blendshapes)
     data = np.concatenate([r, c, bs], 1)
     return pd.DataFrame(data, columns=AU_INTENSITY_COLUMNS + AU_PRESENCE_COLUMNS + AU_BLENDSHAPE_COLUMNS)

@@ -459,6 +459,14 @@ class Tokenizer:
         ``t % gain_levels`` (1 for rvq-vae models: every code is its own action)."""
         return self.config.gain_levels if self.config.quantizer == "shape-gain" else 1
 
+    @property
+    def intensities(self) -> np.ndarray | None:
+        """The ``gain_levels`` intensities a shape-gain model's tokens share (``t % gain_levels``
+        indexes them, in latent units); None for rvq-vae models."""
+        if self.config.quantizer != "shape-gain":
+            return None
+        return self.model.gains.detach().cpu().numpy().astype(np.float64)
+
     def actions(self, tokens: np.ndarray) -> np.ndarray:
         """The action (direction) of every token id."""
         return np.asarray(tokens) // self.gain_levels
