@@ -38,7 +38,8 @@ MODULES = {
 # the pure functions of each module (orchestration, file writing and plots are left to the
 # end-to-end tests): mutants are sampled from these definitions only
 PURE = {
-    "features": ("_counts", "fit", "transform", "functionals", "_ok"),
+    "features": ("_counts", "_video_counts", "level_counts", "bigram_counts", "video_tokens", "_weigh", "fit",
+                 "transform", "functionals", "_ok"),
     "task": ("ccc", "scores", "split_windows", "check_folds"),
     "eval": ("_summary", "_score", "residual_quantize", "pca_bits", "level_curve", "distinct_per_1000", "diversity",
              "retrieval"),

@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 from dfe.errors import error_sentence
 from dfe.runs.manifest import Manifest, NATIVE_LOG, Outcome, Record, RunError, crash_point, dfe_version, file_sha256, input_key, options_hash, unreadable_reason
 from dfe.runs import progress
-from dfe.table import write_table
+from dfe.table import video_id, write_table
 from dfe.extraction.io import NATIVE_LOG_ENV
 from dfe.progress import Progress
 
@@ -52,11 +52,6 @@ class StageResult:
         return cls(table, int(df["frame"].nunique()) if "frame" in df else len(df), int((df["success"] == 1).sum()))
 
 
-def file_stem(path: Path) -> str:
-    """The default start of an input's id: its file name without the suffix."""
-    return Path(path).stem
-
-
 @dataclass(frozen=True)
 class Stage:
     """A stage as the runner sees it.
@@ -74,7 +69,7 @@ class Stage:
     process: Callable[[WorkItem], StageResult]
     options: dict
     suffix: str | Callable[[Path], str]
-    stem: Callable[[Path], str] = file_stem
+    stem: Callable[[Path], str] = video_id  # the file name without its suffix
     describe_error: Callable[[BaseException], str] = error_sentence
     unit: str = "table"
     frames_of: Callable[[Path], int] | None = None

@@ -20,7 +20,7 @@ def openface_table(item: WorkItem) -> StageResult:
     if "success" not in df.columns or "frame" not in df.columns:
         raise ConversionError(f"{item.path} is not a dfe per-frame table (no frame and success columns)")
     out = openface_frame(df)
-    return StageResult(out, int(out["frame"].nunique()), int(out["success"].sum()))
+    return StageResult.counted(out)
 
 
 def convert_tables(inputs: list[str | Path], outdir: str | Path, overwrite: bool = False,

@@ -53,43 +53,14 @@ from dfe.runs.encode import encode_corpus, table_rows
 from dfe.views.study_report import write_index
 from dfe.tokens.tokenizer import Tokenizer
 from dfe.tokens.tables import fit_tables
-from dfe.runs.study_plan import STEPS, StudyConfig, StudyError, StudyPlan, plan_study, study_workers, toml_text
+from dfe.runs.study_plan import (AU_NAME, DFE_NAME, STEPS, StudyConfig, StudyError, StudyPlan, duration, plan_study,
+                                 study_workers, toml_text)
 from dfe.runs.study_results import collect_results
-from dfe.runs.study_plan import AU_NAME, DFE_NAME
 from dfe.version import __version__
-from dfe.runs.study_plan import duration
 
 log = logging.getLogger(__name__)
 
 CRASH_ENV = "DFE_STUDY_CRASH_IN"  # tests only: "encode:2" ends the process after 2 encoded tables
-
-
-
-
-# ---------------------------------------------------------------------------- configuration
-
-
-
-
-
-
-
-
-
-# ---------------------------------------------------------------------------- the plan
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # ---------------------------------------------------------------------------- step records
@@ -414,8 +385,9 @@ def _encode_step(run: _StudyRun) -> None:
 def _events_step(run: _StudyRun) -> None:
     """4. events (run manifest); timelines only for videos (a photo has no time)."""
     t = run.bar.begin("events")
-    run.videos = [p for p in run.encoded if table_rows(p) > 1]
-    photos = [p for p in run.encoded if table_rows(p) <= 1]
+    rows = {p: table_rows(p) for p in run.encoded}
+    run.videos = [p for p in run.encoded if rows[p] > 1]
+    photos = [p for p in run.encoded if rows[p] <= 1]
     ev = []
     for group, timeline in ((run.videos, True), (photos, False)):
         if group:

@@ -30,10 +30,6 @@ def dictionary_saw(tok, ids: list[str]) -> list[str]:
     return sorted(set(ids) & seen)
 
 
-def face_model_statement(config: StudyConfig, ids: list[str]) -> dict:
-    return face_model_provenance(ids, config.face_model)
-
-
 def _input_rows(outcomes, enc_failed, table_ids: dict) -> list[dict]:
     """One row per input of the corpus (failed ones with their sentence), then per failed encode."""
     id_of = {str(Path(k)): v for k, v in table_ids.items()}
@@ -147,7 +143,7 @@ def collect_results(run: _StudyRun) -> dict:
     ev_skipped = None if ev else json.loads((out / "evaluate" / "skipped.json").read_text())["reason"]
     saw = dictionary_saw(tok, ok_ids)
     labelled_ids = [i for i in ok_ids if _label_of(lab, i, config.target) is not None]
-    face = face_model_statement(config, ok_ids)
+    face = face_model_provenance(ok_ids, config.face_model)
     dictionary = _dictionary_summary(config, tok, saw)
     provenance = _provenance(config, tok, ev, ev_skipped, run.prediction, saw, len(ok_ids),
                              sorted(set(saw) & set(labelled_ids)), len(labelled_ids), face, dictionary)
