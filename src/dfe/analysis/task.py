@@ -469,7 +469,7 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
         data = keep_videos_with(data, options.baselines, options.window)
     extra = {b.name: UserFeatures(b.table) for b in options.baselines}
     codebook_size, vocabulary = vocabulary_size(data, options, model)
-    gains = model.intensities if model is not None and not options.refit_tokenizer else None
+    gains = getattr(model, "intensities", None) if not options.refit_tokenizer else None  # shape-gain models only
     if gains is not None:  # a shape-gain model: also the bag of its actions, each weighted by its intensity
         extra = {GAIN_BAG: BagOfTokens(codebook_size, norm="l2", gains=gains), **extra}
     user = read_video_features(options.user_features) if options.user_features else None
