@@ -14,6 +14,9 @@ Every face model is built with the shipped recipe (psi version 2: scripts/build_
   any): the 97.5th percentile per unit, at least 0.05 cm -> the values of
   dfe.extraction.action_units.PRESENCE_THRESHOLDS. The straight-ahead iris offset
   (dfe.extraction.gaze.REST_OFFSET) is the median over the Canada photos.
+- The geometry source fits the measured unit responses (scripts/build_unit_responses.py, built on
+  the Canada people's synth photos: London stays held out; the Canada thresholds are read through
+  it); ICT's registered shapes (dfe 0.6's basis) are reported beside it.
 - London (tested with those thresholds), single photos, two hold-outs: a Canada-only face model (no
   London person at all) and leave-one-person-out (79 other faces and the 39 other smiles: the
   shipped recipe on a stranger); and the person's own neutral photo as reference:
@@ -66,9 +69,10 @@ def auc(pos, neg) -> float:
     return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
 
 
-def read_units(psi: np.ndarray, blendshapes: np.ndarray, thresholds: dict | None = None) -> pd.DataFrame:
+def read_units(psi: np.ndarray, blendshapes: np.ndarray, thresholds: dict | None = None,
+               basis: str = "measured") -> pd.DataFrame:
     """dfe's per-frame action-unit columns of psi (n, 468, 3) and blendshapes (n, 52)."""
-    return action_unit_table(np.asarray(psi).reshape(len(psi), -1), np.nan_to_num(blendshapes), thresholds)
+    return action_unit_table(np.asarray(psi).reshape(len(psi), -1), np.nan_to_num(blendshapes), thresholds, basis=basis)
 
 
 def au28(psi: np.ndarray) -> np.ndarray:
@@ -130,7 +134,11 @@ def london_report(label: str, d: dict, psi: dict, q: dict) -> None:
     ne = read_units(psi["neutral"], d["london_neutral_bs"], q)
     sm = read_units(psi["smiling"], d["london_smiling_bs"], q)
     a12, n12 = sm["AU12_r"].to_numpy(), ne["AU12_r"].to_numpy()
+    ne_s = read_units(psi["neutral"], d["london_neutral_bs"], q, basis="shapes")
+    sm_s = read_units(psi["smiling"], d["london_smiling_bs"], q, basis="shapes")
     print(f"\nLondon, {label} ({nl} people):")
+    print(f"  ICT's shapes as basis (dfe 0.6): AU12_r smile > neutral {np.mean(sm_s['AU12_r'] > ne_s['AU12_r']):.1%}, "
+          f"AU06_r smile > neutral {np.mean(sm_s['AU06_r'] > ne_s['AU06_r']):.1%} (median {np.median(sm_s['AU06_r']):.3f} cm)")
     print(f"  AU12_r smile > neutral {np.mean(a12 > n12):.1%} (median {np.median(a12):.3f} vs {np.median(n12):.3f} cm); "
           f"blendshape source {np.mean(sm['AU12_r_blendshapes'].to_numpy() > ne['AU12_r_blendshapes'].to_numpy()):.1%}; "
           f"AU06_r smile > neutral {np.mean(sm['AU06_r'].to_numpy() > ne['AU06_r'].to_numpy()):.1%} "
@@ -141,18 +149,33 @@ def london_report(label: str, d: dict, psi: dict, q: dict) -> None:
           + ", ".join(f"{au} {v:.0%}" for au, v in over.items()))
     units = single_unit_conditions()
     tabs = {c: read_units(psi["synth"][conds.index(c)], d["synth_bs"][conds.index(c), :nl], q) for c in list(units) + ["control"]}
-    print("  synth photos, AUC of each unit's own _r (its photos vs the other units' photos):")
-    print(f"  {'unit':8s} {'n':>3s} {'geometry':>9s} {'blendshapes':>12s} {'median _r':>10s}")
+    old = {c: read_units(psi["synth"][conds.index(c)], d["synth_bs"][conds.index(c), :nl], q, basis="shapes") for c in units}
+    print("  synth photos at 0.6 cm, AUC of each unit's own _r (its photos vs the other units' photos):")
+    print(f"  {'unit':8s} {'n':>3s} {'geometry':>9s} {'ICT shapes':>11s} {'blendshapes':>12s} {'median _r':>10s} {'(ICT shapes)':>13s}")
     rows = []
     for c, au in units.items():
-        pos = tabs[c]
+        pos, pos_s = tabs[c], old[c]
         neg = pd.concat([tabs[o] for o, other in units.items() if other != au])
+        neg_s = pd.concat([old[o] for o, other in units.items() if other != au])
         g, b = auc(pos[f"{au}_r"], neg[f"{au}_r"]), auc(pos[f"{au}_r_blendshapes"], neg[f"{au}_r_blendshapes"])
-        rows.append((au, g, b))
-        print(f"  {au:8s} {int(pos[f'{au}_r'].notna().sum()):3d} {g:9.3f} {b:12.3f} {np.nanmedian(pos[f'{au}_r']):10.3f}")
+        gs = auc(pos_s[f"{au}_r"], neg_s[f"{au}_r"])
+        rows.append((au, g, b, gs))
+        print(f"  {au:8s} {int(pos[f'{au}_r'].notna().sum()):3d} {g:9.3f} {gs:11.3f} {b:12.3f} {np.nanmedian(pos[f'{au}_r']):10.3f} "
+              f"{np.nanmedian(pos_s[f'{au}_r']):13.3f}")
+    print("  median geometry _r (cm) of the synth photos at 0.6 cm (rows: what was applied) and of the real smiles:")
+    cols = [f"{au}_r" for au in units.values()]
+    medians = {c: tabs[c][cols].median() for c in ["control"] + list(units)}
+    combo = "AU6+AU12" if "AU6+AU12" in conds else None
+    if combo:
+        medians[combo] = read_units(psi["synth"][conds.index(combo)], d["synth_bs"][conds.index(combo), :nl], q)[cols].median()
+    medians["real smiles"] = sm[cols].median()
+    conf = pd.DataFrame(medians).T.rename(columns=lambda c: c.removesuffix("_r"))
+    print("\n".join("    " + line for line in conf.round(2).to_string().splitlines()))
     ctrl = tabs["control"][[f"{au}_c" for au in UNITS]].to_numpy(float)
-    print(f"  geometry AUC >= 0.9 for {sum(g >= 0.9 for _, g, _ in rows)}/{len(rows)} units (blendshapes "
-          f"{sum(b >= 0.9 for _, _, b in rows)}/{len(rows)}); controls: unit readings over the threshold {np.nanmean(ctrl):.1%}")
+    print(f"  geometry AUC >= 0.9 for {sum(r[1] >= 0.9 for r in rows)}/{len(rows)} units (ICT shapes "
+          f"{sum(r[3] >= 0.9 for r in rows)}/{len(rows)}, blendshapes {sum(r[2] >= 0.9 for r in rows)}/{len(rows)}); "
+          f"mean AUC {np.mean([r[1] for r in rows]):.3f} (ICT shapes {np.mean([r[3] for r in rows]):.3f}); "
+          f"controls: unit readings over the threshold {np.nanmean(ctrl):.1%}")
 
 
 def build_synth(folder: Path, faces: Path, people: int, intensity: float) -> None:

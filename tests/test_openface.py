@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -11,15 +13,16 @@ from typer.testing import CliRunner
 
 import dfe
 from dfe.cli import app
-from dfe.extraction.action_units import (PRESENCE_THRESHOLDS, PRESENCE_THRESHOLDS_REFERENCE, action_unit_table,
-                                         blendshape_intensities, geometry_intensities, measured_from_real_neutral,
-                                         unit_coefficients)
+from dfe.extraction.action_units import (AU_VERSION, BASES, PRESENCE_THRESHOLDS, PRESENCE_THRESHOLDS_REFERENCE,
+                                         action_unit_table, blendshape_intensities, geometry_intensities,
+                                         measured_from_real_neutral, measured_unit_basis, unit_coefficients)
 from dfe.extraction.face import BLENDSHAPE_NAMES
 from dfe.extraction.gaze import EYEBALL_RADIUS, REST_OFFSET, gaze_from_landmarks
 from dfe.extraction.mesh import canonical_mesh
 from dfe.extraction.openface import OpenFaceError, head_pose, read_openface
-from dfe.extraction.units import displacement, parse_unit
-from dfe.table import AU_INTENSITY_COLUMNS, FRAME_AU_GAZE_COLUMNS, read_table
+from dfe.extraction.units import displacement, parse_unit, unit_basis
+from dfe.runs.study import check_one_au_version
+from dfe.table import AU_INTENSITY_COLUMNS, FRAME_AU_GAZE_COLUMNS, au_version, read_table
 
 from conftest import FACES, SHARED
 
@@ -31,23 +34,52 @@ def _psi(*specs: str) -> np.ndarray:
     return displacement([parse_unit(s) for s in specs]).reshape(1, -1)
 
 
+def _shapes(psi: np.ndarray) -> np.ndarray:
+    return geometry_intensities(psi, unit_coefficients(psi, "shapes"))
+
+
 def test_intensities_read_the_unit_scale():
-    """A displacement built as AU12=0.8 + AU1=0.5 + AU26=0.3 reads those values back (the scale of
-    dfe.extraction.units: cm of peak movement), one side at 0.5 reads 0.25 (mean of the sides), and landmark
-    noise of 1 mm moves no unit by more than 0.1."""
+    """On ICT's shapes (the basis dfe synth warps with), a displacement built as AU12=0.8 + AU1=0.5 +
+    AU26=0.3 reads those values back (the scale of dfe.extraction.units: cm of peak movement), one
+    side at 0.5 reads 0.25 (mean of the sides), and landmark noise of 1 mm moves no unit by more
+    than 0.1."""
     rng = np.random.default_rng(0)
     psi = _psi("AU12=0.8", "AU1=0.5", "AU26=0.3")
-    r = geometry_intensities(psi)[0]
+    r = _shapes(psi)[0]
     assert r[R("AU12_r")] == pytest.approx(0.8, abs=1e-6) and r[R("AU01_r")] == pytest.approx(0.5, abs=1e-6)
     assert r[R("AU26_r")] == pytest.approx(0.3, abs=1e-6)
     others = [i for i, c in enumerate(AU_INTENSITY_COLUMNS) if c not in ("AU12_r", "AU01_r", "AU26_r", "AU23_r", "AU25_r")]
     assert np.abs(r[others]).max() < 1e-6
     assert np.isnan(r[R("AU23_r")])  # ICT has no lip tightener: NaN, not a copy of another unit
-    assert geometry_intensities(_psi("AU12L=0.5"))[0, R("AU12_r")] == pytest.approx(0.25, abs=1e-6)
-    noisy = geometry_intensities(psi + rng.normal(scale=0.1, size=psi.shape))[0]
+    assert _shapes(_psi("AU12L=0.5"))[0, R("AU12_r")] == pytest.approx(0.25, abs=1e-6)
+    noisy = _shapes(psi + rng.normal(scale=0.1, size=psi.shape))[0]
     assert np.nanmax(np.abs(noisy - r)[others + [R("AU12_r"), R("AU01_r")]]) < 0.1
-    assert (unit_coefficients(-psi) >= 0).all()  # non-negative fit
-    assert np.isnan(geometry_intensities(np.full((1, 1404), np.nan))[0, R("AU12_r")])
+    for basis in BASES:
+        assert (unit_coefficients(-psi, basis) >= 0).all()  # non-negative fit
+        assert np.isnan(geometry_intensities(np.full((1, 1404), np.nan))[0, R("AU12_r")])
+    with pytest.raises(ValueError, match="unknown unit basis"):
+        unit_coefficients(psi, "ict")
+
+
+def test_measured_basis_reads_each_unit_where_it_acts():
+    """The default (measured) basis: 0.6 x a unit's measured response (what MediaPipe shows of that unit
+    at 0.6 cm) reads 0.5-0.7 on the unit's own column, above every other unit's; a left-side response
+    reads on the left column; the bundled file's metadata names its sources."""
+    basis = measured_unit_basis()
+    _, units = unit_basis()
+    names = [c.removesuffix("_r") for c in AU_INTENSITY_COLUMNS]
+    for au, column in [("AU1", "AU01"), ("AU2", "AU02"), ("AU4", "AU04"), ("AU6", "AU06"), ("AU7", "AU07"),
+                       ("AU9", "AU09"), ("AU10", "AU10"), ("AU12", "AU12"), ("AU14", "AU14"), ("AU15", "AU15"),
+                       ("AU17", "AU17"), ("AU20", "AU20"), ("AU26/27", "AU26"), ("AU45", "AU45")]:
+        cols = [i for i, u in enumerate(units) if u.au == au]
+        r = np.nan_to_num(geometry_intensities(0.6 * basis[:, cols].sum(1)[None])[0])
+        assert 0.5 <= r[names.index(column)] <= 0.7 and np.argmax(r) == names.index(column), (au, r.round(2))
+    left = [i for i, u in enumerate(units) if u.au == "AU12" and u.side == "left"]
+    coef = unit_coefficients(0.6 * basis[:, left].T)[0]
+    assert np.argmax(coef) == left[0]
+    with np.load(Path(dfe.__file__).parent / "data" / "unit_responses.npz") as z:
+        meta = json.loads(str(z["meta"]))
+    assert meta["people"] == 40 and "CC BY 4.0" in meta["licence"] and meta["ridge"] > 0
 
 
 def test_presence_thresholds_follow_the_neutral():
@@ -60,10 +92,21 @@ def test_presence_thresholds_follow_the_neutral():
     sources = ["image:neutral.jpg", "track", "model", "track+model", None]
     assert measured_from_real_neutral(sources).tolist() == [True, True, False, False, False]
     psi = np.repeat(_psi(f"AU12={x}"), len(sources), 0)
-    table = action_unit_table(psi, np.zeros((len(sources), 52)), real_neutral=measured_from_real_neutral(sources))
+    table = action_unit_table(psi, np.zeros((len(sources), 52)), real_neutral=measured_from_real_neutral(sources),
+                              basis="shapes")
     assert table["AU12_c"].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0]
     assert table["AU12_r"].to_numpy() == pytest.approx(x, abs=1e-6)
-    assert action_unit_table(psi[:1], np.zeros((1, 52)))["AU12_c"].iloc[0] == 0.0  # no source: the fit's threshold
+    assert action_unit_table(psi[:1], np.zeros((1, 52)), basis="shapes")["AU12_c"].iloc[0] == 0.0  # no source: the fit's threshold
+
+
+def test_action_unit_versions_do_not_mix():
+    """Tables without ``au_version`` (dfe 0.4-0.6) are version 1; a study over tables of both
+    versions stops with one sentence naming them; one version passes."""
+    old, new = pd.DataFrame({"AU12_r": [0.1]}), pd.DataFrame({"AU12_r": [0.1], "au_version": [AU_VERSION]})
+    assert au_version(old) == 1 and au_version(new) == AU_VERSION == 2
+    check_one_au_version(SimpleNamespace(ids=["a", "b"], videos=[new, new]))
+    with pytest.raises(ValueError, match=r"a AU version 1; b AU version 2"):
+        check_one_au_version(SimpleNamespace(ids=["a", "b"], videos=[old, new]))
 
 
 def test_lip_separation_is_au25():
@@ -174,8 +217,13 @@ def test_tables_carry_action_units(extracted):
     neutral = np.array([read_table(extracted / f"{p}_neutral.parquet", columns=["AU12_r"])["AU12_r"].iloc[0] for p in persons])
     assert np.mean(smile > neutral) >= 0.9 and np.median(smile) > 0.2
     assert np.median(neutral) < 0.05  # the neutral photo is its own reference
-    present = np.array([read_table(extracted / f"{p}_smiling.parquet", columns=["AU12_c"])["AU12_c"].iloc[0] for p in persons])
+    row = {p: read_table(extracted / f"{p}_smiling.parquet") for p in persons}
+    present = np.array([row[p]["AU12_c"].iloc[0] for p in persons])
     assert np.mean(present == 1) >= 0.9
+    # real smiles raise the cheeks: the measured basis reads AU6 on most (ICT's shapes read it on 1 of 40)
+    cheeks = np.array([row[p]["AU06_r"].iloc[0] for p in persons])
+    assert np.mean(cheeks > 0.1) >= 0.8, np.round(cheeks, 2)
+    assert {int(row[p]["au_version"].iloc[0]) for p in persons} == {AU_VERSION}
     clip = read_table(extracted / "face_noface.parquet")
     off = clip["success"] == 0
     assert off.any() and clip.loc[off, FRAME_AU_GAZE_COLUMNS].isna().all().all()

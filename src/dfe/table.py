@@ -71,16 +71,28 @@ GAZE_COLUMNS = ["gaze_0_x", "gaze_0_y", "gaze_0_z", "gaze_1_x", "gaze_1_y", "gaz
 FRAME_AU_GAZE_COLUMNS = AU_INTENSITY_COLUMNS + AU_PRESENCE_COLUMNS + AU_BLENDSHAPE_COLUMNS + GAZE_COLUMNS
 
 
+def _version(df: pd.DataFrame, column: str, what: str, name: str) -> int:
+    """The one value of a version column (1 when the table has none), or ValueError with one sentence."""
+    if column not in df.columns:
+        return 1
+    found = sorted({int(v) for v in pd.to_numeric(df[column], errors="coerce").dropna()})
+    if len(found) > 1:
+        raise ValueError(f"{name} mixes {what} versions {' and '.join(map(str, found))}: "
+                         "re-extract its inputs with one dfe version")
+    return found[0] if found else 1
+
+
 def psi_version(df: pd.DataFrame, name: str = "the table") -> int:
     """The psi version of a table (``psi_version`` column; tables written by dfe 0.3 and earlier have none:
     version 1). Raises ValueError with one sentence when the table mixes versions."""
-    if "psi_version" not in df.columns:
-        return 1
-    found = sorted({int(v) for v in pd.to_numeric(df["psi_version"], errors="coerce").dropna()})
-    if len(found) > 1:
-        raise ValueError(f"{name} mixes psi versions {' and '.join(map(str, found))}: "
-                         "re-extract its inputs with one dfe version")
-    return found[0] if found else 1
+    return _version(df, "psi_version", "psi", name)
+
+
+def au_version(df: pd.DataFrame, name: str = "the table") -> int:
+    """How a table's ``AU*_r`` columns were made (``au_version`` column; tables written by dfe 0.4-0.6
+    have none: version 1, ICT's shapes; 2 = measured unit responses, dfe 0.7). Raises ValueError with
+    one sentence when the table mixes versions."""
+    return _version(df, "au_version", "action-unit", name)
 
 
 def file_psi_version(path: str | Path) -> int:

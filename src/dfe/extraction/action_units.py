@@ -3,10 +3,18 @@
 Two sources, both in cm of peak movement (``AU12_r = 0.8`` reads the displacement ``dfe synth
 --unit AU12=0.8`` applies):
 
-- **geometry** (``AU01_r`` ...): each frame's psi fitted non-negatively (NNLS) on the per-side unit
-  shapes of :func:`dfe.extraction.units.unit_basis` (all 40 side units at once, so neighbours compete). A
-  bilateral unit's ``_r`` is the mean of its two sides' coefficients. The least squares system is
-  reduced once to its (40 x 40) Cholesky factor, so a frame costs one small NNLS.
+- **geometry** (``AU01_r`` ...): each frame's psi fitted non-negatively (NNLS) on the 40 side units
+  at once, so neighbours compete. The basis (``basis="measured"``, the default since dfe 0.7, AU
+  version 2) is each unit's *measured response*: what MediaPipe's mesh returns for a photo that
+  ``dfe synth`` warped by the unit, per cm, measured on the Canada people and kept where ICT's shape
+  moves (``src/dfe/data/unit_responses.npz``, built by ``scripts/build_unit_responses.py``), fitted
+  with a ridge (in the file's metadata) so that weakly followed units do not amplify noise, and each
+  unit's coefficient times a gain that makes the median Canada photo warped by the unit at 0.6 cm
+  read 0.6. So ``AU12_r = 0.6`` is what MediaPipe shows of ``dfe synth --unit AU12=0.6``, and units
+  the mesh follows weakly (AU6, AU14) are still read. ``basis="shapes"`` fits ICT FaceKit's registered shapes
+  (:func:`dfe.extraction.units.unit_basis`; dfe 0.4-0.6, AU version 1), which read such photos at
+  0.1-0.4 and AU6 at 0. A bilateral unit's ``_r`` is the mean of its two sides' coefficients. The
+  least squares system is reduced once to its (40 x 40) Cholesky factor, so a frame costs one small NNLS.
 - **blendshapes** (``AU01_r_blendshapes`` ...): MediaPipe's ARKit scores through ICT FaceKit's
   ARKit -> FACS table: a score ``b`` of shape ``s`` is intensity ``b * peak(s)`` (the peak vertex
   movement of ICT's shape ``s`` at weight 1); bilateral units average their sides.
@@ -21,7 +29,9 @@ measured from a real neutral face and a higher one for psi whose neutral the fac
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,12 +43,16 @@ from dfe.extraction.units import ACTION_UNITS, arkit_peak, canonical_au, unit_ba
 from dfe.table import (AU_BLENDSHAPE_COLUMNS, AU_INTENSITY_COLUMNS, AU_PRESENCE_COLUMNS, FRAME_AU_GAZE_COLUMNS,
                        OPENFACE_AU_INTENSITY, OPENFACE_AU_PRESENCE)
 
+AU_VERSION = 2  # how AU*_r is made, recorded in every table (``au_version``): 1 = ICT's shapes (dfe 0.4-0.6)
+BASES = ("measured", "shapes")  # the geometry source's unit basis (see the module docstring)
+RESPONSE_FILE = Path(__file__).parents[1] / "data" / "unit_responses.npz"
 NOT_MEASURED = {"AU23"}  # no unit shape in ICT FaceKit: NaN, never a copy of another unit
 UNIT_NAMES = {au: ACTION_UNITS[canonical_au(au)][0] for au in OPENFACE_AU_PRESENCE if au not in ("AU23", "AU25")}
 UNIT_NAMES.update({"AU23": "lip tightener", "AU25": "lips part"})
 LIP_GAP = (13, 14)  # MediaPipe's inner upper / lower lip midpoints
 # Presence thresholds (cm), chosen by bench/action_units.py on the 40 Canada people (no London person in
-# any fit they come from), as the 97.5th percentile of what a neutral face reads, at least 0.05 cm:
+# any fit they come from), read on the measured unit basis (built on the same Canada people's synth
+# photos), as the 97.5th percentile of what a neutral face reads, at least 0.05 cm:
 # - PRESENCE_THRESHOLDS, for psi whose neutral the face model fitted (single photos, tracks under
 #   ``auto``/``model``): the Canada neutral photos and their d = 0 synth controls, each read through a
 #   psi version 2 face model built without the person (5 folds). A stranger's face shape leaks into such
@@ -48,13 +62,13 @@ LIP_GAP = (13, 14)  # MediaPipe's inner upper / lower lip midpoints
 #   and each of the 8 pose photos of one still person against the median of the other 7 (head turns
 #   and camera distance are the noise a real neutral leaves).
 PRESENCE_THRESHOLDS: dict[str, float] = {
-    "AU01": 0.113, "AU02": 0.506, "AU04": 0.201, "AU05": 0.147, "AU06": 0.050, "AU07": 0.095, "AU09": 0.063,
-    "AU10": 0.186, "AU12": 0.192, "AU14": 0.050, "AU15": 0.290, "AU17": 0.239, "AU20": 0.155, "AU25": 0.051,
-    "AU26": 0.470, "AU45": 0.148, "AU28": 0.151}
+    "AU01": 0.552, "AU02": 0.673, "AU04": 0.501, "AU05": 0.294, "AU06": 0.556, "AU07": 0.571, "AU09": 0.355,
+    "AU10": 0.444, "AU12": 0.377, "AU14": 0.907, "AU15": 0.410, "AU17": 0.650, "AU20": 0.371, "AU25": 0.051,
+    "AU26": 0.269, "AU45": 0.170, "AU28": 0.301}
 PRESENCE_THRESHOLDS_REFERENCE: dict[str, float] = {
-    "AU01": 0.147, "AU02": 0.060, "AU04": 0.093, "AU05": 0.100, "AU06": 0.050, "AU07": 0.050, "AU09": 0.051,
-    "AU10": 0.084, "AU12": 0.067, "AU14": 0.050, "AU15": 0.126, "AU17": 0.161, "AU20": 0.061, "AU25": 0.050,
-    "AU26": 0.489, "AU45": 0.146, "AU28": 0.050}
+    "AU01": 0.401, "AU02": 0.240, "AU04": 0.501, "AU05": 0.302, "AU06": 0.090, "AU07": 0.095, "AU09": 0.182,
+    "AU10": 0.416, "AU12": 0.050, "AU14": 0.528, "AU15": 0.313, "AU17": 1.006, "AU20": 0.101, "AU25": 0.050,
+    "AU26": 0.240, "AU45": 0.209, "AU28": 0.090}
 REAL_NEUTRAL_SOURCES = ("image:", "track")  # neutral_source values measured from a real neutral face
 
 
@@ -66,25 +80,60 @@ def measured_from_real_neutral(neutral_source) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def _solver() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(B, A, P): basis (1404, U), the Cholesky factor A = L^T of B^T B, and P = L^-1 B^T, so that
-    min |B c - psi| over c >= 0 is min |A c - P psi| (same minimiser, a U x U problem)."""
-    basis, _ = unit_basis()
+def _measured() -> tuple[np.ndarray, np.ndarray, dict]:
+    with np.load(RESPONSE_FILE, allow_pickle=False) as z:
+        basis, gain, meta = z["basis"].astype(np.float64), z["gain"].astype(np.float64), json.loads(str(z["meta"]))
+    _, units = unit_basis()
+    if meta.get("units") != [u.label for u in units]:
+        raise ValueError(f"{RESPONSE_FILE.name} was built for other units: rebuild it with scripts/build_unit_responses.py")
+    return basis, gain, meta
+
+
+def measured_unit_basis() -> np.ndarray:
+    """(1404, U) measured unit responses, in :func:`dfe.extraction.units.unit_basis`' column order
+    (the bundled ``unit_responses.npz``; its metadata names the units, people, ridge and sources)."""
+    return _measured()[0]
+
+
+def nnls_solver(basis: np.ndarray, ridge: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(A, P) for the non-negative fit of psi on ``basis`` (1404, U) with a ridge of ``ridge`` x the
+    median squared column norm: A = L^T and P = L^-1 B^T for the Cholesky factor L of B^T B + lambda I,
+    so that min |B c - psi|^2 + lambda |c|^2 over c >= 0 is min |A c - P psi| (a U x U problem)."""
     gram = basis.T @ basis
+    gram = gram + ridge * np.median(np.diag(gram)) * np.eye(len(gram))
     chol = np.linalg.cholesky(gram + 1e-9 * np.trace(gram) * np.eye(len(gram)))
-    return basis, chol.T.copy(), np.linalg.solve(chol, basis.T)
+    return chol.T.copy(), np.linalg.solve(chol, basis.T)
 
 
-def unit_coefficients(psi: np.ndarray) -> np.ndarray:
-    """Non-negative intensities (n, U) of every side unit (columns of :func:`dfe.extraction.units.unit_basis`)
-    for geometry psi (n, 1404) in cm; NaN rows stay NaN."""
+def fit_coefficients(solver: tuple[np.ndarray, np.ndarray], psi: np.ndarray) -> np.ndarray:
+    """Coefficients (n, U) of psi (n, 1404) by :func:`nnls_solver`'s fit; NaN rows stay NaN."""
+    a, p = solver
     psi = np.atleast_2d(np.asarray(psi, dtype=np.float64))
-    _, a, p = _solver()
     out = np.full((len(psi), a.shape[1]), np.nan)
     ok = np.isfinite(psi).all(1)
     rhs = psi[ok] @ p.T
     out[ok] = [nnls(a, r)[0] for r in rhs] if len(rhs) else np.zeros((0, a.shape[1]))
     return out
+
+
+@lru_cache(maxsize=len(BASES))
+def _solver(basis_name: str) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """The fit of a named basis and its per-unit gains (coefficients -> cm)."""
+    if basis_name not in BASES:
+        raise ValueError(f"unknown unit basis {basis_name!r}; choose one of {', '.join(BASES)}")
+    if basis_name == "measured":
+        basis, gain, meta = _measured()
+        return nnls_solver(basis, float(meta["ridge"])), gain
+    basis, _ = unit_basis()
+    return nnls_solver(basis), np.ones(basis.shape[1])
+
+
+def unit_coefficients(psi: np.ndarray, basis: str = "measured") -> np.ndarray:
+    """Non-negative intensities (n, U), cm, of every side unit (columns of
+    :func:`dfe.extraction.units.unit_basis`) for geometry psi (n, 1404) in cm, fitted on ``basis``
+    (:data:`BASES`); NaN rows stay NaN."""
+    solver, gain = _solver(basis)
+    return fit_coefficients(solver, psi) * gain
 
 
 @lru_cache(maxsize=1)
@@ -160,12 +209,13 @@ def presence(intensities: np.ndarray, au28: np.ndarray, thresholds: dict[str, fl
 
 
 def action_unit_table(psi: np.ndarray, blendshapes: np.ndarray, thresholds: dict[str, float] | None = None,
-                      real_neutral: np.ndarray | None = None) -> pd.DataFrame:
+                      real_neutral: np.ndarray | None = None, basis: str = "measured") -> pd.DataFrame:
     """The per-frame action-unit columns (``AU*_r``, ``AU*_c``, ``AU*_r_blendshapes``) of geometry
     psi (n, 1404) and blendshapes (n, 52); rows without a face are NaN. Presence uses ``thresholds``
     if given, else per row :data:`PRESENCE_THRESHOLDS_REFERENCE` where ``real_neutral`` (n bools, see
-    :func:`measured_from_real_neutral`) and :data:`PRESENCE_THRESHOLDS` elsewhere."""
-    coef = unit_coefficients(psi)
+    :func:`measured_from_real_neutral`) and :data:`PRESENCE_THRESHOLDS` elsewhere (both chosen for the
+    measured basis)."""
+    coef = unit_coefficients(psi, basis)
     r = geometry_intensities(psi, coef)
     _, units = unit_basis()
     au28 = coef[:, [i for i, u in enumerate(units) if u.au == "AU28"]].mean(1)
@@ -183,10 +233,11 @@ def frame_action_units_and_gaze(psi: np.ndarray, blendshapes: np.ndarray, landma
                                 bbox_w, bbox_h, neutral_source=None) -> pd.DataFrame:
     """The per-frame action units (:mod:`dfe.extraction.action_units`) and gaze (:mod:`dfe.extraction.gaze`) columns of
     n frames: geometry psi (n, 1404), blendshapes (n, 52), normalised landmarks (n, 1434), the
-    face boxes (pixels) they span and each row's ``neutral_source`` (which presence thresholds apply)."""
+    face boxes (pixels) they span and each row's ``neutral_source`` (which presence thresholds apply);
+    last, ``au_version`` (:data:`AU_VERSION`)."""
     lm = np.asarray(landmarks, dtype=np.float64).reshape(len(psi), -1, 3)
     width, height = image_size(np.asarray(bbox_w, float), np.asarray(bbox_h, float), lm)
     real = None if neutral_source is None else measured_from_real_neutral(neutral_source)
     aus = action_unit_table(psi, blendshapes, real_neutral=real)
     gaze = pd.DataFrame(gaze_from_landmarks(lm, width / height).columns())
-    return pd.concat([aus, gaze], axis=1)[FRAME_AU_GAZE_COLUMNS]
+    return pd.concat([aus, gaze], axis=1)[FRAME_AU_GAZE_COLUMNS].assign(au_version=AU_VERSION)

@@ -65,7 +65,7 @@ def add_action_units(df: pd.DataFrame) -> pd.DataFrame:
     lm = df[LANDMARK_COLUMNS].to_numpy(np.float64) if set(LANDMARK_COLUMNS) <= set(df.columns) else np.full((n, 1434), np.nan)
     extra = frame_action_units_and_gaze(psi, bs, lm, df["bbox_w"], df["bbox_h"], df.get("neutral_source"))
     extra.index = df.index
-    return pd.concat([df.drop(columns=[c for c in FRAME_AU_GAZE_COLUMNS if c in df.columns]), extra], axis=1)
+    return pd.concat([df.drop(columns=[c for c in FRAME_AU_GAZE_COLUMNS + ["au_version"] if c in df.columns]), extra], axis=1)
 
 
 def head_pose(df: pd.DataFrame) -> np.ndarray:

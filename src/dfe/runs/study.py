@@ -42,7 +42,7 @@ from dfe.runs.manifest import Manifest, file_sha256
 from dfe.analysis.labels import read_labels, read_video_features, require_columns
 from dfe.analysis.task import cross_validate, feature_sets, load_task, paired_bootstrap, scores, summarise_folds, tokenizer_statement
 from dfe.analysis.features import ActionUnitFunctionals, UserFeatures
-from dfe.table import has_action_units
+from dfe.table import au_version, has_action_units
 from dfe.views.atlas import build_atlas
 from dfe.runs.demo import starter_model_path
 from dfe.analysis.evaluate import EvaluateOptions, evaluate
@@ -181,6 +181,18 @@ def score_ci(preds: pd.DataFrame, task: str, name: str, n: int = 1000, seed: int
     return float(scores(task, y, pred)[key]), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
 
 
+
+def check_one_au_version(data) -> None:
+    """ValueError with one sentence when the videos' AU columns were made two ways (dfe 0.4-0.6's
+    ICT shapes vs 0.7's measured responses): their scales differ, so one baseline cannot mix them."""
+    versions: dict[int, list[str]] = {}
+    for vid, df in zip(data.ids, data.videos):
+        versions.setdefault(au_version(df, vid), []).append(vid)
+    if len(versions) > 1:
+        parts = "; ".join(f"{', '.join(v[:3])}{' ...' if len(v) > 3 else ''} AU version {k}" for k, v in sorted(versions.items()))
+        raise ValueError(f"these tables mix action units made two ways ({parts}): re-extract the older ones with this dfe")
+
+
 def run_prediction(tables: list[Path], labels_csv: Path, config: StudyConfig, outdir: Path,
                    dictionary, dynamic: bool) -> dict:
     """Grouped CV of dfe's bag of tokens (and events) against every baseline the tables allow:
@@ -193,6 +205,7 @@ def run_prediction(tables: list[Path], labels_csv: Path, config: StudyConfig, ou
     columns = set.intersection(*(set(v.columns) for v in data.videos))
     sets = feature_sets(codebook_size, None, columns, dynamic)
     if all(has_action_units(v) for v in data.videos):
+        check_one_au_version(data)
         sets[AU_NAME] = ActionUnitFunctionals()
     for path in config.baselines:
         sets[f"baseline: {Path(path).stem}"] = UserFeatures(read_video_features(path))
