@@ -506,7 +506,7 @@ def study(
 ):
     """A whole study: extract -> dictionary -> encode -> events -> atlas -> evaluate -> prediction -> index.html.
     Without --fit or --model, the bundled starter dictionary encodes the tables."""
-    from dfe.runs.study_plan import StudyConfig, plan_study, read_config
+    from dfe.runs.study_plan import DFE_NAME, StudyConfig, plan_study, read_config
     from dfe.runs.study import run_study
 
     if config is not None:
@@ -528,7 +528,7 @@ def study(
     line = f"{r['corpus']['n_ok']} inputs ({r['corpus']['n_failed']} failed)"
     line += f"; held-out cosine {f['rows'][0]['cosine_mean']:.3f}" if "rows" in f else f"; fidelity not measured ({f['skipped']})"
     if "rows" in p:
-        row = next(x for x in p["rows"] if x["features"] == "dfe tokens (BoW)")
+        row = next(x for x in p["rows"] if x["features"] == DFE_NAME)
         line += (f"; {p['metric']} of dfe tokens {row[p['metric']]:.3f} (95% CI {row['ci95_low']:.3f}-{row['ci95_high']:.3f}, "
                  f"chance {p['chance']:.2f})")
     else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -223,6 +223,9 @@ def scores(task: str, y, pred, proba=None, classes=None) -> dict:
     return {"ccc": ccc(y, pred), "mae": metrics.mean_absolute_error(y, pred), "pearson_r": float(r)}
 
 
+BAG_NAME = "dfe tokens (BoW)"  # the bag of tokens, the row every other feature set is compared with
+
+
 def feature_sets(codebook_size: int, user_table: pd.DataFrame | None = None,
                  columns: set | None = None, dynamic: bool = False) -> dict:
     """dfe's bag of tokens and the baselines the tables allow (``columns``: those of the tables;
@@ -235,7 +238,7 @@ def feature_sets(codebook_size: int, user_table: pd.DataFrame | None = None,
     def bag():
         return BagOfTokens(codebook_size, weighting="log", norm="l2")
 
-    sets = {"dfe tokens (BoW)": bag()}
+    sets = {BAG_NAME: bag()}
     if dynamic:
         sets["dfe events (dynamic)"] = EventFeatures(codebook_size)
         sets["dfe tokens + events"] = make_union(bag(), EventFeatures(codebook_size))
@@ -418,14 +421,15 @@ class TaskOptions:
     def __post_init__(self):
         if self.tokenizer_settings and not self.refit_tokenizer:
             raise TaskError("tokenizer_settings are for the per-fold tokenizer: give them with refit_tokenizer=True")
-        unknown = set(self.tokenizer_settings) - {f.name for f in fields(TokenizerConfig)}
-        if unknown:
-            raise TaskError(f"tokenizer_settings has unknown tokenizer options: {', '.join(sorted(unknown))}")
+        try:
+            TokenizerConfig.check_knobs(self.tokenizer_settings)
+        except ValueError as e:
+            raise TaskError(f"tokenizer_settings has {e}") from None
         if self.n_folds < 2 or self.seeds < 1:
             raise TaskError(f"n_folds must be at least 2 and seeds at least 1, not {self.n_folds} and {self.seeds}")
 
 
-GAIN_BAG = "dfe actions x intensity (BoW)"
+GAIN_BAG = "dfe actions x intensity (BoW)"  # the gain-weighted bag of a shape-gain model
 
 
 def vocabulary_size(data: TaskData, options: TaskOptions, model=None) -> tuple[int, str]:
@@ -479,8 +483,7 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
     fold_scores = pd.concat([f.assign(seed=options.seed + r) for r, (f, _) in enumerate(runs)], ignore_index=True)
     preds = pd.concat([p.assign(seed=options.seed + r) for r, (_, p) in enumerate(runs)], ignore_index=True)
     summary = summarise_folds(fold_scores)
-    dfe_name = "dfe tokens (BoW)"
-    ci = [(np.nan, np.nan, np.nan) if name == dfe_name else paired_bootstrap(preds, data.task, dfe_name, name, seed=options.seed)
+    ci = [(np.nan, np.nan, np.nan) if name == BAG_NAME else paired_bootstrap(preds, data.task, BAG_NAME, name, seed=options.seed)
           for name in summary["features"]]
     key = "macro_f1" if data.task == "classification" else "ccc"
     summary[f"dfe_minus_this_{key}"] = [c[0] for c in ci]

@@ -250,12 +250,13 @@ def run_stage(stage: Stage, inputs: Iterable[Path], outdir: str | Path, *, overw
     try:
         manifest.remove_stale_temp_files()
         jobs, skipped = _plan(manifest, stage, list(inputs), Path(outdir), opts, overwrite)
-        total = sum(stage.frames_of(j.path) for j in jobs) if stage.frames_of else len(jobs)
+        frames = {j.path: stage.frames_of(j.path) for j in jobs} if stage.frames_of else {}
+        total = sum(frames.values()) if stage.frames_of else len(jobs)
         display = Progress(total, stage.name, "frame" if stage.frames_of else stage.unit,
                            enabled=show_progress and bool(jobs))
         commits = _Commits(manifest, opts, display, count_inputs=stage.frames_of is None)
         if executor.engine == "ray":
-            _run_ray(jobs, stage, commits, executor.ray_address)
+            _run_ray(jobs, stage, commits, executor.ray_address, frames)
         elif executor.workers > 1 and len(jobs) > 1:
             _run_pool(jobs, stage, commits, executor.workers)
         else:
@@ -341,8 +342,10 @@ def _worker_init(sink) -> None:
         pass
 
 
-def _run_ray(jobs: list[_Job], stage: Stage, commits: _Commits, address: str | None) -> None:
-    """One Ray task per input; the display counts an input's frames when it finishes."""
+def _run_ray(jobs: list[_Job], stage: Stage, commits: _Commits, address: str | None,
+             frames: dict[Path, int]) -> None:
+    """One Ray task per input; the display counts an input's frames (``frames``, counted once when the
+    batch was planned) when it finishes."""
     try:
         import ray
     except ImportError:
@@ -356,5 +359,5 @@ def _run_ray(jobs: list[_Job], stage: Stage, commits: _Commits, address: str | N
         for ref in ready:
             job = refs.pop(ref)
             commits.add(job, ray.get(ref))
-            if stage.frames_of:
-                commits.display.update(stage.frames_of(job.path))
+            if job.path in frames:
+                commits.display.update(frames[job.path])

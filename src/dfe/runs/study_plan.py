@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from dfe.analysis.task import BAG_NAME
 from dfe.errors import DfeError
 from dfe.runs.executors import default_workers
 from dfe.extraction.pipeline import media_frames
@@ -197,7 +198,7 @@ def plan_study(config: StudyConfig) -> StudyPlan:
     return StudyPlan(config, media, [(p.path, p.error) for p in problems], videos, len(media) - videos, frames, steps)
 
 
-DFE_NAME = "dfe tokens (BoW)"
+DFE_NAME = BAG_NAME  # dfe's row in a study's results
 
 
 AU_NAME = "action units (OpenFace-style AU_r functionals)"

@@ -54,11 +54,15 @@ class TokenizerConfig:
     def from_dict(cls, d: dict) -> "TokenizerConfig":
         """From knobs by name (a model file's config, a config file's [fit] section); a sentence
         naming any that is not a knob."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
+        cls.check_knobs(d)
+        return cls(**d)
+
+    @classmethod
+    def check_knobs(cls, names) -> None:
+        """ValueError with one sentence naming any of ``names`` that is not a knob."""
+        unknown = set(names) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown tokenizer options: {', '.join(sorted(unknown))}")
-        return cls(**d)
 
     def updated(self, **knobs) -> "TokenizerConfig":
         """This config with ``knobs`` (fields by name) changed, checked like :meth:`from_dict`."""
