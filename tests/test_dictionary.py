@@ -151,6 +151,20 @@ def test_gain_weighted_bag_counts_actions_with_their_intensity():
         BagOfTokens(6, gains=gains).fit([df])
 
 
+def test_gain_bag_is_offered_for_shape_gain_models_only():
+    """evaluate-task and dfe study add the gain-weighted bag for a model whose tokens the tables carry
+    and that has intensities (the bundled starter), and not without one."""
+    from types import SimpleNamespace
+
+    from dfe.analysis.task import GAIN_BAG, gain_bag
+    from dfe.runs.demo import starter_model_path
+
+    tok = Tokenizer.load(starter_model_path())
+    bag = gain_bag(tok, tok.codebook_size)
+    assert list(bag) == [GAIN_BAG] and list(bag[GAIN_BAG].gains) == list(tok.intensities)
+    assert gain_bag(None, 256) == {} and gain_bag(SimpleNamespace(codebook_size=256), 256) == {}
+
+
 def test_strength_weighted_bag_counts_intensity():
     import pandas as pd
 

@@ -432,6 +432,14 @@ class TaskOptions:
 GAIN_BAG = "dfe actions x intensity (BoW)"  # the gain-weighted bag of a shape-gain model
 
 
+def gain_bag(model, codebook_size: int) -> dict:
+    """``{GAIN_BAG: the bag of the model's actions, each token weighted by its intensity}`` for a
+    shape-gain model whose tokens the tables carry (``model.intensities``), else ``{}`` (no model, a
+    per-fold refit, an RVQ-VAE or a duck-typed model without intensities)."""
+    gains = getattr(model, "intensities", None) if model is not None else None
+    return {} if gains is None else {GAIN_BAG: BagOfTokens(codebook_size, norm="l2", gains=gains)}
+
+
 def vocabulary_size(data: TaskData, options: TaskOptions, model=None) -> tuple[int, str]:
     """The codes the bags count, and where that number comes from: the per-fold tokenizer's
     ``codebook_size`` (refit), else the codebook of ``model`` (the tokenizer that encoded the
@@ -473,9 +481,7 @@ def evaluate_task(tables: list, labels: str | Path, target: str, outdir: str | P
         data = keep_videos_with(data, options.baselines, options.window)
     extra = {b.name: UserFeatures(b.table) for b in options.baselines}
     codebook_size, vocabulary = vocabulary_size(data, options, model)
-    gains = getattr(model, "intensities", None) if not options.refit_tokenizer else None  # shape-gain models only
-    if gains is not None:  # a shape-gain model: also the bag of its actions, each weighted by its intensity
-        extra = {GAIN_BAG: BagOfTokens(codebook_size, norm="l2", gains=gains), **extra}
+    extra = {**gain_bag(model if not options.refit_tokenizer else None, codebook_size), **extra}
     user = read_video_features(options.user_features) if options.user_features else None
     refit = options.tokenizer_settings if options.refit_tokenizer else None
     runs = [cross_validate(data, codebook_size, options.n_folds, options.seed + r, user, options.progress, refit,

@@ -40,7 +40,8 @@ import pandas as pd
 from dfe.extraction.pipeline import ExtractOptions
 from dfe.runs.manifest import Manifest, file_sha256
 from dfe.analysis.labels import read_labels, read_video_features, require_columns
-from dfe.analysis.task import cross_validate, feature_sets, load_task, paired_bootstrap, scores, summarise_folds, tokenizer_statement
+from dfe.analysis.task import (cross_validate, feature_sets, gain_bag, load_task, paired_bootstrap, scores, summarise_folds,
+                               tokenizer_statement)
 from dfe.analysis.features import ActionUnitFunctionals, UserFeatures
 from dfe.table import au_version, has_action_units
 from dfe.views.atlas import build_atlas
@@ -203,7 +204,7 @@ def run_prediction(tables: list[Path], labels_csv: Path, config: StudyConfig, ou
     data = load_task(tables, labels_csv, config.target, config.group, need_tokens=not refit)
     codebook_size = config.codebook_size if refit else dictionary.codebook_size
     columns = set.intersection(*(set(v.columns) for v in data.videos))
-    sets = feature_sets(codebook_size, None, columns, dynamic)
+    sets = {**feature_sets(codebook_size, None, columns, dynamic), **gain_bag(None if refit else dictionary, codebook_size)}
     if all(has_action_units(v) for v in data.videos):
         check_one_au_version(data)
         sets[AU_NAME] = ActionUnitFunctionals()
