@@ -19,9 +19,10 @@ from dfe.extraction.action_units import (AU_VERSION, BASES, PRESENCE_THRESHOLDS,
 from dfe.extraction.face import BLENDSHAPE_NAMES
 from dfe.extraction.gaze import EYEBALL_RADIUS, REST_OFFSET, gaze_from_landmarks
 from dfe.extraction.mesh import canonical_mesh
-from dfe.extraction.openface import OpenFaceError, head_pose, read_openface
+from dfe.extraction.openface import OpenFaceError, head_pose, openface_frame, read_openface
 from dfe.extraction.units import displacement, parse_unit, unit_basis
-from dfe.runs.study import check_one_au_version
+from dfe.runs.study import action_unit_baseline
+from dfe.runs.study_plan import AU_NAME
 from dfe.table import AU_INTENSITY_COLUMNS, FRAME_AU_GAZE_COLUMNS, au_version, read_table
 
 from conftest import FACES, SHARED
@@ -56,7 +57,7 @@ def test_intensities_read_the_unit_scale():
     assert np.nanmax(np.abs(noisy - r)[others + [R("AU12_r"), R("AU01_r")]]) < 0.1
     for basis in BASES:
         assert (unit_coefficients(-psi, basis) >= 0).all()  # non-negative fit
-        assert np.isnan(geometry_intensities(np.full((1, 1404), np.nan))[0, R("AU12_r")])
+        assert np.isnan(unit_coefficients(np.full((1, 1404), np.nan), basis)).all()  # no face: NaN
     with pytest.raises(ValueError, match="unknown unit basis"):
         unit_coefficients(psi, "ict")
 
@@ -100,13 +101,17 @@ def test_presence_thresholds_follow_the_neutral():
 
 
 def test_action_unit_versions_do_not_mix():
-    """Tables without ``au_version`` (dfe 0.4-0.6) are version 1; a study over tables of both
-    versions stops with one sentence naming them; one version passes."""
-    old, new = pd.DataFrame({"AU12_r": [0.1]}), pd.DataFrame({"AU12_r": [0.1], "au_version": [AU_VERSION]})
+    """Tables without ``au_version`` (dfe 0.4-0.6) are version 1; a study over tables of both versions
+    leaves the AU baseline out with one sentence naming them (each video once, not its windows); one
+    version keeps it; tables without AU columns offer none."""
+    old = pd.DataFrame({c: [0.1] for c in AU_INTENSITY_COLUMNS})
+    new = old.assign(au_version=AU_VERSION)
     assert au_version(old) == 1 and au_version(new) == AU_VERSION == 2
-    check_one_au_version(SimpleNamespace(ids=["a", "b"], videos=[new, new]))
-    with pytest.raises(ValueError, match=r"a AU version 1; b AU version 2"):
-        check_one_au_version(SimpleNamespace(ids=["a", "b"], videos=[old, new]))
+    sets, warning = action_unit_baseline(SimpleNamespace(ids=["a", "b"], videos=[new, new]))
+    assert list(sets) == [AU_NAME] and warning is None
+    sets, warning = action_unit_baseline(SimpleNamespace(ids=["a@0", "a@1", "b"], videos=[old, old, new]))
+    assert sets == {} and "a AU version 1; b AU version 2" in warning and "--overwrite" in warning
+    assert action_unit_baseline(SimpleNamespace(ids=["a"], videos=[pd.DataFrame({"x": [1]})])) == ({}, None)
 
 
 def test_lip_separation_is_au25():
@@ -246,6 +251,10 @@ def test_converter_for_old_tables(extracted, tmp_path):
     np.testing.assert_allclose(back.loc[ok.values, "AU12_r"], table.loc[ok, "AU12_r"], atol=2e-3)
     np.testing.assert_allclose(back.loc[ok.values, "gaze_angle_x"], table.loc[ok, "gaze_angle_x"], atol=0.01)  # 0.6 deg
     assert back["frame"].iloc[0] == table["frame"].iloc[0] + 1
+    assert set(back["au_version"]) == {AU_VERSION}  # computed now
+    stored_v1 = openface_frame(table.drop(columns=["au_version"]))  # AU columns a dfe 0.4-0.6 table stored
+    assert set(stored_v1["au_version"]) == {1}
+    np.testing.assert_allclose(stored_v1["AU12_r"], table["AU12_r"])  # kept as stored
 
 
 def test_show_aus_draws_traces(extracted, tmp_path):
@@ -253,3 +262,42 @@ def test_show_aus_draws_traces(extracted, tmp_path):
     res = CliRunner().invoke(app, ["show", str(extracted / "single_face.parquet"), "--aus", "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert out.stat().st_size > 10_000
+
+
+def test_unit_responses_are_built_from_photos_against_their_control():
+    """scripts/build_unit_responses.py on made-up photos whose unit movement is exactly 0.5 x ICT's
+    shape: each measured column is half ICT's side shape, the SHAPE_UNITS columns are ICT's own
+    shape with gain 1, units without photos get ICT's shape x the measured ratio (0.5), and with
+    the gains the median photo of each measured unit reads what was applied."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from build_unit_responses import SHAPE_UNITS, response_basis, single_unit_conditions, unit_gains, unit_responses
+
+    from build_face_model import CONDITIONS as CONDITIONS_SPECS
+
+    from dfe.extraction.action_units import fit_coefficients, nnls_solver
+    from dfe.extraction.units import parse_units
+
+    conds = ["control"] + list(single_unit_conditions())
+    rng = np.random.default_rng(0)
+    faces = rng.normal(scale=0.05, size=(3, 468, 3))  # three people's control photos
+    synth = np.stack([faces] + [faces + 0.5 * displacement(parse_units(CONDITIONS_SPECS[c]))[None] for c in conds[1:]])
+    responses = unit_responses(synth, conds, [0, 1, 2])
+    basis, measured = response_basis(responses)
+    ict, units = unit_basis()
+    for j, u in enumerate(units):
+        col, shape = basis[:, j], ict[:, j]
+        if u.au in SHAPE_UNITS:
+            np.testing.assert_allclose(col, shape)
+            assert not measured[j]
+        elif measured[j]:
+            assert col @ shape / np.linalg.norm(col) / np.linalg.norm(shape) > 0.98, u.label
+            assert np.linalg.norm(col) / np.linalg.norm(shape) == pytest.approx(0.5, abs=0.03), u.label
+        else:  # no photos (AU5, AU28, ...): ICT's shape times the median measured ratio
+            assert np.linalg.norm(col) / np.linalg.norm(shape) == pytest.approx(0.5, abs=0.02), u.label
+    gains = unit_gains(basis, synth, conds, [0, 1, 2])
+    assert all(gains[j] == 1.0 for j, u in enumerate(units) if u.au in SHAPE_UNITS)
+    coef = fit_coefficients(nnls_solver(basis, 0.1), (synth[conds.index("AU12")] - synth[0]).reshape(3, -1)) * gains
+    twelve = [j for j, u in enumerate(units) if u.au == "AU12"]
+    np.testing.assert_allclose(np.median(coef[:, twelve], 0), 0.6, atol=1e-6)

@@ -10,6 +10,7 @@ import pandas as pd
 from dfe.errors import DfeError
 from dfe.extraction.identity import face_model_provenance
 from dfe.analysis.labels import group_codes, numeric_if_numbers, read_labels, read_video_features, require_columns
+from dfe.analysis.rows import BAG_NAME, GAIN_BAG
 from dfe.table import table_column_names, BLENDSHAPE_COLUMNS, find_tables, read_table, token_columns, video_id, window_id, window_video
 from dfe.analysis.reports import bar_chart, markdown_table
 from dfe.analysis.features import BagOfTokens, BlendshapeBoW, BlendshapeFunctionals, EventFeatures, PsiFunctionals, UserFeatures
@@ -223,9 +224,6 @@ def scores(task: str, y, pred, proba=None, classes=None) -> dict:
     return {"ccc": ccc(y, pred), "mae": metrics.mean_absolute_error(y, pred), "pearson_r": float(r)}
 
 
-BAG_NAME = "dfe tokens (BoW)"  # the bag of tokens, the row every other feature set is compared with
-
-
 def feature_sets(codebook_size: int, user_table: pd.DataFrame | None = None,
                  columns: set | None = None, dynamic: bool = False) -> dict:
     """dfe's bag of tokens and the baselines the tables allow (``columns``: those of the tables;
@@ -427,9 +425,6 @@ class TaskOptions:
             raise TaskError(f"tokenizer_settings has {e}") from None
         if self.n_folds < 2 or self.seeds < 1:
             raise TaskError(f"n_folds must be at least 2 and seeds at least 1, not {self.n_folds} and {self.seeds}")
-
-
-GAIN_BAG = "dfe actions x intensity (BoW)"  # the gain-weighted bag of a shape-gain model
 
 
 def gain_bag(model, codebook_size: int) -> dict:

@@ -3,7 +3,8 @@
 Columns, in OpenFace 2.2's order: ``frame, face_id, timestamp, confidence, success, gaze_0_x ..
 gaze_angle_y, eye_lmk_* (NaN), pose_Tx, pose_Ty, pose_Tz, pose_Rx, pose_Ry, pose_Rz, x_0 .. x_67,
 y_0 .. y_67, X_0 .. Z_67, p_scale .. p_33 (NaN), AU01_r .. AU45_r, AU01_c .. AU45_c``, then dfe's own
-columns (file, blendshapes, AU*_r_blendshapes, psi_kind, tokens, psi ...; not the 478 raw landmarks).
+columns (file, blendshapes, AU*_r_blendshapes, au_version, psi_kind, tokens, psi ...; not the 478 raw
+landmarks); ``au_version`` is 1 for AU columns a dfe 0.4-0.6 table stored, 2 for today's.
 Units as OpenFace: frame 1-based, pixels for x/y, mm and camera coordinates (x right, y down, z away
 from the camera) for X/Y/Z and pose_T, radians for pose_R (R = Rx Ry Rz of the head in camera
 coordinates) and gaze. ``confidence`` is 1 - (align_rmse / 1.2 cm)^2 clipped to [0, 1] (how well the
@@ -103,6 +104,8 @@ def landmarks_68(df: pd.DataFrame, pose_mm: np.ndarray) -> np.ndarray:
 def openface_frame(df: pd.DataFrame) -> pd.DataFrame:
     """A dfe per-frame table as OpenFace 2.2 columns (see the module docstring), dfe's own columns after."""
     df = add_action_units(df.reset_index(drop=True))
+    if "au_version" not in df.columns:  # AU columns stored by dfe 0.4-0.6: say so in the CSV
+        df["au_version"] = 1
     n = len(df)
     pose = head_pose(df)
     success = df["success"].to_numpy(int)

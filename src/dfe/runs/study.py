@@ -43,7 +43,7 @@ from dfe.analysis.labels import read_labels, read_video_features, require_column
 from dfe.analysis.task import (cross_validate, feature_sets, gain_bag, load_task, paired_bootstrap, scores, summarise_folds,
                                tokenizer_statement)
 from dfe.analysis.features import ActionUnitFunctionals, UserFeatures
-from dfe.table import au_version, has_action_units
+from dfe.table import au_version, has_action_units, window_video
 from dfe.views.atlas import build_atlas
 from dfe.runs.demo import starter_model_path
 from dfe.analysis.evaluate import EvaluateOptions, evaluate
@@ -183,15 +183,22 @@ def score_ci(preds: pd.DataFrame, task: str, name: str, n: int = 1000, seed: int
 
 
 
-def check_one_au_version(data) -> None:
-    """ValueError with one sentence when the videos' AU columns were made two ways (dfe 0.4-0.6's
-    ICT shapes vs 0.7's measured responses): their scales differ, so one baseline cannot mix them."""
-    versions: dict[int, list[str]] = {}
+def action_unit_baseline(data) -> tuple[dict, str | None]:
+    """The OpenFace-style AU baseline for the study's videos: ``({AU_NAME: ...}, None)`` when every
+    table has AU columns made one way, ``({}, None)`` when some have none, and ``({}, sentence)`` when
+    they were made two ways (dfe 0.4-0.6's ICT shapes vs 0.7's measured responses: their scales
+    differ, so the baseline is left out and the sentence, naming the tables, goes into the report)."""
+    if not all(has_action_units(v) for v in data.videos):
+        return {}, None
+    versions: dict[int, set[str]] = {}
     for vid, df in zip(data.ids, data.videos):
-        versions.setdefault(au_version(df, vid), []).append(vid)
-    if len(versions) > 1:
-        parts = "; ".join(f"{', '.join(v[:3])}{' ...' if len(v) > 3 else ''} AU version {k}" for k, v in sorted(versions.items()))
-        raise ValueError(f"these tables mix action units made two ways ({parts}): re-extract the older ones with this dfe")
+        versions.setdefault(au_version(df, vid), set()).add(window_video(vid))
+    if len(versions) == 1:
+        return {AU_NAME: ActionUnitFunctionals()}, None
+    parts = "; ".join(f"{', '.join(sorted(v)[:3])}{' ...' if len(v) > 3 else ''} AU version {k}"
+                      for k, v in sorted(versions.items()))
+    return {}, (f"the action-unit baseline is left out: these tables' action units were made two ways ({parts}); "
+                "re-extract the older ones with `dfe extract --overwrite`")
 
 
 def run_prediction(tables: list[Path], labels_csv: Path, config: StudyConfig, outdir: Path,
@@ -205,9 +212,8 @@ def run_prediction(tables: list[Path], labels_csv: Path, config: StudyConfig, ou
     codebook_size = config.codebook_size if refit else dictionary.codebook_size
     columns = set.intersection(*(set(v.columns) for v in data.videos))
     sets = {**feature_sets(codebook_size, None, columns, dynamic), **gain_bag(None if refit else dictionary, codebook_size)}
-    if all(has_action_units(v) for v in data.videos):
-        check_one_au_version(data)
-        sets[AU_NAME] = ActionUnitFunctionals()
+    au_sets, au_warning = action_unit_baseline(data)
+    sets.update(au_sets)
     for path in config.baselines:
         sets[f"baseline: {Path(path).stem}"] = UserFeatures(read_video_features(path))
     runs = [cross_validate(data, codebook_size, config.folds, config.seed + r, None, False, refit, dynamic, sets=sets)
@@ -235,7 +241,7 @@ def run_prediction(tables: list[Path], labels_csv: Path, config: StudyConfig, ou
               "groups": int(len(np.unique(data.groups))), "folds": int(fold_scores["fold"].nunique()),
               "seeds": list(range(config.seed, config.seed + config.seeds)), "dynamic": dynamic,
               "classes": sorted(map(str, np.unique(data.y))) if data.task == "classification" else None,
-              "tokens": statement, "refit_per_fold": refit, "warnings": list(data.warnings), "rows": rows}
+              "tokens": statement, "refit_per_fold": refit, "warnings": list(data.warnings) + ([au_warning] if au_warning else []), "rows": rows}
     (outdir / "prediction.json").write_text(json.dumps(result, indent=1, default=float))
     return result
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from dfe.analysis.task import BAG_NAME
+from dfe.analysis.rows import BAG_NAME
 from dfe.errors import DfeError
 from dfe.runs.executors import default_workers
 from dfe.extraction.pipeline import media_frames
