@@ -6,14 +6,18 @@ Two sources, both in cm of peak movement (``AU12_r = 0.8`` reads the displacemen
 - **geometry** (``AU01_r`` ...): each frame's psi fitted non-negatively (NNLS) on the 40 side units
   at once, so neighbours compete. The basis (``basis="measured"``, the default since dfe 0.7, AU
   version 2) is each unit's *measured response*: what MediaPipe's mesh returns for a photo that
-  ``dfe synth`` warped by the unit, per cm, measured on the Canada people and kept where ICT's shape
-  moves (``src/dfe/data/unit_responses.npz``, built by ``scripts/build_unit_responses.py``), fitted
+  ``dfe synth`` warped by the unit, per cm, measured on the Canada people
+  (``src/dfe/data/unit_responses.npz``, built by ``scripts/build_unit_responses.py``), fitted
   with a ridge (in the file's metadata) so that weakly followed units do not amplify noise, and each
   unit's coefficient times a gain that makes the median Canada photo warped by the unit at 0.6 cm
   read 0.6. So ``AU12_r = 0.6`` is what MediaPipe shows of ``dfe synth --unit AU12=0.6``, and units
-  the mesh follows weakly (AU6, AU14) are still read. ``basis="shapes"`` fits ICT FaceKit's registered shapes
-  (:func:`dfe.extraction.units.unit_basis`; dfe 0.4-0.6, AU version 1), which read such photos at
-  0.1-0.4 and AU6 at 0. A bilateral unit's ``_r`` is the mean of its two sides' coefficients. The
+  the mesh follows weakly (AU6, AU14) are still read. Exceptions to that scale: the jaw drop,
+  lower-lip depressor, pucker and funneler keep ICT's own shape with gain 1 (a 2D warp cannot show
+  them; an exact ICT AU26=0.6 reads 0.57), and AU5, AU28, AU29, AU30, AU33 have no synth photos
+  (ICT's shape x the median measured ratio, median gain: an estimate). Units that move the same
+  vertices share movement (AU6/AU7, AU12/AU14: a smile reads some AU14). ``basis="shapes"`` fits ICT
+  FaceKit's registered shapes (:func:`dfe.extraction.units.unit_basis`; dfe 0.4-0.6, AU version 1),
+  which read such photos at 0-0.4 and AU6 at 0. A bilateral unit's ``_r`` is the mean of its two sides' coefficients. The
   least squares system is reduced once to its (40 x 40) Cholesky factor, so a frame costs one small NNLS.
 - **blendshapes** (``AU01_r_blendshapes`` ...): MediaPipe's ARKit scores through ICT FaceKit's
   ARKit -> FACS table: a score ``b`` of shape ``s`` is intensity ``b * peak(s)`` (the peak vertex
