@@ -34,7 +34,6 @@ Every face model is built with the shipped recipe (psi version 2: scripts/build_
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import tempfile
 import time
@@ -46,7 +45,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from build_face_model import ANCHORS, CONDITIONS, align_data, collect_landmarks, model_sets  # noqa: E402
+from build_face_model import ANCHORS, align_data, collect_landmarks, model_sets  # noqa: E402
+from build_unit_responses import single_unit_conditions  # noqa: E402
 from expressions import fit_psi, lopo_psi  # noqa: E402
 
 from dfe.extraction.action_units import action_unit_table, unit_coefficients  # noqa: E402
@@ -80,16 +80,11 @@ def au28(psi: np.ndarray) -> np.ndarray:
     return unit_coefficients(np.asarray(psi).reshape(len(psi), -1))[:, [i for i, u in enumerate(units) if u.au == "AU28"]].mean(1)
 
 
-def single_unit_conditions() -> dict[str, str]:
-    """Synth conditions that apply one bilateral (or midline) OpenFace unit -> its column's unit."""
-    out = {}
-    for name, specs in CONDITIONS.items():
-        if len(specs) == 1 and not re.match(r"^AU\d+(/\d+)?[LR]=", specs[0]):
-            au = canonical_au(specs[0].split("=")[0])
-            col = next((u for u in UNITS if u != "AU25" and canonical_au(u) == au), None)
-            if col:
-                out[name] = col
-    return out
+def openface_unit_conditions() -> dict[str, str]:
+    """Synth conditions that apply one whole OpenFace unit (scripts/build_unit_responses.py's
+    ``single_unit_conditions``) -> that unit's OpenFace name."""
+    columns = {canonical_au(u): u for u in UNITS if u != "AU25"}
+    return {name: columns[au] for name, (au, _) in single_unit_conditions().items() if au in columns}
 
 
 def canada_heldout(d: dict, a) -> tuple[np.ndarray, np.ndarray]:
@@ -147,9 +142,14 @@ def london_report(label: str, d: dict, psi: dict, q: dict) -> None:
     over = {au: float(np.mean(ne[f"{au}_c"] == 1)) for au in UNITS}
     print(f"  neutral photos over the threshold, mean over {len(over)} units {np.mean(list(over.values())):.1%}; per unit: "
           + ", ".join(f"{au} {v:.0%}" for au, v in over.items()))
-    units = single_unit_conditions()
-    tabs = {c: read_units(psi["synth"][conds.index(c)], d["synth_bs"][conds.index(c), :nl], q) for c in list(units) + ["control"]}
-    old = {c: read_units(psi["synth"][conds.index(c)], d["synth_bs"][conds.index(c), :nl], q, basis="shapes") for c in units}
+    units = openface_unit_conditions()
+
+    def read(condition: str, basis: str = "measured") -> pd.DataFrame:
+        c = conds.index(condition)
+        return read_units(psi["synth"][c], d["synth_bs"][c, :nl], q, basis=basis)
+
+    tabs = {c: read(c) for c in list(units) + ["control"]}
+    old = {c: read(c, "shapes") for c in units}
     print("  synth photos at 0.6 cm, AUC of each unit's own _r (its photos vs the other units' photos):")
     print(f"  {'unit':8s} {'n':>3s} {'geometry':>9s} {'ICT shapes':>11s} {'blendshapes':>12s} {'median _r':>10s} {'(ICT shapes)':>13s}")
     rows = []
@@ -165,9 +165,8 @@ def london_report(label: str, d: dict, psi: dict, q: dict) -> None:
     print("  median geometry _r (cm) of the synth photos at 0.6 cm (rows: what was applied) and of the real smiles:")
     cols = [f"{au}_r" for au in units.values()]
     medians = {c: tabs[c][cols].median() for c in ["control"] + list(units)}
-    combo = "AU6+AU12" if "AU6+AU12" in conds else None
-    if combo:
-        medians[combo] = read_units(psi["synth"][conds.index(combo)], d["synth_bs"][conds.index(combo), :nl], q)[cols].median()
+    if "AU6+AU12" in conds:
+        medians["AU6+AU12"] = read("AU6+AU12")[cols].median()
     medians["real smiles"] = sm[cols].median()
     conf = pd.DataFrame(medians).T.rename(columns=lambda c: c.removesuffix("_r"))
     print("\n".join("    " + line for line in conf.round(2).to_string().splitlines()))

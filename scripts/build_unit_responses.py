@@ -17,7 +17,7 @@ Recipe (Canada people only, so every London person stays held out for bench/acti
 2. per condition, the median over the 40 people of (unit photo - control photo) / intensity: the
    response to 1 cm of the unit;
 3. a bilateral unit's response is split into its two sides by how much each side's ICT shape moves
-   each vertex (:data:`SUPPORT` > 0 would also cut each response to where ICT's shape moves);
+   each vertex (cutting each response to where ICT's shape moves was tried and lost; see below);
 4. units no condition shows (AU5, AU28, AU29, AU30, AU33) keep ICT's shape times the median ratio of
    measured to applied movement; the units a 2D warp cannot show (:data:`SHAPE_UNITS`: the jaw drop
    and lower-lip depressor open the mouth, whose inside the warp cannot paint; pucker and funneler
@@ -36,7 +36,7 @@ Recipe (Canada people only, so every London person stays held out for bench/acti
    coefficient of its photos (the ridge shrinks, and a side's share differs), so the median Canada
    photo of a unit reads 0.6: the ``dfe synth`` scale as MediaPipe shows it.
 
-:data:`SUPPORT` and :data:`RIDGE` were chosen by 5-fold cross-validation on the Canada people (responses
+The support mask and :data:`RIDGE` were chosen by 5-fold cross-validation on the Canada people (responses
 and gains from 4 folds, read on the 5th; the synth photos with the real neutral and through face
 models built without the fold): mean AUC of each unit's own ``_r`` over the single-unit photos, and
 the mean reading of units not applied (cm, after the gains). Support 0 / 0.1 / 0.3 (ridge 0.3):
@@ -60,11 +60,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_face_model import ANCHORS, CONDITIONS, CREDITS, align_data, collect_landmarks  # noqa: E402
 
-from dfe.extraction.action_units import RESPONSE_FILE, fit_coefficients, nnls_solver  # noqa: E402
+from dfe.extraction.unit_responses import RESPONSE_FILE, fit_coefficients, nnls_solver  # noqa: E402
 from dfe.extraction.units import Unit, is_bilateral, parse_units, unit_basis, unit_shape  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SUPPORT = 0.0  # a side unit's response is kept where its ICT shape moves >= this share of its peak (0: everywhere)
 SHAPE_UNITS = ("AU16", "AU18", "AU22", "AU26/27")  # ICT's shape, gain 1: a 2D warp cannot show them (step 4)
 RIDGE = 0.1  # ridge of the non-negative fit, as a share of the median squared norm of the basis' columns
 
@@ -95,7 +94,7 @@ def side_weights(au: str, side: str) -> np.ndarray:
     return own / np.maximum(left + right, 1e-12)
 
 
-def response_basis(responses: dict[str, np.ndarray], support: float = SUPPORT) -> tuple[np.ndarray, list[bool]]:
+def response_basis(responses: dict[str, np.ndarray]) -> tuple[np.ndarray, list[bool]]:
     """(1404, U) basis in :func:`dfe.extraction.units.unit_basis`' column order, and which columns are
     measured (the others are ICT's shape: as it is for :data:`SHAPE_UNITS`, else times the median
     measured/applied ratio)."""
@@ -108,9 +107,6 @@ def response_basis(responses: dict[str, np.ndarray], support: float = SUPPORT) -
             measured.append(False)
             continue
         r = responses[u.au] * (side_weights(u.au, u.side)[:, None] if u.side and is_bilateral(u.au) else 1.0)
-        moved = np.linalg.norm(shape, axis=1)
-        if support > 0:
-            r = r * (moved >= support * moved.max())[:, None]
         cols.append(r.ravel())
         measured.append(True)
         ratios.append(np.linalg.norm(r) / np.linalg.norm(shape))
@@ -161,7 +157,8 @@ def main() -> None:
     basis, measured = response_basis(unit_responses(a.synth, conditions, people))
     gain = unit_gains(basis, a.synth, conditions, people)
     _, units = unit_basis()
-    meta = {"built_by": "scripts/build_unit_responses.py", "people": len(people), "support": SUPPORT, "ridge": RIDGE, "shape_units": list(SHAPE_UNITS),
+    meta = {"built_by": "scripts/build_unit_responses.py", "people": len(people), "ridge": RIDGE,
+            "shape_units": list(SHAPE_UNITS),
             "units": [u.label for u in units], "gain_range": [round(float(gain.min()), 3), round(float(gain.max()), 3)],
             "median_gain": median_gain_units(gain, measured), "measured": measured, "psi_anchors": ANCHORS,
             "sources": [CREDITS[0], "Unit shapes: ICT FaceKit (MIT), registered onto MediaPipe's face"],

@@ -431,7 +431,7 @@ def gain_bag(model, codebook_size: int) -> dict:
     """``{GAIN_BAG: the bag of the model's actions, each token weighted by its intensity}`` for a
     shape-gain model whose tokens the tables carry (``model.intensities``), else ``{}`` (no model, a
     per-fold refit, an RVQ-VAE or a duck-typed model without intensities)."""
-    gains = getattr(model, "intensities", None) if model is not None else None
+    gains = getattr(model, "intensities", None)
     return {} if gains is None else {GAIN_BAG: BagOfTokens(codebook_size, norm="l2", gains=gains)}
 
 

@@ -7,7 +7,7 @@ Two sources, both in cm of peak movement (``AU12_r = 0.8`` reads the displacemen
   at once, so neighbours compete. The basis (``basis="measured"``, the default since dfe 0.7, AU
   version 2) is each unit's *measured response*: what MediaPipe's mesh returns for a photo that
   ``dfe synth`` warped by the unit, per cm, measured on the Canada people
-  (``src/dfe/data/unit_responses.npz``, built by ``scripts/build_unit_responses.py``), fitted
+  (:mod:`dfe.extraction.unit_responses`, built by ``scripts/build_unit_responses.py``), fitted
   with a ridge (in the file's metadata) so that weakly followed units do not amplify noise, and each
   unit's coefficient times a gain that makes the median Canada photo warped by the unit at 0.6 cm
   read 0.6. So ``AU12_r = 0.6`` is what MediaPipe shows of ``dfe synth --unit AU12=0.6``, and units
@@ -33,23 +33,21 @@ measured from a real neutral face and a higher one for psi whose neutral the fac
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import nnls
 
 from dfe.extraction.face import BLENDSHAPE_NAMES
 from dfe.extraction.gaze import gaze_from_landmarks, image_size
+from dfe.extraction.unit_responses import (RESPONSE_FILE, fit_coefficients, measured_response_file,  # noqa: F401
+                                           measured_unit_basis, nnls_solver)
 from dfe.extraction.units import ACTION_UNITS, arkit_peak, canonical_au, unit_basis
 from dfe.table import (AU_BLENDSHAPE_COLUMNS, AU_INTENSITY_COLUMNS, AU_PRESENCE_COLUMNS, FRAME_AU_GAZE_COLUMNS,
                        OPENFACE_AU_INTENSITY, OPENFACE_AU_PRESENCE)
 
 AU_VERSION = 2  # how AU*_r is made, recorded in every table (``au_version``): 1 = ICT's shapes (dfe 0.4-0.6)
 BASES = ("measured", "shapes")  # the geometry source's unit basis (see the module docstring)
-RESPONSE_FILE = Path(__file__).parents[1] / "data" / "unit_responses.npz"
 NOT_MEASURED = {"AU23"}  # no unit shape in ICT FaceKit: NaN, never a copy of another unit
 UNIT_NAMES = {au: ACTION_UNITS[canonical_au(au)][0] for au in OPENFACE_AU_PRESENCE if au not in ("AU23", "AU25")}
 UNIT_NAMES.update({"AU23": "lip tightener", "AU25": "lips part"})
@@ -83,50 +81,13 @@ def measured_from_real_neutral(neutral_source) -> np.ndarray:
     return (src.str.startswith(REAL_NEUTRAL_SOURCES[0]) | (src == REAL_NEUTRAL_SOURCES[1])).to_numpy()
 
 
-@lru_cache(maxsize=1)
-def _measured() -> tuple[np.ndarray, np.ndarray, dict]:
-    with np.load(RESPONSE_FILE, allow_pickle=False) as z:
-        basis, gain, meta = z["basis"].astype(np.float64), z["gain"].astype(np.float64), json.loads(str(z["meta"]))
-    _, units = unit_basis()
-    if meta.get("units") != [u.label for u in units]:
-        raise ValueError(f"{RESPONSE_FILE.name} was built for other units: rebuild it with scripts/build_unit_responses.py")
-    return basis, gain, meta
-
-
-def measured_unit_basis() -> np.ndarray:
-    """(1404, U) measured unit responses, in :func:`dfe.extraction.units.unit_basis`' column order
-    (the bundled ``unit_responses.npz``; its metadata names the units, people, ridge and sources)."""
-    return _measured()[0]
-
-
-def nnls_solver(basis: np.ndarray, ridge: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """(A, P) for the non-negative fit of psi on ``basis`` (1404, U) with a ridge of ``ridge`` x the
-    median squared column norm: A = L^T and P = L^-1 B^T for the Cholesky factor L of B^T B + lambda I,
-    so that min |B c - psi|^2 + lambda |c|^2 over c >= 0 is min |A c - P psi| (a U x U problem)."""
-    gram = basis.T @ basis
-    gram = gram + ridge * np.median(np.diag(gram)) * np.eye(len(gram))
-    chol = np.linalg.cholesky(gram + 1e-9 * np.trace(gram) * np.eye(len(gram)))
-    return chol.T.copy(), np.linalg.solve(chol, basis.T)
-
-
-def fit_coefficients(solver: tuple[np.ndarray, np.ndarray], psi: np.ndarray) -> np.ndarray:
-    """Coefficients (n, U) of psi (n, 1404) by :func:`nnls_solver`'s fit; NaN rows stay NaN."""
-    a, p = solver
-    psi = np.atleast_2d(np.asarray(psi, dtype=np.float64))
-    out = np.full((len(psi), a.shape[1]), np.nan)
-    ok = np.isfinite(psi).all(1)
-    rhs = psi[ok] @ p.T
-    out[ok] = [nnls(a, r)[0] for r in rhs] if len(rhs) else np.zeros((0, a.shape[1]))
-    return out
-
-
 @lru_cache(maxsize=len(BASES))
 def _solver(basis_name: str) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
     """The fit of a named basis and its per-unit gains (coefficients -> cm)."""
     if basis_name not in BASES:
         raise ValueError(f"unknown unit basis {basis_name!r}; choose one of {', '.join(BASES)}")
     if basis_name == "measured":
-        basis, gain, meta = _measured()
+        basis, gain, meta = measured_response_file()
         return nnls_solver(basis, float(meta["ridge"])), gain
     basis, _ = unit_basis()
     return nnls_solver(basis), np.ones(basis.shape[1])

@@ -182,7 +182,6 @@ def score_ci(preds: pd.DataFrame, task: str, name: str, n: int = 1000, seed: int
     return float(scores(task, y, pred)[key]), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
 
 
-
 def action_unit_baseline(data) -> tuple[dict, str | None]:
     """The OpenFace-style AU baseline for the study's videos: ``({AU_NAME: ...}, None)`` when every
     table has AU columns made one way, ``({}, None)`` when some have none, and ``({}, sentence)`` when
@@ -241,7 +240,8 @@ def run_prediction(tables: list[Path], labels_csv: Path, config: StudyConfig, ou
               "groups": int(len(np.unique(data.groups))), "folds": int(fold_scores["fold"].nunique()),
               "seeds": list(range(config.seed, config.seed + config.seeds)), "dynamic": dynamic,
               "classes": sorted(map(str, np.unique(data.y))) if data.task == "classification" else None,
-              "tokens": statement, "refit_per_fold": refit, "warnings": list(data.warnings) + ([au_warning] if au_warning else []), "rows": rows}
+              "tokens": statement, "refit_per_fold": refit, "rows": rows,
+              "warnings": list(data.warnings) + ([au_warning] if au_warning else [])}
     (outdir / "prediction.json").write_text(json.dumps(result, indent=1, default=float))
     return result
 
