@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 QUANTIZERS = ("shape-gain", "rvq-vae")
+CODEBOOK_UPDATES = ("joint", "per-level")
 DECODERS = ("linear", "mlp")
 
 
@@ -19,6 +20,7 @@ class TokenizerConfig:
     gain_levels: int = 4  # shape-gain: intensities per action (log2 of it are bits of every token)
     merge_cosine: float = 0.9  # shape-gain: actions closer than this are merged (the freed one replaced)
     lloyd_iters: int = 25  # shape-gain: training iterations
+    codebook_update: str = "joint"  # shape-gain: joint (least squares over all levels, dfe 0.8) | per-level (dfe 0.4-0.7)
     refine_passes: int = 1  # shape-gain: encoding passes that re-choose each level's word given the others
     levels: int = 4
     latent_dim: int = 64
@@ -42,6 +44,9 @@ class TokenizerConfig:
     def __post_init__(self):
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"quantizer must be {' or '.join(map(repr, QUANTIZERS))}, not {self.quantizer!r}")
+        if self.codebook_update not in CODEBOOK_UPDATES:
+            raise ValueError(f"codebook_update must be {' or '.join(map(repr, CODEBOOK_UPDATES))}, "
+                             f"not {self.codebook_update!r}")
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be {' or '.join(map(repr, DECODERS))}, not {self.decoder!r}")
 

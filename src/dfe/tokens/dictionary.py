@@ -8,11 +8,19 @@ A frame x (standardised psi, projected on the training data's principal directio
 with unit directions u_c from ONE codebook shared by all K levels and gains g from one table of G
 values. A token is the pair (action c, intensity g), stored as one id ``c * G + g``: ``log2(N_actions)
 + log2(G)`` bits, both counted. Encoding (:class:`dfe.tokens.networks.ShapeGainModel`) is greedy over
-levels with the exact best (action, gain) pair at each level, then refined. Training (:func:`fit_shape_gain`): residual k-means initialisation, then Lloyd
-iterations (assign; each direction = the gain-weighted mean of the residuals it quantizes; each gain =
-the mean projection of its tokens), with dead actions replaced by the direction of the worst-rebuilt
-frame's residual (never a copy of a live action) and near-duplicate actions (cosine >= ``merge_cosine``)
-merged, the less used one freed and replaced the same way.
+levels with the exact best (action, gain) pair at each level, then refined. Training (:func:`fit_shape_gain`):
+residual k-means initialisation, then Lloyd iterations. Each iteration encodes every frame as the encoder
+will (greedy, then refined), then updates the codebook for those tokens:
+
+- ``update="joint"`` (the default since dfe 0.8): all actions at once, by least squares over every
+  level's tokens (the directions that rebuild the frames best given the tokens; :func:`joint_directions`),
+  then the gain table the same way (:func:`joint_gains`): the codebook update of additive quantization;
+- ``update="per-level"`` (dfe 0.4-0.7): each direction the gain-weighted mean of the residuals it
+  quantizes, each gain the mean projection of its tokens.
+
+Dead actions are replaced by the direction of the worst-rebuilt frame's residual (never a copy of a live
+action) and near-duplicate actions (cosine >= ``merge_cosine``) merged, the less used one freed and
+replaced the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +29,11 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from dfe.tokens.networks import refined_residual_search
+
+from dfe.tokens.config import CODEBOOK_UPDATES as UPDATES
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +42,6 @@ log = logging.getLogger(__name__)
 class ShapeGainCodebook:
     directions: np.ndarray  # (N, L) unit rows: the actions
     gains: np.ndarray  # (G,) increasing positive intensities, shared by every level and action
-
-
-def best_words(r: np.ndarray, directions: np.ndarray, gains: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each residual row, the (action, gain) pair minimising |r - g u_c|^2 = (g - p_c)^2 - p_c^2 + |r|^2
-    with p_c = r . u_c: for every action the best gain is the one nearest p_c. Returns (action, gain
-    index, projection)."""
-    p = r @ directions.T  # (n, N)
-    gi = np.searchsorted((gains[1:] + gains[:-1]) / 2, p)
-    err = (gains[gi] - p) ** 2 - p**2
-    action = np.argmin(err, axis=1)
-    rows = np.arange(len(r))
-    return action, gi[rows, action], p[rows, action]
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -87,39 +88,100 @@ def _replace(dirs: np.ndarray, free: np.ndarray, live: np.ndarray, final_resid: 
     return done
 
 
+def encode_words(z: np.ndarray, dirs: np.ndarray, gains: np.ndarray, levels: int,
+                 refine_passes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tokens of (n, L) rows as the encoder chooses them: (actions (n, K), gain indices (n, K), the
+    rebuilt rows (n, L))."""
+    words = torch.from_numpy((dirs[:, None, :] * gains[None, :, None]).reshape(-1, dirs.shape[1]))
+    ids, total = refined_residual_search(torch.from_numpy(z), words, levels, refine_passes)
+    ids = ids.numpy()
+    return ids // len(gains), ids % len(gains), total.numpy()
+
+
+def joint_directions(z: np.ndarray, actions: np.ndarray, gain_values: np.ndarray, n_actions: int,
+                     ridge: float = 1e-3) -> np.ndarray:
+    """The (N, L) vectors v minimising sum_i |z_i - sum_k g_ik v_{a_ik}|^2 for given tokens (actions
+    ``a`` and their gain values ``g``, (n, K) each): least squares over all levels at once, with a
+    ridge of ``ridge`` x the mean diagonal. Rows of unused actions are 0."""
+    levels = actions.shape[1]
+    gram = np.zeros((n_actions, n_actions))
+    rhs = np.zeros((n_actions, z.shape[1]))
+    for k in range(levels):
+        np.add.at(rhs, actions[:, k], gain_values[:, k, None] * z)
+        for j in range(levels):
+            np.add.at(gram, (actions[:, k], actions[:, j]), gain_values[:, k] * gain_values[:, j])
+    diag = np.diag(gram)
+    gram += ridge * max(float(diag.mean()), 1e-12) * np.eye(n_actions)
+    return np.linalg.solve(gram, rhs)
+
+
+def joint_gains(z: np.ndarray, actions: np.ndarray, gain_idx: np.ndarray, dirs: np.ndarray,
+                n_gains: int) -> np.ndarray:
+    """The (G,) gain table minimising sum_i |z_i - sum_k G[j_ik] u_{a_ik}|^2 for given tokens and
+    directions (least squares; a gain no token uses stays NaN)."""
+    levels = actions.shape[1]
+    gram = np.zeros((n_gains, n_gains))
+    rhs = np.zeros(n_gains)
+    for k in range(levels):
+        np.add.at(rhs, gain_idx[:, k], (dirs[actions[:, k]] * z).sum(1))
+        for j in range(levels):
+            np.add.at(gram, (gain_idx[:, k], gain_idx[:, j]), (dirs[actions[:, k]] * dirs[actions[:, j]]).sum(1))
+    used = np.diag(gram) > 0
+    out = np.full(n_gains, np.nan)
+    out[used] = np.linalg.lstsq(gram[np.ix_(used, used)], rhs[used], rcond=None)[0]
+    return out
+
+
+def per_level_update(z: np.ndarray, actions: np.ndarray, gain_idx: np.ndarray, dirs: np.ndarray,
+                     gains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """dfe 0.4-0.7's update: each direction the gain-weighted mean of the residuals its tokens
+    quantize (unnormalised), each gain the mean projection of its tokens (NaN where unused)."""
+    num = np.zeros_like(dirs, dtype=np.float64)
+    gsum, gcount = np.zeros(len(gains)), np.zeros(len(gains))
+    r = z.astype(np.float64)
+    for k in range(actions.shape[1]):
+        a, g = actions[:, k], gain_idx[:, k]
+        np.add.at(num, a, gains[g][:, None] * r)
+        np.add.at(gsum, g, (r * dirs[a]).sum(1))
+        np.add.at(gcount, g, 1)
+        r = r - gains[g][:, None] * dirs[a]
+    return num, np.where(gcount > 0, gsum / np.maximum(gcount, 1), np.nan)
+
+
 def fit_shape_gain(z: np.ndarray, levels: int = 4, n_actions: int = 64, n_gains: int = 4, iters: int = 25,
-                   merge_cosine: float = 0.9, min_count: int = 2, seed: int = 0,
-                   on_iteration=None) -> tuple[ShapeGainCodebook, dict]:
+                   merge_cosine: float = 0.9, min_count: int = 2, seed: int = 0, update: str = "joint",
+                   refine_passes: int = 1, on_iteration=None) -> tuple[ShapeGainCodebook, dict]:
     """Train the shared shape-gain codebook on (n, L) latent rows; returns it and training stats.
-    ``seed``: the k-means initialisation's random state (the iterations draw nothing).
+    ``seed``: the k-means initialisation's random state (the iterations draw nothing). ``update``:
+    ``joint`` or ``per-level`` (module docstring). ``refine_passes``: the encoder's, used in training.
     ``on_iteration(relative_error)``: called after each iteration (progress displays)."""
+    if update not in UPDATES:
+        raise ValueError(f"update must be {' or '.join(map(repr, UPDATES))}, not {update!r}")
     z = np.asarray(z, dtype=np.float32)
     book = _init(z, levels, n_actions, n_gains, seed)
     dirs, gains = book.directions.copy(), book.gains.copy()
-    n_act = len(dirs)
     replaced = merged = 0
     history = []
+    energy = max(float((z.astype(np.float64) ** 2).sum(1).mean()), 1e-12)
     for it in range(iters):
-        r = z.copy()
-        num = np.zeros_like(dirs)
-        count = np.zeros(n_act, np.int64)
-        gsum = np.zeros(gains.shape)
-        gcount = np.zeros(gains.shape)
-        for _ in range(levels):
-            a, g, p = best_words(r, dirs, gains)
-            gv = gains[g]
-            np.add.at(num, a, gv[:, None] * r)
-            np.add.at(count, a, 1)
-            np.add.at(gsum, g, p)
-            np.add.at(gcount, g, 1)
-            r = r - gv[:, None] * dirs[a]
-        history.append(float((r**2).sum(1).mean() / max((z**2).sum(1).mean(), 1e-12)))
+        if update == "joint":
+            actions, gain_idx, rebuilt = encode_words(z, dirs, gains, levels, refine_passes)
+        else:  # dfe 0.4-0.7 trained on greedy tokens
+            actions, gain_idx, rebuilt = encode_words(z, dirs, gains, levels, 0)
+        r = z - rebuilt
+        history.append(float((r.astype(np.float64) ** 2).sum(1).mean() / energy))
         if on_iteration is not None:
             on_iteration(history[-1])
+        count = np.bincount(actions.ravel(), minlength=len(dirs))
         live = count >= min_count
-        dirs = np.where(live[:, None], _unit(num), dirs).astype(np.float32)
-        gains = np.where(gcount > 0, gsum / np.maximum(gcount, 1), gains)
-        gains = np.sort(np.maximum(gains, 1e-6)).astype(np.float32)
+        if update == "joint":
+            vectors = joint_directions(z, actions, gains[gain_idx], len(dirs))
+            dirs = np.where(live[:, None], _unit(vectors), dirs).astype(np.float32)
+            new_gains = joint_gains(z, actions, gain_idx, dirs, n_gains)
+        else:
+            vectors, new_gains = per_level_update(z, actions, gain_idx, dirs, gains)
+            dirs = np.where(live[:, None], _unit(vectors), dirs).astype(np.float32)
+        gains = np.sort(np.maximum(np.where(np.isfinite(new_gains), new_gains, gains), 1e-6)).astype(np.float32)
         if it == iters - 1:
             break
         # near-duplicates: the less used of each close pair is freed
@@ -134,7 +196,7 @@ def fit_shape_gain(z: np.ndarray, levels: int = 4, n_actions: int = 64, n_gains:
         if len(free):
             replaced += _replace(dirs, free, live, r, merge_cosine)
     stats = {"relative_error": history, "replaced": int(replaced), "merged": int(merged),
-             "iterations": len(history)}
+             "iterations": len(history), "update": update}
     return ShapeGainCodebook(dirs, gains), stats
 
 

@@ -64,6 +64,24 @@ def greedy_residual_search(z: torch.Tensor, words: torch.Tensor, levels: int) ->
     return torch.stack(ids, 1), torch.stack(parts, 1)
 
 
+def refined_residual_search(z: torch.Tensor, words: torch.Tensor, levels: int,
+                            passes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`greedy_residual_search`, then ``passes`` passes re-choosing each level's word for what
+    the other levels leave (the error never grows): (n, K) word ids and (n, latent) their sum."""
+    half_sq = 0.5 * (words**2).sum(1)
+    ids, parts = greedy_residual_search(z, words, levels)
+    total = parts.sum(1)
+    for _ in range(passes):
+        for k in range(levels):
+            rest = z - (total - parts[:, k])
+            w, v = nearest_words(rest, words, half_sq)
+            better = ((rest - v) ** 2).sum(1) < ((rest - parts[:, k]) ** 2).sum(1) - 1e-7
+            ids[better, k] = w[better]
+            total = total + torch.where(better[:, None], v - parts[:, k], torch.zeros_like(v))
+            parts[better, k] = v[better]
+    return ids, total
+
+
 class TokenModel(nn.Module):
     """What a tokenizer needs of its model. Subclasses give ``encoder`` and ``decoder`` (modules),
     ``codebook`` (a property: (N, latent), every word, shared by all levels), :meth:`indices` and
@@ -194,16 +212,4 @@ class ShapeGainModel(TokenModel):
     def indices(self, z: torch.Tensor) -> torch.Tensor:
         """Greedy residual search, then ``config.refine_passes`` passes re-choosing each level's word
         for what the other levels leave (the error never grows): (n, K) word ids."""
-        words = self.codebook
-        half_sq = 0.5 * (words**2).sum(1)
-        ids, parts = greedy_residual_search(z, words, self.config.levels)
-        total = parts.sum(1)
-        for _ in range(self.config.refine_passes):
-            for k in range(self.config.levels):
-                rest = z - (total - parts[:, k])
-                w, v = nearest_words(rest, words, half_sq)
-                better = ((rest - v) ** 2).sum(1) < ((rest - parts[:, k]) ** 2).sum(1) - 1e-7
-                ids[better, k] = w[better]
-                total = total + torch.where(better[:, None], v - parts[:, k], torch.zeros_like(v))
-                parts[better, k] = v[better]
-        return ids
+        return refined_residual_search(z, self.codebook, self.config.levels, self.config.refine_passes)[0]

@@ -238,7 +238,8 @@ def fit_shape_gain_model(cfg: TokenizerConfig, x_train: np.ndarray, progress: bo
 
     book, stats = fit_shape_gain(x_train @ basis.T, levels=cfg.levels, n_actions=n_actions,
                                  n_gains=cfg.gain_levels, iters=cfg.lloyd_iters,
-                                 merge_cosine=cfg.merge_cosine, seed=cfg.seed, on_iteration=tick)
+                                 merge_cosine=cfg.merge_cosine, seed=cfg.seed, update=cfg.codebook_update,
+                                 refine_passes=cfg.refine_passes, on_iteration=tick)
     bar.close()
     log.info("shape-gain dictionary: %s", {k: v for k, v in stats.items() if k != "relative_error"})
     model = ShapeGainModel(cfg)
@@ -625,6 +626,7 @@ class Tokenizer:
         try:
             stored = json.loads(meta["config"])
             stored.setdefault("quantizer", "rvq-vae")  # model files before dfe 0.4 are all RVQ-VAEs
+            stored.setdefault("codebook_update", "per-level")  # how dfe 0.4-0.7 trained shape-gain models
             cfg = TokenizerConfig.from_dict(stored)
             summary = TrainingSummary(**json.loads(meta.get("training", "{}")))
             if cfg.quantizer == "shape-gain":
