@@ -3,13 +3,17 @@ vs PCA vs a blendshape ridge, for real smiles and synthesized unit photos separa
 
     python bench/dictionary.py prepare /tmp/t25            # held-out face model + tables (minutes)
     python bench/dictionary.py compare /tmp/t25 [--seeds 5] [--quantizers shape-gain rvq-vae]
+    python bench/dictionary.py recon [--bits 8]            # the same on the landmark cache (below)
 
 Held out: the people in TEST_LONDON and TEST_CANADA. ``prepare`` builds a face model WITHOUT them
 (identity from the other neutrals, expression rig from the other smiles and the videos), extracts the
 shared media and the synthesized unit photos of the test people (``--synth``, a corpus written by
 scripts/build_synth_corpus.py) with it. ``compare`` fits every encoding on the training people's real
 frames only (optionally plus synthesized photos of training people, ``--train-synth``) and scores
-reconstruction cosine of held-out psi; means over seeds.
+reconstruction cosine of held-out psi; means over seeds. ``recon`` scores the same encodings with no
+``prepare``, from the landmark cache of bench/expressions.py: the 40 London people held out of
+everything (a Canada-only face model; training on Canada neutrals, Canada unit photos and the videos;
+tests: their smiling photos and their non-smile unit photos, single photos).
 """
 
 from __future__ import annotations
@@ -177,14 +181,33 @@ def encoders(data: dict, seed: int, quantizers: list[str], bits: int, levels: in
 
 
 QUANTIZERS = {
-    "shape-gain": ("dfe shape-gain tokens ({K} x {b} bits: 32 actions x 4 gains)", {"quantizer": "shape-gain", "gain_levels": 4}),
-    "shape-gain-2": ("dfe shape-gain tokens ({K} x {b} bits: 64 actions x 2 gains)", {"quantizer": "shape-gain", "gain_levels": 2}),
+    "shape-gain": ("dfe shape-gain tokens ({K} x {b} bits: 4 gains)", {"quantizer": "shape-gain", "gain_levels": 4}),
+    "shape-gain-2": ("dfe shape-gain tokens ({K} x {b} bits: 2 gains)", {"quantizer": "shape-gain", "gain_levels": 2}),
+    "shape-gain-per-level": ("dfe 0.7 shape-gain, per-level update ({K} x {b} bits: 4 gains)",
+                             {"quantizer": "shape-gain", "gain_levels": 4, "codebook_update": "per-level"}),
     "rvq-vae": ("dfe rvq-vae tokens ({K} x {b} bits, transformer)", {"quantizer": "rvq-vae"}),
 }
 
 
 def compare(args) -> None:
-    data = split(Path(args.work), args.train_synth)
+    score_encoders(split(Path(args.work), args.train_synth), args)
+
+
+def recon(args) -> None:
+    """:func:`compare` on the landmark cache's held-out data (:func:`task_data`): the 40 London people
+    out of everything, their smiling photos and their non-smile unit photos."""
+    task = task_data(args.shared, args.cache)
+    smiling = task["smile"]["label"] == "smiling"
+    unit = ~np.isin(task["unit"]["label"], ["AU12", "AU6+AU12"])
+    tests = {"London smiles": (task["smile"]["psi"][smiling], task["smile"]["blend"][smiling]),
+             "London unit photos (no AU12)": (task["unit"]["psi"][unit], task["unit"]["blend"][unit])}
+    tests = {k: (p[np.isfinite(p).all(1)], b[np.isfinite(p).all(1)]) for k, (p, b) in tests.items()}
+    data = {"train": task["train"], "train_blend": task["train_blend"], "train_people": ["Canada", "videos"], "tests": tests}
+    score_encoders(data, args)
+
+
+def score_encoders(data: dict, args) -> None:
+    """Reconstruction cosine of every encoding on every test set, means over seeds (a Markdown table)."""
     tests = data["tests"]
     print(f"training: {len(data['train'])} frames of {len(data['train_people'])} people/videos; held out: "
           + ", ".join(f"{k} {len(v[0])} frames" for k, v in tests.items()), flush=True)
@@ -326,18 +349,21 @@ def task_data(shared: Path, cache: Path) -> dict:
     def psi_of(aligned, bs):
         return fit_psi(model, aligned, bs).reshape(len(aligned), -1).astype(np.float32)
 
-    train = [psi_of(a.canada, d["canada_bs"])]
+    train, train_bs = [psi_of(a.canada, d["canada_bs"])], [d["canada_bs"]]
     for c, name in enumerate(conds):
         if name not in TASK_COMBINATIONS:
             train.append(psi_of(a.synth[c, nl:], d["synth_bs"][c, nl:]))
+            train_bs.append(d["synth_bs"][c, nl:])
     for v in VIDEOS:
         al, bs = a.videos[v], d[f"video_{v.split('.')[0]}_bs"]
         train.append((al - track_neutral(al, bs, True, "auto", model).mesh).reshape(len(al), -1).astype(np.float32))
-    train = np.concatenate(train)
+        train_bs.append(bs)
+    train, train_bs = np.concatenate(train), np.concatenate(train_bs)
+    ok = np.isfinite(train).all(1)
     people = np.array([str(p) for p in d["persons"]])
     units = [c for c in conds if c in TEST_UNITS]
     unit_psi = np.concatenate([psi_of(a.synth[conds.index(u), :nl], d["synth_bs"][conds.index(u), :nl]) for u in units])
-    return {"train": train[np.isfinite(train).all(1)],
+    return {"train": train[ok], "train_blend": train_bs[ok],
             "smile": {"psi": np.concatenate([psi_of(a.london_neutral, d["london_neutral_bs"]), psi_of(a.london_smiling, d["london_smiling_bs"])]),
                       "blend": np.concatenate([d["london_neutral_bs"], d["london_smiling_bs"]]),
                       "label": np.repeat(["neutral", "smiling"], len(people)), "person": np.tile(people, 2)},
@@ -450,6 +476,17 @@ def main(argv=None) -> None:
     c.add_argument("--train-synth", action="store_true", help="add unit photos of training people to training")
     c.add_argument("--json")
     c.set_defaults(fn=compare)
+    rc = sub.add_parser("recon", help="compare's encodings on the landmark cache: London held out of everything")
+    rc.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    rc.add_argument("--cache", type=Path, default=Path("/tmp/dfe_expressions.npz"))
+    rc.add_argument("--seeds", type=int, default=5)
+    rc.add_argument("--rvq-seeds", type=int, default=1, help="seeds for the (slow) rvq-vae fits")
+    rc.add_argument("--quantizers", nargs="+", default=["shape-gain", "shape-gain-2", "shape-gain-per-level"],
+                    choices=list(QUANTIZERS))
+    rc.add_argument("--bits", type=int, default=7)
+    rc.add_argument("--levels", type=int, default=4)
+    rc.add_argument("--json")
+    rc.set_defaults(fn=recon)
     at = sub.add_parser("atlas", help="the atlas figures of a model over the test people's photos and unit photos")
     at.add_argument("model", nargs="?", default=str(ROOT / "src" / "dfe" / "data" / "starter.dfe"))
     at.add_argument("--shared", type=Path, default=ROOT.parent / "shared")

@@ -98,20 +98,24 @@ def encode_words(z: np.ndarray, dirs: np.ndarray, gains: np.ndarray, levels: int
     return ids // len(gains), ids % len(gains), total.numpy()
 
 
+def _token_matrix(actions: np.ndarray, values: np.ndarray, n_actions: int):
+    """Sparse (n, N) matrix: row i holds, for each action, the sum of ``values`` of frame i's tokens
+    of that action."""
+    from scipy.sparse import csr_matrix
+
+    rows = np.repeat(np.arange(len(actions)), actions.shape[1])
+    return csr_matrix((np.asarray(values, np.float64).ravel(), (rows, actions.ravel())), shape=(len(actions), n_actions))
+
+
 def joint_directions(z: np.ndarray, actions: np.ndarray, gain_values: np.ndarray, n_actions: int,
                      ridge: float = 1e-3) -> np.ndarray:
     """The (N, L) vectors v minimising sum_i |z_i - sum_k g_ik v_{a_ik}|^2 for given tokens (actions
     ``a`` and their gain values ``g``, (n, K) each): least squares over all levels at once, with a
     ridge of ``ridge`` x the mean diagonal. Rows of unused actions are 0."""
-    levels = actions.shape[1]
-    gram = np.zeros((n_actions, n_actions))
-    rhs = np.zeros((n_actions, z.shape[1]))
-    for k in range(levels):
-        np.add.at(rhs, actions[:, k], gain_values[:, k, None] * z)
-        for j in range(levels):
-            np.add.at(gram, (actions[:, k], actions[:, j]), gain_values[:, k] * gain_values[:, j])
-    diag = np.diag(gram)
-    gram += ridge * max(float(diag.mean()), 1e-12) * np.eye(n_actions)
+    a = _token_matrix(actions, gain_values, n_actions)
+    gram = (a.T @ a).toarray()
+    rhs = a.T @ np.asarray(z, np.float64)
+    gram += ridge * max(float(np.diag(gram).mean()), 1e-12) * np.eye(n_actions)
     return np.linalg.solve(gram, rhs)
 
 
@@ -119,13 +123,10 @@ def joint_gains(z: np.ndarray, actions: np.ndarray, gain_idx: np.ndarray, dirs: 
                 n_gains: int) -> np.ndarray:
     """The (G,) gain table minimising sum_i |z_i - sum_k G[j_ik] u_{a_ik}|^2 for given tokens and
     directions (least squares; a gain no token uses stays NaN)."""
-    levels = actions.shape[1]
-    gram = np.zeros((n_gains, n_gains))
-    rhs = np.zeros(n_gains)
-    for k in range(levels):
-        np.add.at(rhs, gain_idx[:, k], (dirs[actions[:, k]] * z).sum(1))
-        for j in range(levels):
-            np.add.at(gram, (gain_idx[:, k], gain_idx[:, j]), (dirs[actions[:, k]] * dirs[actions[:, j]]).sum(1))
+    # b[j]: (n, L) the sum of each frame's directions whose token has gain j, so z_i ~ sum_j G[j] b[j]_i
+    b = np.stack([_token_matrix(actions, gain_idx == j, len(dirs)) @ np.asarray(dirs, np.float64) for j in range(n_gains)])
+    gram = np.einsum("jnl,knl->jk", b, b)
+    rhs = np.einsum("jnl,nl->j", b, np.asarray(z, np.float64))
     used = np.diag(gram) > 0
     out = np.full(n_gains, np.nan)
     out[used] = np.linalg.lstsq(gram[np.ix_(used, used)], rhs[used], rcond=None)[0]
