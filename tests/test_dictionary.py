@@ -103,6 +103,30 @@ def test_joint_update_is_the_least_squares_codebook_for_given_tokens():
     assert np.isnan(joint_gains(z, actions, np.minimum(gi, 1), dirs, 3)[2])
 
 
+def saved_with_config(tok, path: Path, drop=(), **changes) -> Tokenizer:
+    """``tok`` written to ``path`` with its file's config edited (knobs dropped or changed), loaded back."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    tok.save(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    cfg = {k: v for k, v in json.loads(meta["config"]).items() if k not in drop}
+    save_file(tensors, str(path), metadata={**meta, "config": json.dumps({**cfg, **changes})})
+    return Tokenizer.load(path)
+
+
+def test_a_frame_uses_each_action_once_and_old_models_may_repeat_them(shape_gain, real_psi, tmp_path):
+    """dfe 0.8 encodes each action at most once per frame (one intensity each, as FACS codes a unit);
+    the same dictionary searched as dfe 0.7 did repeats actions on some frames."""
+    acts = shape_gain.actions(shape_gain.encode(real_psi))
+    assert all(len(set(row)) == len(row) for row in acts.tolist())
+    free = saved_with_config(shape_gain, tmp_path / "free.dfe", distinct_actions=False)
+    again = free.actions(free.encode(real_psi))
+    repeats = np.mean([len(set(row)) < len(row) for row in again.tolist()])
+    assert repeats > 0.05, repeats  # measured 0.18 of these frames
+
+
 def test_joint_update_rebuilds_real_frames_better_than_per_level(real_psi):
     # the latent the tokenizer quantizes: principal directions of the (globally scaled) real frames
     x = real_psi / real_psi.std()
@@ -147,14 +171,9 @@ def test_model_file_says_which_quantizer_and_old_files_load(shape_gain, real_psi
     assert legacy.config.quantizer == "rvq-vae"
     assert back.config.codebook_update == "joint"
     # a shape-gain file from dfe 0.4-0.7 (no codebook_update in its config) says how it was trained
-    with safe_open(str(path), framework="pt") as f:
-        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-    cfg = json.loads(meta["config"])
-    del cfg["codebook_update"]
-    save_file(tensors, str(tmp_path / "sg07.dfe"), metadata={**meta, "config": json.dumps(cfg)})
-    sg07 = Tokenizer.load(tmp_path / "sg07.dfe")
-    assert sg07.config.codebook_update == "per-level"
-    np.testing.assert_array_equal(sg07.encode(real_psi), shape_gain.encode(real_psi))
+    sg07 = saved_with_config(shape_gain, tmp_path / "sg07.dfe", drop=("codebook_update", "distinct_actions"))
+    # ... and encodes as they did: an action may come back at another level
+    assert sg07.config.codebook_update == "per-level" and sg07.config.distinct_actions is False
     np.testing.assert_array_equal(legacy.encode(real_psi), old.encode(real_psi))
     np.testing.assert_allclose(legacy.decode(legacy.encode(real_psi[:5])), old.decode(old.encode(real_psi[:5])))
 
@@ -162,9 +181,10 @@ def test_model_file_says_which_quantizer_and_old_files_load(shape_gain, real_psi
 def test_starter_encodes_as_before_and_decodes_its_actions_and_gains(corpus):
     tok = Tokenizer.load(STARTER)
     tokens = tok.encode(corpus.test[:6])
-    # the tokens of the starter retrained in dfe 0.8 (64 actions x 4 intensities, joint update): a guard for refactors
-    assert tokens.tolist() == [[118, 104, 81, 104], [9, 52, 244, 64], [160, 212, 196, 84], [237, 8, 104, 48],
-                               [80, 76, 188, 40], [218, 53, 213, 228]]
+    # the tokens of the starter retrained in dfe 0.8 (64 actions x 4 intensities, joint update, distinct
+    # actions): a guard for refactors
+    assert tokens.tolist() == [[157, 177, 64, 96], [237, 133, 244, 84], [216, 212, 52, 0], [125, 132, 40, 160],
+                               [248, 0, 132, 220], [2, 149, 132, 52]]
     # token a * G + g is gains[g] * directions[a]; psi_hat = mean + scale (b + W sum of the words)
     dirs, gains = tok.model.directions.numpy(), tok.model.gains.numpy()
     latent = (gains[tokens % len(gains)][..., None] * dirs[tokens // len(gains)]).sum(1)

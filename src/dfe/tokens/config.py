@@ -22,6 +22,7 @@ class TokenizerConfig:
     lloyd_iters: int = 25  # shape-gain: training iterations
     codebook_update: str = "joint"  # shape-gain: joint (least squares over all levels, dfe 0.8) | per-level (dfe 0.4-0.7)
     refine_passes: int = 1  # shape-gain: encoding passes that re-choose each level's word given the others
+    distinct_actions: bool = True  # shape-gain: a frame uses each action at most once (dfe 0.8; before: False)
     levels: int = 4
     latent_dim: int = 64
     d_model: int = 64

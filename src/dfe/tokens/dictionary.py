@@ -88,12 +88,13 @@ def _replace(dirs: np.ndarray, free: np.ndarray, live: np.ndarray, final_resid: 
     return done
 
 
-def encode_words(z: np.ndarray, dirs: np.ndarray, gains: np.ndarray, levels: int,
-                 refine_passes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def encode_words(z: np.ndarray, dirs: np.ndarray, gains: np.ndarray, levels: int, refine_passes: int,
+                 distinct_actions: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Tokens of (n, L) rows as the encoder chooses them: (actions (n, K), gain indices (n, K), the
-    rebuilt rows (n, L))."""
+    rebuilt rows (n, L)). ``distinct_actions``: each action at most once per row."""
     words = torch.from_numpy((dirs[:, None, :] * gains[None, :, None]).reshape(-1, dirs.shape[1]))
-    ids, total = refined_residual_search(torch.from_numpy(z), words, levels, refine_passes)
+    ids, total = refined_residual_search(torch.from_numpy(z), words, levels, refine_passes,
+                                         len(gains) if distinct_actions else 0)
     ids = ids.numpy()
     return ids // len(gains), ids % len(gains), total.numpy()
 
@@ -151,10 +152,12 @@ def per_level_update(z: np.ndarray, actions: np.ndarray, gain_idx: np.ndarray, d
 
 def fit_shape_gain(z: np.ndarray, levels: int = 4, n_actions: int = 64, n_gains: int = 4, iters: int = 25,
                    merge_cosine: float = 0.9, min_count: int = 2, seed: int = 0, update: str = "joint",
-                   refine_passes: int = 1, on_iteration=None) -> tuple[ShapeGainCodebook, dict]:
+                   refine_passes: int = 1, distinct_actions: bool = False,
+                   on_iteration=None) -> tuple[ShapeGainCodebook, dict]:
     """Train the shared shape-gain codebook on (n, L) latent rows; returns it and training stats.
     ``seed``: the k-means initialisation's random state (the iterations draw nothing). ``update``:
-    ``joint`` or ``per-level`` (module docstring). ``refine_passes``: the encoder's, used in training.
+    ``joint`` or ``per-level`` (module docstring). ``refine_passes`` and ``distinct_actions`` (each action
+    at most once per frame): the encoder's, used in training (joint update).
     ``on_iteration(relative_error)``: called after each iteration (progress displays)."""
     if update not in UPDATES:
         raise ValueError(f"update must be {' or '.join(map(repr, UPDATES))}, not {update!r}")
@@ -166,7 +169,7 @@ def fit_shape_gain(z: np.ndarray, levels: int = 4, n_actions: int = 64, n_gains:
     energy = max(float((z.astype(np.float64) ** 2).sum(1).mean()), 1e-12)
     for it in range(iters):
         if update == "joint":
-            actions, gain_idx, rebuilt = encode_words(z, dirs, gains, levels, refine_passes)
+            actions, gain_idx, rebuilt = encode_words(z, dirs, gains, levels, refine_passes, distinct_actions)
         else:  # dfe 0.4-0.7 trained on greedy tokens
             actions, gain_idx, rebuilt = encode_words(z, dirs, gains, levels, 0)
         r = z - rebuilt

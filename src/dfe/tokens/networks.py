@@ -64,17 +64,36 @@ def greedy_residual_search(z: torch.Tensor, words: torch.Tensor, levels: int) ->
     return torch.stack(ids, 1), torch.stack(parts, 1)
 
 
-def refined_residual_search(z: torch.Tensor, words: torch.Tensor, levels: int,
-                            passes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`greedy_residual_search`, then ``passes`` passes re-choosing each level's word for what
-    the other levels leave (the error never grows): (n, K) word ids and (n, latent) their sum."""
+def refined_residual_search(z: torch.Tensor, words: torch.Tensor, levels: int, passes: int,
+                            group: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Level by level, the word nearest what the earlier levels leave, then ``passes`` passes re-choosing
+    each level's word for what the other levels leave (the error never grows): (n, K) word ids and
+    (n, latent) their sum. ``group`` > 0: words ``w`` with the same ``w // group`` (one action at its
+    intensities) are used at most once per row."""
     half_sq = 0.5 * (words**2).sum(1)
-    ids, parts = greedy_residual_search(z, words, levels)
-    total = parts.sum(1)
+    n = len(z)
+    ids = torch.zeros((n, levels), dtype=torch.long)
+    parts = torch.zeros((n, levels, words.shape[1]), dtype=z.dtype)
+    total = torch.zeros_like(z)
+
+    def best(rest: torch.Tensor, taken: list[torch.Tensor]) -> torch.Tensor:
+        score = rest @ words.T - half_sq
+        if group and taken:
+            blocked = torch.zeros((n, len(words) // group), dtype=torch.bool)
+            for t in taken:
+                blocked[torch.arange(n), t // group] = True
+            score = score.masked_fill(blocked.repeat_interleave(group, dim=1), float("-inf"))
+        return torch.argmax(score, dim=1)
+
+    for k in range(levels):
+        w = best(z - total, [ids[:, j] for j in range(k)])
+        ids[:, k], parts[:, k] = w, words[w]
+        total = total + words[w]
     for _ in range(passes):
         for k in range(levels):
             rest = z - (total - parts[:, k])
-            w, v = nearest_words(rest, words, half_sq)
+            w = best(rest, [ids[:, j] for j in range(levels) if j != k])
+            v = words[w]
             better = ((rest - v) ** 2).sum(1) < ((rest - parts[:, k]) ** 2).sum(1) - 1e-7
             ids[better, k] = w[better]
             total = total + torch.where(better[:, None], v - parts[:, k], torch.zeros_like(v))
@@ -212,4 +231,5 @@ class ShapeGainModel(TokenModel):
     def indices(self, z: torch.Tensor) -> torch.Tensor:
         """Greedy residual search, then ``config.refine_passes`` passes re-choosing each level's word
         for what the other levels leave (the error never grows): (n, K) word ids."""
-        return refined_residual_search(z, self.codebook, self.config.levels, self.config.refine_passes)[0]
+        group = self.config.gain_levels if self.config.distinct_actions else 0
+        return refined_residual_search(z, self.codebook, self.config.levels, self.config.refine_passes, group)[0]

@@ -239,7 +239,8 @@ def fit_shape_gain_model(cfg: TokenizerConfig, x_train: np.ndarray, progress: bo
     book, stats = fit_shape_gain(x_train @ basis.T, levels=cfg.levels, n_actions=n_actions,
                                  n_gains=cfg.gain_levels, iters=cfg.lloyd_iters,
                                  merge_cosine=cfg.merge_cosine, seed=cfg.seed, update=cfg.codebook_update,
-                                 refine_passes=cfg.refine_passes, on_iteration=tick)
+                                 refine_passes=cfg.refine_passes, distinct_actions=cfg.distinct_actions,
+                                 on_iteration=tick)
     bar.close()
     log.info("shape-gain dictionary: %s", {k: v for k, v in stats.items() if k != "relative_error"})
     model = ShapeGainModel(cfg)
@@ -627,6 +628,7 @@ class Tokenizer:
             stored = json.loads(meta["config"])
             stored.setdefault("quantizer", "rvq-vae")  # model files before dfe 0.4 are all RVQ-VAEs
             stored.setdefault("codebook_update", "per-level")  # how dfe 0.4-0.7 trained shape-gain models
+            stored.setdefault("distinct_actions", False)  # and encoded: an action could repeat in a frame
             cfg = TokenizerConfig.from_dict(stored)
             summary = TrainingSummary(**json.loads(meta.get("training", "{}")))
             if cfg.quantizer == "shape-gain":
