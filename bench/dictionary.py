@@ -184,7 +184,10 @@ QUANTIZERS = {
     "shape-gain": ("dfe shape-gain tokens ({K} x {b} bits: 4 gains)", {"quantizer": "shape-gain", "gain_levels": 4}),
     "shape-gain-2": ("dfe shape-gain tokens ({K} x {b} bits: 2 gains)", {"quantizer": "shape-gain", "gain_levels": 2}),
     "shape-gain-per-level": ("dfe 0.7 shape-gain, per-level update ({K} x {b} bits: 4 gains)",
-                             {"quantizer": "shape-gain", "gain_levels": 4, "codebook_update": "per-level"}),
+                             {"quantizer": "shape-gain", "gain_levels": 4, "codebook_update": "per-level",
+                              "distinct_actions": False}),
+    "shape-gain-repeats": ("dfe shape-gain, joint update, actions may repeat ({K} x {b} bits: 4 gains)",
+                           {"quantizer": "shape-gain", "gain_levels": 4, "distinct_actions": False}),
     "rvq-vae": ("dfe rvq-vae tokens ({K} x {b} bits, transformer)", {"quantizer": "rvq-vae"}),
 }
 
@@ -481,7 +484,8 @@ def main(argv=None) -> None:
     rc.add_argument("--cache", type=Path, default=Path("/tmp/dfe_expressions.npz"))
     rc.add_argument("--seeds", type=int, default=5)
     rc.add_argument("--rvq-seeds", type=int, default=1, help="seeds for the (slow) rvq-vae fits")
-    rc.add_argument("--quantizers", nargs="+", default=["shape-gain", "shape-gain-2", "shape-gain-per-level"],
+    rc.add_argument("--quantizers", nargs="+", default=["shape-gain", "shape-gain-repeats", "shape-gain-2",
+                                                        "shape-gain-per-level"],
                     choices=list(QUANTIZERS))
     rc.add_argument("--bits", type=int, default=7)
     rc.add_argument("--levels", type=int, default=4)
