@@ -147,6 +147,13 @@ BUGS = [
         "src/dfe/analysis/features.py", "weights, tokens = gains[tokens % len(gains)], tokens // len(gains)",
         "weights, tokens = None, tokens // len(gains)",
         ("tests/test_dictionary.py::test_gain_weighted_bag_counts_actions_with_their_intensity",)),
+    Bug("joint-update-on-residuals", "the joint codebook update solves for the last level's residuals, not the frames",
+        "src/dfe/tokens/dictionary.py", "vectors = joint_directions(z, actions, gains[gain_idx], len(dirs))",
+        "vectors = joint_directions(r, actions, gains[gain_idx], len(dirs))",
+        ("tests/test_dictionary.py::test_joint_update_rebuilds_real_frames_better_than_per_level",)),
+    Bug("actions-repeat", "the encoder lets a frame use one action twice",
+        "src/dfe/tokens/networks.py", "        if group and taken:", "        if False:",
+        ("tests/test_dictionary.py::test_a_frame_uses_each_action_once_and_old_models_may_repeat_them",)),
 ]
 
 
