@@ -2,8 +2,9 @@
 
     python bench/tokenizer.py [--train-vectors 100000]
 
-Baseline in the same run: a plain MLP encoder + nearest-code lookup of the same size, i.e. the
-cheapest possible encoder, to show what the transformer costs.
+Baselines in the same run: a plain MLP encoder + nearest-code lookup of the same size, i.e. the
+cheapest possible encoder, to show what the encoder costs; and, with ``--dfe07``, the dictionary as dfe
+0.4-0.7 trained and encoded it (per-level update, actions free to repeat).
 """
 
 from __future__ import annotations
@@ -31,15 +32,23 @@ def rate(fn, n: int, repeat: int = 3) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--train-vectors", type=int, default=100_000)
+    ap.add_argument("--dfe07", action="store_true", help="also fit and time the dictionary as dfe 0.4-0.7 did")
     args = ap.parse_args()
     corpus = action_corpus(n_train=args.train_vectors, n_test=20_000)
-    t = time.perf_counter()
-    tok = Tokenizer.fit(corpus.train, progress=True)
-    train_s = time.perf_counter() - t
-    s = tok.summary
-    print(f"training on {args.train_vectors} vectors: {train_s:.0f} s, {s.epochs_run} epochs (best {s.best_epoch}), "
-          f"held-out cosine {cosine_rows(tok.decode(tok.encode(corpus.test)), corpus.test).mean():.3f}")
     x = np.tile(corpus.test, (1, 1))
+    runs = {"dfe tokenizer": {}}
+    if args.dfe07:
+        runs["dfe 0.7 dictionary (per-level, repeats)"] = {"codebook_update": "per-level", "distinct_actions": False}
+    fitted = {}
+    for name, knobs in runs.items():
+        t = time.perf_counter()
+        tok = fitted[name] = Tokenizer.fit(corpus.train, progress=True, **knobs)
+        train_s = time.perf_counter() - t
+        s = tok.summary
+        print(f"{name}: training on {args.train_vectors} vectors: {train_s:.0f} s, {s.epochs_run} epochs (best "
+              f"{s.best_epoch}), held-out cosine {cosine_rows(tok.decode(tok.encode(corpus.test)), corpus.test).mean():.3f}; "
+              f"encode {rate(lambda: tok.encode(x, batch_size=4096), len(x)):,.0f} vectors/s")
+    tok = fitted["dfe tokenizer"]
     enc = rate(lambda: tok.encode(x, batch_size=4096), len(x))
     mlp = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 256), torch.nn.GELU(), torch.nn.Linear(256, 64))
     cb = tok.model.codebook

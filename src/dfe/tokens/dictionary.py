@@ -8,8 +8,9 @@ A frame x (standardised psi, projected on the training data's principal directio
 with unit directions u_c from ONE codebook shared by all K levels and gains g from one table of G
 values. A token is the pair (action c, intensity g), stored as one id ``c * G + g``: ``log2(N_actions)
 + log2(G)`` bits, both counted. Encoding (:class:`dfe.tokens.networks.ShapeGainModel`) is greedy over
-levels with the exact best (action, gain) pair at each level, then refined. Training (:func:`fit_shape_gain`):
-residual k-means initialisation, then Lloyd iterations. Each iteration encodes every frame as the encoder
+levels with the exact best (action, gain) pair at each level among the actions the frame has not used
+yet (``distinct_actions``, the default since dfe 0.8: each action at most once per frame), then refined.
+Training (:func:`fit_shape_gain`): residual k-means initialisation, then Lloyd iterations. Each iteration encodes every frame as the encoder
 will (greedy, then refined), then updates the codebook for those tokens:
 
 - ``update="joint"`` (the default since dfe 0.8): all actions at once, by least squares over every
@@ -152,7 +153,7 @@ def per_level_update(z: np.ndarray, actions: np.ndarray, gain_idx: np.ndarray, d
 
 def fit_shape_gain(z: np.ndarray, levels: int = 4, n_actions: int = 64, n_gains: int = 4, iters: int = 25,
                    merge_cosine: float = 0.9, min_count: int = 2, seed: int = 0, update: str = "joint",
-                   refine_passes: int = 1, distinct_actions: bool = False,
+                   refine_passes: int = 1, distinct_actions: bool = True,
                    on_iteration=None) -> tuple[ShapeGainCodebook, dict]:
     """Train the shared shape-gain codebook on (n, L) latent rows; returns it and training stats.
     ``seed``: the k-means initialisation's random state (the iterations draw nothing). ``update``:

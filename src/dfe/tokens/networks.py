@@ -69,20 +69,22 @@ def refined_residual_search(z: torch.Tensor, words: torch.Tensor, levels: int, p
     """Level by level, the word nearest what the earlier levels leave, then ``passes`` passes re-choosing
     each level's word for what the other levels leave (the error never grows): (n, K) word ids and
     (n, latent) their sum. ``group`` > 0: words ``w`` with the same ``w // group`` (one action at its
-    intensities) are used at most once per row."""
+    intensities) are used at most once per row (unless there are fewer such actions than levels)."""
     half_sq = 0.5 * (words**2).sum(1)
-    n = len(z)
-    ids = torch.zeros((n, levels), dtype=torch.long)
-    parts = torch.zeros((n, levels, words.shape[1]), dtype=z.dtype)
+    n, dev = len(z), z.device
+    if group and len(words) // group < levels:  # fewer actions than levels: each cannot be used once only
+        group = 0
+    ids = torch.zeros((n, levels), dtype=torch.long, device=dev)
+    parts = torch.zeros((n, levels, words.shape[1]), dtype=z.dtype, device=dev)
     total = torch.zeros_like(z)
+    rows = torch.arange(n, device=dev)
 
     def best(rest: torch.Tensor, taken: list[torch.Tensor]) -> torch.Tensor:
         score = rest @ words.T - half_sq
         if group and taken:
-            blocked = torch.zeros((n, len(words) // group), dtype=torch.bool)
+            by_action = score.view(n, len(words) // group, group)  # a view: writes go to score
             for t in taken:
-                blocked[torch.arange(n), t // group] = True
-            score = score.masked_fill(blocked.repeat_interleave(group, dim=1), float("-inf"))
+                by_action[rows, t // group] = float("-inf")
         return torch.argmax(score, dim=1)
 
     for k in range(levels):
