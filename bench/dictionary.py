@@ -433,11 +433,11 @@ def tasks(args) -> None:
     from dfe.tokens.tokenizer import Tokenizer
 
     data = task_data(args.shared, args.cache)
-    print(f"dictionary: {len(data['train'])} frames (Canada neutrals and synth photos, the videos; no London person, "
+    print(f"dictionary ({args.levels} levels): {len(data['train'])} frames (Canada neutrals and synth photos, the videos; no London person, "
           f"none of {', '.join(TASK_COMBINATIONS)}); face model: Canada only", flush=True)
     preds = {"smile": [], "unit": []}
     for seed in range(args.seeds):
-        tok = Tokenizer.fit(data["train"], progress=False, seed=seed)
+        tok = Tokenizer.fit(data["train"], progress=False, seed=seed, levels=args.levels)
         for name in preds:
             preds[name].append(task_scores(data[name], tok, seed))
     for name, title in (("smile", "smiling vs neutral, 80 London photos of 40 people"),
@@ -500,6 +500,7 @@ def main(argv=None) -> None:
     tk.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     tk.add_argument("--cache", type=Path, default=Path("/tmp/dfe_expressions.npz"))
     tk.add_argument("--seeds", type=int, default=5)
+    tk.add_argument("--levels", type=int, default=4, help="tokens a frame (the dictionary's K)")
     tk.set_defaults(fn=tasks)
     args = ap.parse_args(argv)
     args.fn(args)
