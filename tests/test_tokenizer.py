@@ -120,6 +120,10 @@ def test_fit_and_encode_real_tables_cli(extracted, real_model, tmp_path):
     assert (df[token_columns(df)] >= 0).all().all() and df["recon_error"].notna().all()
     nf = read_table(out / "no_face.parquet")
     assert (nf["tok_1"] == -1).all()
+    # the dictionary's training knobs reach the config from the command line, and a bad one is a sentence
+    bad = run_dfe("fit", str(extracted), "-o", str(tmp_path / "x.dfe"), "--codebook-update", "mean")
+    assert bad.returncode != 0 and "codebook_update must be 'joint' or 'per-level', not 'mean'" in bad.stderr
+    assert "Traceback" not in bad.stderr
     # each row's tokens are that row's own: the table's psi, encoded here in one batch (single-frame
     # batches can differ at fine levels in rare near-ties: float sums depend on the batch size)
     ok = df["success"] == 1
@@ -190,6 +194,8 @@ def test_fit_takes_a_config_and_knobs_over_it(corpus):
     assert odd.codebook_size == 128 and len(odd.code_deformations()) == 128  # whole actions: 32 x 4 words
     with pytest.raises(ValueError, match="unknown tokenizer options: codebook"):
         Tokenizer.fit(corpus.train[:200], codebook=16, progress=False)
+    with pytest.raises(ValueError, match="codebook_update must be 'joint' or 'per-level', not 'mean'"):
+        Tokenizer.fit(corpus.train[:200], codebook_update="mean", progress=False)
     with pytest.raises(ValueError, match="quantizer must be 'shape-gain' or 'rvq-vae', not 'kmeans'"):
         Tokenizer.fit(corpus.train[:200], quantizer="kmeans", progress=False)
     with pytest.raises(ValueError, match="dim=52 was given but the data has 1404"):

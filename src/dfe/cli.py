@@ -247,6 +247,8 @@ def fit(
     levels: int = typer.Option(4, "--levels", "-K", help="Tokens per frame (residual levels)."),
     quantizer: str = typer.Option("shape-gain", help="shape-gain (actions with an intensity, the default) or rvq-vae (transformer + ResidualVQ)."),
     gain_levels: int = typer.Option(4, help="shape-gain: intensities per action."),
+    codebook_update: str = typer.Option("joint", help="shape-gain: joint (all actions by least squares, since 0.8) or per-level (dfe 0.4-0.7)."),
+    distinct_actions: bool = typer.Option(True, "--distinct-actions/--repeat-actions", help="shape-gain: a frame uses each action at most once (since 0.8), or may repeat one (dfe 0.4-0.7)."),
     epochs: int = typer.Option(40, help="rvq-vae: maximum epochs (early stopping on the held-out videos)."),
     decoder: str = typer.Option("linear", help="linear (exactly additive tokens) or mlp."),
     sparsity: float = typer.Option(0.1, help="Weight of the L1 sparsity on code deformations (0 = off)."),
@@ -262,8 +264,8 @@ def fit(
 
     check_output_file(output, "model file")
     tok = fit_tables(tables, psi_kind=psi_kind, codebook_size=codebook_size, levels=levels, epochs=epochs,
-                     quantizer=quantizer, gain_levels=gain_levels,
-                     decoder=decoder, sparsity_weight=sparsity, orthogonal_weight=orthogonal, seed=seed,
+                     quantizer=quantizer, gain_levels=gain_levels, codebook_update=codebook_update,
+                     distinct_actions=distinct_actions, decoder=decoder, sparsity_weight=sparsity, orthogonal_weight=orthogonal, seed=seed,
                      max_frames=max_frames, device=device, progress=progress)
     tok.save(output)
     s = tok.summary
