@@ -454,6 +454,24 @@ def tasks(args) -> None:
                 print(f"  {feat} - {other}: {diff:+.3f} (95% CI {lo:+.3f} .. {hi:+.3f}, people resampled)")
 
 
+def cache_args(parser):
+    """``--shared`` and ``--cache`` (the landmark cache of bench/expressions.py)."""
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/dfe_expressions.npz"))
+    return parser
+
+
+def encoding_args(parser, quantizers: list[str], rvq_seeds: int):
+    """The options of :func:`score_encoders`: seeds, quantizers, bits and levels, ``--json``."""
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--rvq-seeds", type=int, default=rvq_seeds, help="seeds for the (slow) rvq-vae fits")
+    parser.add_argument("--quantizers", nargs="+", default=quantizers, choices=list(QUANTIZERS))
+    parser.add_argument("--bits", type=int, default=7)
+    parser.add_argument("--levels", type=int, default=4)
+    parser.add_argument("--json")
+    return parser
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -471,34 +489,16 @@ def main(argv=None) -> None:
     st.set_defaults(fn=synth_train)
     c = sub.add_parser("compare")
     c.add_argument("work")
-    c.add_argument("--seeds", type=int, default=5)
-    c.add_argument("--rvq-seeds", type=int, default=2, help="seeds for the (slow) rvq-vae fits")
-    c.add_argument("--quantizers", nargs="+", default=["shape-gain", "shape-gain-2", "rvq-vae"], choices=list(QUANTIZERS))
-    c.add_argument("--bits", type=int, default=7)
-    c.add_argument("--levels", type=int, default=4)
+    encoding_args(c, ["shape-gain", "shape-gain-2", "rvq-vae"], rvq_seeds=2)
     c.add_argument("--train-synth", action="store_true", help="add unit photos of training people to training")
-    c.add_argument("--json")
     c.set_defaults(fn=compare)
-    rc = sub.add_parser("recon", help="compare's encodings on the landmark cache: London held out of everything")
-    rc.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    rc.add_argument("--cache", type=Path, default=Path("/tmp/dfe_expressions.npz"))
-    rc.add_argument("--seeds", type=int, default=5)
-    rc.add_argument("--rvq-seeds", type=int, default=1, help="seeds for the (slow) rvq-vae fits")
-    rc.add_argument("--quantizers", nargs="+", default=["shape-gain", "shape-gain-repeats", "shape-gain-2",
-                                                        "shape-gain-per-level"],
-                    choices=list(QUANTIZERS))
-    rc.add_argument("--bits", type=int, default=7)
-    rc.add_argument("--levels", type=int, default=4)
-    rc.add_argument("--json")
+    rc = cache_args(sub.add_parser("recon", help="compare's encodings on the landmark cache: London held out of everything"))
+    encoding_args(rc, ["shape-gain", "shape-gain-repeats", "shape-gain-2", "shape-gain-per-level"], rvq_seeds=1)
     rc.set_defaults(fn=recon)
     at = sub.add_parser("atlas", help="the atlas figures of a model over the test people's photos and unit photos")
     at.add_argument("model", nargs="?", default=str(ROOT / "src" / "dfe" / "data" / "starter.dfe"))
-    at.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    at.add_argument("--cache", type=Path, default=Path("/tmp/dfe_expressions.npz"))
-    at.set_defaults(fn=atlas)
-    tk = sub.add_parser("tasks", help="the smile and which-unit bag-of-words tasks on held-out London people")
-    tk.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    tk.add_argument("--cache", type=Path, default=Path("/tmp/dfe_expressions.npz"))
+    cache_args(at).set_defaults(fn=atlas)
+    tk = cache_args(sub.add_parser("tasks", help="the smile and which-unit bag-of-words tasks on held-out London people"))
     tk.add_argument("--seeds", type=int, default=5)
     tk.add_argument("--levels", type=int, default=4, help="tokens a frame (the dictionary's K)")
     tk.set_defaults(fn=tasks)
