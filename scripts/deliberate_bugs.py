@@ -152,7 +152,7 @@ BUGS = [
         "vectors = joint_directions(r, actions, gains[gain_idx], len(dirs))",
         ("tests/test_dictionary.py::test_joint_update_rebuilds_real_frames_better_than_per_level",)),
     Bug("actions-repeat", "the encoder lets a frame use one action twice",
-        "src/dfe/tokens/networks.py", "        if group and taken:", "        if False:",
+        "src/dfe/tokens/networks.py", "        if not (group and taken):", "        if True:",
         ("tests/test_dictionary.py::test_a_frame_uses_each_action_once_and_old_models_may_repeat_them",)),
 ]
 

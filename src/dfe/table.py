@@ -108,15 +108,27 @@ def file_psi_version(path: str | Path) -> int:
     return psi_version(df, path.name)
 
 
-def check_psi_versions(versions: dict[str, int], what: str = "these tables") -> int:
-    """The one psi version of several tables (name -> version), or ValueError with one sentence
-    naming which tables are which version."""
+def tables_by_version(versions: dict[str, int]) -> dict[int, list[str]]:
+    """Table names (name -> version) grouped by version, oldest version first."""
     by_version: dict[int, list[str]] = {}
     for name, v in versions.items():
         by_version.setdefault(int(v), []).append(name)
+    return dict(sorted(by_version.items()))
+
+
+def some_names(names: list[str], shown: int = 3) -> str:
+    """The first ``shown`` names and how many more: ``a, b, c and 2 more``."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def check_psi_versions(versions: dict[str, int], what: str = "these tables") -> int:
+    """The one psi version of several tables (name -> version), or ValueError with one sentence
+    naming which tables are which version."""
+    by_version = tables_by_version(versions)
     if len(by_version) > 1:
-        parts = [f"{', '.join(names[:3])}{' and %d more' % (len(names) - 3) if len(names) > 3 else ''} "
-                 f"{'is' if len(names) == 1 else 'are'} psi version {v}" for v, names in sorted(by_version.items())]
+        parts = [f"{some_names(names)} {'is' if len(names) == 1 else 'are'} psi version {v}"
+                 for v, names in by_version.items()]
         raise ValueError(f"{what} mix psi made two ways ({'; '.join(parts)}): re-extract the older ones "
                          "with this dfe (psi version 1 is dfe 0.3 and earlier)")
     return next(iter(by_version), 1)

@@ -43,7 +43,7 @@ from dfe.analysis.labels import read_labels, read_video_features, require_column
 from dfe.analysis.task import (cross_validate, feature_sets, gain_bag, load_task, paired_bootstrap, scores, summarise_folds,
                                tokenizer_statement)
 from dfe.analysis.features import ActionUnitFunctionals, UserFeatures
-from dfe.table import au_version, has_action_units, window_video
+from dfe.table import au_version, has_action_units, some_names, tables_by_version, window_video
 from dfe.views.atlas import build_atlas
 from dfe.runs.demo import starter_model_path
 from dfe.analysis.evaluate import EvaluateOptions, evaluate
@@ -189,13 +189,11 @@ def action_unit_baseline(data) -> tuple[dict, str | None]:
     differ, so the baseline is left out and the sentence, naming the tables, goes into the report)."""
     if not all(has_action_units(v) for v in data.videos):
         return {}, None
-    versions: dict[int, set[str]] = {}
-    for vid, df in zip(data.ids, data.videos):
-        versions.setdefault(au_version(df, vid), set()).add(window_video(vid))
-    if len(versions) == 1:
+    versions = {window_video(vid): au_version(df, vid) for vid, df in zip(data.ids, data.videos)}
+    by_version = tables_by_version(dict(sorted(versions.items())))
+    if len(by_version) == 1:
         return {AU_NAME: ActionUnitFunctionals()}, None
-    parts = "; ".join(f"{', '.join(sorted(v)[:3])}{' ...' if len(v) > 3 else ''} AU version {k}"
-                      for k, v in sorted(versions.items()))
+    parts = "; ".join(f"{some_names(names)} AU version {v}" for v, names in by_version.items())
     return {}, (f"the action-unit baseline is left out: these tables' action units were made two ways ({parts}); "
                 "re-extract the older ones with `dfe extract --overwrite`")
 

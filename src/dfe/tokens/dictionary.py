@@ -32,9 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dfe.tokens.config import CODEBOOK_UPDATES
 from dfe.tokens.networks import refined_residual_search
-
-from dfe.tokens.config import CODEBOOK_UPDATES as UPDATES
 
 log = logging.getLogger(__name__)
 
@@ -160,32 +159,31 @@ def fit_shape_gain(z: np.ndarray, levels: int = 4, n_actions: int = 64, n_gains:
     ``joint`` or ``per-level`` (module docstring). ``refine_passes`` and ``distinct_actions`` (each action
     at most once per frame): the encoder's, used in training (joint update).
     ``on_iteration(relative_error)``: called after each iteration (progress displays)."""
-    if update not in UPDATES:
-        raise ValueError(f"update must be {' or '.join(map(repr, UPDATES))}, not {update!r}")
+    if update not in CODEBOOK_UPDATES:
+        raise ValueError(f"update must be {' or '.join(map(repr, CODEBOOK_UPDATES))}, not {update!r}")
     z = np.asarray(z, dtype=np.float32)
     book = _init(z, levels, n_actions, n_gains, seed)
     dirs, gains = book.directions.copy(), book.gains.copy()
     replaced = merged = 0
     history = []
     energy = max(float((z.astype(np.float64) ** 2).sum(1).mean()), 1e-12)
+    joint = update == "joint"
+    search = (refine_passes, distinct_actions) if joint else (0, False)  # dfe 0.4-0.7 trained on greedy tokens
     for it in range(iters):
-        if update == "joint":
-            actions, gain_idx, rebuilt = encode_words(z, dirs, gains, levels, refine_passes, distinct_actions)
-        else:  # dfe 0.4-0.7 trained on greedy tokens
-            actions, gain_idx, rebuilt = encode_words(z, dirs, gains, levels, 0)
+        actions, gain_idx, rebuilt = encode_words(z, dirs, gains, levels, *search)
         r = z - rebuilt
         history.append(float((r.astype(np.float64) ** 2).sum(1).mean() / energy))
         if on_iteration is not None:
             on_iteration(history[-1])
         count = np.bincount(actions.ravel(), minlength=len(dirs))
         live = count >= min_count
-        if update == "joint":
+        if joint:
             vectors = joint_directions(z, actions, gains[gain_idx], len(dirs))
-            dirs = np.where(live[:, None], _unit(vectors), dirs).astype(np.float32)
-            new_gains = joint_gains(z, actions, gain_idx, dirs, n_gains)
         else:
             vectors, new_gains = per_level_update(z, actions, gain_idx, dirs, gains)
-            dirs = np.where(live[:, None], _unit(vectors), dirs).astype(np.float32)
+        dirs = np.where(live[:, None], _unit(vectors), dirs).astype(np.float32)
+        if joint:  # the gain table for the new directions
+            new_gains = joint_gains(z, actions, gain_idx, dirs, n_gains)
         gains = np.sort(np.maximum(np.where(np.isfinite(new_gains), new_gains, gains), 1e-6)).astype(np.float32)
         if it == iters - 1:
             break

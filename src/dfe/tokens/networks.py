@@ -50,25 +50,11 @@ def nearest_words(r: torch.Tensor, words: torch.Tensor, half_sq: torch.Tensor) -
     return idx, words[idx]
 
 
-def greedy_residual_search(z: torch.Tensor, words: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Level by level, the word nearest what the earlier levels leave of ``z``: (n, K) word ids and
-    (n, K, latent) the chosen words."""
-    half_sq = 0.5 * (words**2).sum(1)
-    ids, parts = [], []
-    r = z
-    for _ in range(levels):
-        idx, word = nearest_words(r, words, half_sq)
-        ids.append(idx)
-        parts.append(word)
-        r = r - word
-    return torch.stack(ids, 1), torch.stack(parts, 1)
-
-
 def refined_residual_search(z: torch.Tensor, words: torch.Tensor, levels: int, passes: int,
                             group: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Level by level, the word nearest what the earlier levels leave, then ``passes`` passes re-choosing
-    each level's word for what the other levels leave (the error never grows): (n, K) word ids and
-    (n, latent) their sum. ``group`` > 0: words ``w`` with the same ``w // group`` (one action at its
+    """Level by level, the word nearest what the earlier levels leave (``passes=0``: the greedy residual
+    search), then ``passes`` passes re-choosing each level's word for what the other levels leave (the
+    error never grows): (n, K) word ids and (n, latent) their sum. ``group`` > 0: words ``w`` with the same ``w // group`` (one action at its
     intensities) are used at most once per row (unless there are fewer such actions than levels)."""
     half_sq = 0.5 * (words**2).sum(1)
     n, dev = len(z), z.device
@@ -80,11 +66,12 @@ def refined_residual_search(z: torch.Tensor, words: torch.Tensor, levels: int, p
     rows = torch.arange(n, device=dev)
 
     def best(rest: torch.Tensor, taken: list[torch.Tensor]) -> torch.Tensor:
+        if not (group and taken):
+            return nearest_words(rest, words, half_sq)[0]
         score = rest @ words.T - half_sq
-        if group and taken:
-            by_action = score.view(n, len(words) // group, group)  # a view: writes go to score
-            for t in taken:
-                by_action[rows, t // group] = float("-inf")
+        by_action = score.view(n, len(words) // group, group)  # a view: writes go to score
+        for t in taken:
+            by_action[rows, t // group] = float("-inf")
         return torch.argmax(score, dim=1)
 
     for k in range(levels):
@@ -190,7 +177,7 @@ class RVQVAE(TokenModel):
         """The greedy residual nearest-code search over the shared codebook: the codes ResidualVQ's
         eval forward chooses (tests/test_tokenizer.py), without its k-means init of an untrained
         codebook, its losses and its bookkeeping."""
-        return greedy_residual_search(z, self.codebook, self.config.levels)[0]
+        return refined_residual_search(z, self.codebook, self.config.levels, passes=0)[0]
 
     def latent(self, tokens: torch.Tensor) -> torch.Tensor:
         # levels beyond the k given are -1, ResidualVQ's mark of a level left out (quantizer dropout): no word
