@@ -141,7 +141,7 @@ BUGS = [
         "src/dfe/extraction/action_units.py", "return fit_coefficients(solver, psi) * gain",
         "return fit_coefficients(solver, psi)", ("tests/test_openface.py::test_measured_basis_reads_each_unit_where_it_acts",)),
     Bug("au-versions-mixed", "a study mixes tables of two AU versions silently",
-        "src/dfe/runs/study.py", "    if len(versions) == 1:\n", "    if True:\n",
+        "src/dfe/runs/study.py", "    if len(by_version) == 1:\n", "    if True:\n",
         ("tests/test_openface.py::test_action_unit_versions_do_not_mix",)),
     Bug("gain-bag-ignores-gains", "BagOfTokens(gains=) counts actions but forgets their intensity",
         "src/dfe/analysis/features.py", "weights, tokens = gains[tokens % len(gains)], tokens // len(gains)",
